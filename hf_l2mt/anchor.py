@@ -1,0 +1,65 @@
+"""The anchor θ₀: snapshotted once when training starts, saved with every checkpoint, reloaded on resume.
+
+It is stored as ``l2sp_anchor.safetensors`` (no pickle) keyed by parameter name, one entry per
+parameter (a tied weight appears once, under the name ``named_parameters()`` gives it first).
+"""
+
+import os
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .l2sp import ANCHOR_DTYPES, snapshot_anchor
+
+ANCHOR_FILE = "l2sp_anchor.safetensors"
+
+
+class AnchorError(ValueError):
+    """An anchor file that is missing, unreadable or does not fit the model."""
+
+
+def snapshot(named_params: dict[str, torch.nn.Parameter], anchor_dtype: str) -> dict[str, torch.Tensor]:
+    """θ₀ for the given parameters, as detached copies in ``anchor_dtype``."""
+    names = list(named_params)
+    copies = snapshot_anchor([named_params[n] for n in names], ANCHOR_DTYPES[anchor_dtype])
+    return dict(zip(names, copies))
+
+
+def save(anchor: dict[str, torch.Tensor], directory: str) -> str:
+    """Write the anchor into ``directory`` atomically (temporary file, then rename)."""
+    path = os.path.join(directory, ANCHOR_FILE)
+    tmp = path + ".tmp"
+    save_file({n: t.detach().contiguous().cpu() for n, t in anchor.items()}, tmp, metadata={"format": "pt"})
+    os.replace(tmp, path)
+    return path
+
+
+def load(directory: str, named_params: dict[str, torch.nn.Parameter], anchor_dtype: str) -> dict[str, torch.Tensor]:
+    """Read the anchor saved in ``directory`` and check it against the parameters it regularizes."""
+    path = os.path.join(directory, ANCHOR_FILE)
+    if not os.path.isfile(path):
+        raise AnchorError(
+            f"resume_from_checkpoint: {directory!r} has no {ANCHOR_FILE}, so the L2-SP anchor (the pretrained "
+            "weights) cannot be restored; re-anchoring at the checkpoint's fine-tuned weights would change the "
+            "objective. Resume from a checkpoint written by L2MTTrainer with L2-SP on, or start a new run."
+        )
+    try:
+        stored = load_file(path)
+    except Exception as err:  # safetensors raises several types for a damaged file
+        raise AnchorError(f"{path}: cannot read the anchor ({err}); the file is damaged or not safetensors") from None
+    missing = [n for n in named_params if n not in stored]
+    if missing:
+        raise AnchorError(
+            f"{path}: no anchor for {len(missing)} regularized parameter(s), e.g. {missing[0]!r}; the checkpoint "
+            "comes from another model or other L2-SP settings (l2sp_include_regex / l2sp_overrides)"
+        )
+    anchor = {}
+    for name, param in named_params.items():
+        tensor = stored[name]
+        if tensor.shape != param.shape:
+            raise AnchorError(
+                f"{path}: anchor of {name!r} has shape {tuple(tensor.shape)} but the parameter has "
+                f"{tuple(param.shape)}; the checkpoint comes from another model"
+            )
+        anchor[name] = tensor.to(device=param.device, dtype=ANCHOR_DTYPES[anchor_dtype])
+    return anchor

@@ -1,0 +1,109 @@
+"""Tiny models built from configs and tiny token-id data: every test here runs offline."""
+
+import random
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import MarianConfig, MarianMTModel, T5Config, T5ForConditionalGeneration
+
+VOCAB = 24
+PAD, EOS = 1, 0  # Marian convention: decoder starts with the pad token
+T5_PAD, T5_EOS = 0, 1
+
+
+def tiny_marian(seed: int = 0) -> MarianMTModel:
+    torch.manual_seed(seed)
+    config = MarianConfig(
+        vocab_size=VOCAB, d_model=16, encoder_layers=1, decoder_layers=1,
+        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
+        max_position_embeddings=32, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
+        pad_token_id=PAD, eos_token_id=EOS, decoder_start_token_id=PAD, forced_eos_token_id=EOS,
+        init_std=0.5,  # large enough that attention is not uniform and Adam sees no round-off-sized gradients
+    )
+    return MarianMTModel(config)
+
+
+def tiny_t5(seed: int = 0) -> T5ForConditionalGeneration:
+    torch.manual_seed(seed)
+    config = T5Config(
+        vocab_size=VOCAB, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2,
+        dropout_rate=0.0, pad_token_id=T5_PAD, eos_token_id=T5_EOS, decoder_start_token_id=T5_PAD,
+    )
+    return T5ForConditionalGeneration(config)
+
+
+def task_pairs(n: int, seed: int = 0, task: str = "copy", min_len: int = 2, max_len: int = 7, eos: int = EOS):
+    """Sequences of word ids 2..VOCAB-1 of ragged lengths; the target copies or reverses the source."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        src = [rng.randrange(2, VOCAB) for _ in range(rng.randint(min_len, max_len))]
+        tgt = list(reversed(src)) if task == "reverse" else list(src)
+        rows.append({"input_ids": src + [eos], "labels": tgt + [eos]})
+    return rows
+
+
+def task_dataset(n: int, seed: int = 0, task: str = "copy", **kwargs) -> Dataset:
+    return Dataset.from_list(task_pairs(n, seed, task, **kwargs))
+
+
+class PadCollator:
+    """Pads input_ids with the pad id (and builds the attention mask) and labels with -100."""
+
+    def __init__(self, pad_id: int = PAD):
+        self.pad_id = pad_id
+
+    def __call__(self, features):
+        src_len = max(len(f["input_ids"]) for f in features)
+        tgt_len = max(len(f["labels"]) for f in features)
+        input_ids = [f["input_ids"] + [self.pad_id] * (src_len - len(f["input_ids"])) for f in features]
+        mask = [[1] * len(f["input_ids"]) + [0] * (src_len - len(f["input_ids"])) for f in features]
+        labels = [f["labels"] + [-100] * (tgt_len - len(f["labels"])) for f in features]
+        return {
+            "input_ids": torch.tensor(input_ids),
+            "attention_mask": torch.tensor(mask),
+            "labels": torch.tensor(labels),
+        }
+
+
+@pytest.fixture
+def marian():
+    return tiny_marian()
+
+
+@pytest.fixture
+def t5():
+    return tiny_t5()
+
+
+def make_args(output_dir, **overrides):
+    """Deterministic tiny-run arguments: constant LR, no saving, no reporting, CPU."""
+    from hf_l2mt import L2MTTrainingArguments
+
+    defaults = dict(
+        output_dir=str(output_dir), per_device_train_batch_size=4, max_steps=3, learning_rate=1e-2,
+        lr_scheduler_type="constant", warmup_steps=0, logging_steps=1, save_strategy="no", report_to=[],
+        seed=0, optim="adamw_torch", adam_epsilon=1e-4, max_grad_norm=0.0, use_cpu=True, disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    defaults.update(overrides)
+    return L2MTTrainingArguments(**defaults)
+
+
+def train_with(model, dataset, args, trainer_cls=None, pad_id=PAD, **train_kwargs):
+    from hf_l2mt import L2MTTrainer
+
+    trainer = (trainer_cls or L2MTTrainer)(model=model, args=args, train_dataset=dataset, data_collator=PadCollator(pad_id))
+    trainer.train(**train_kwargs)
+    return trainer
+
+
+def params_of(model) -> dict:
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def assert_same_params(a: dict, b: dict, rtol=1e-5, atol=1e-6):
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=rtol, atol=atol, msg=lambda m: f"{name}: {m}")
