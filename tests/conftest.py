@@ -2,7 +2,6 @@
 
 import random
 
-import pytest
 import torch
 from datasets import Dataset
 from transformers import MarianConfig, MarianMTModel, T5Config, T5ForConditionalGeneration
@@ -22,6 +21,20 @@ def tiny_marian(seed: int = 0) -> MarianMTModel:
         init_std=0.5,  # large enough that attention is not uniform and Adam sees no round-off-sized gradients
     )
     return MarianMTModel(config)
+
+
+def marian():
+    """A tiny Marian whose attention key biases are frozen.
+
+    Their gradient is exactly zero (softmax is shift-invariant), so in float32 it is pure round-off
+    that depends on summation order and would make Adam's steps differ between two correct loops.
+    Freezing them also checks that frozen parameters are never touched.
+    """
+    model = tiny_marian()
+    for name, param in model.named_parameters():
+        if name.endswith("k_proj.bias"):
+            param.requires_grad_(False)
+    return model
 
 
 def tiny_t5(seed: int = 0) -> T5ForConditionalGeneration:
@@ -67,14 +80,6 @@ class PadCollator:
         }
 
 
-@pytest.fixture
-def marian():
-    return tiny_marian()
-
-
-@pytest.fixture
-def t5():
-    return tiny_t5()
 
 
 def make_args(output_dir, **overrides):

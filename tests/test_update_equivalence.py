@@ -5,27 +5,13 @@ import torch
 import torch.nn.functional as F
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
 
-from conftest import PadCollator, assert_same_params, make_args, params_of, task_dataset, tiny_marian, tiny_t5, T5_PAD, train_with
+from conftest import PadCollator, assert_same_params, make_args, marian, params_of, task_dataset, tiny_marian, tiny_t5, T5_PAD, train_with
 from hf_l2mt.schedules import schedule_factor
 
 LR = 1e-2
 # Adam turns any gradient, however small, into a step of about lr. eps=1e-4 keeps float round-off
 # (~1e-8) from becoming a step; every real gradient here is > 1e-3.
 EPS = 1e-4
-
-
-def marian():
-    """A tiny Marian whose attention key biases are frozen.
-
-    Their gradient is exactly zero (softmax is shift-invariant), so in float32 it is pure round-off
-    that depends on summation order and would make Adam's steps differ between two correct loops.
-    Freezing them also checks that frozen parameters are never touched.
-    """
-    model = tiny_marian()
-    for name, param in model.named_parameters():
-        if name.endswith("k_proj.bias"):
-            param.requires_grad_(False)
-    return model
 
 
 def decays(name: str) -> bool:

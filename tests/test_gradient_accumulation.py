@@ -1,0 +1,64 @@
+"""One update with k micro-batches equals one with the whole batch: the loss is the mean over all
+non-ignored target tokens of the update, whatever the micro-batches hold."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import PadCollator, assert_same_params, make_args, marian, params_of, task_dataset, tiny_marian, tiny_t5, T5_PAD, train_with
+from hf_l2mt.loss import token_cross_entropy
+
+
+def test_token_loss_is_sum_over_tokens_divided_by_update_token_count():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 7)
+    labels = torch.tensor([[1, 2, 3, -100, -100], [4, 5, 6, 0, 1]])
+    expected = F.cross_entropy(logits.reshape(-1, 7), labels.reshape(-1), ignore_index=-100, reduction="sum") / 20
+    assert token_cross_entropy(logits, labels, num_items_in_batch=20) == pytest.approx(float(expected))
+    # Without a count it is this batch's token mean, like the models' own loss.
+    assert token_cross_entropy(logits, labels) == pytest.approx(
+        float(F.cross_entropy(logits.reshape(-1, 7), labels.reshape(-1), ignore_index=-100))
+    )
+
+
+def test_label_smoothing_matches_torch_definition():
+    torch.manual_seed(1)
+    logits, labels = torch.randn(3, 4, 9), torch.randint(0, 9, (3, 4))
+    labels[0, 2:] = -100
+    expected = F.cross_entropy(logits.reshape(-1, 9), labels.reshape(-1), ignore_index=-100, label_smoothing=0.1)
+    assert token_cross_entropy(logits, labels, label_smoothing=0.1) == pytest.approx(float(expected))
+
+
+@pytest.mark.parametrize("extra", [{}, {"l2sp_lambda": 0.5}, {"l2sp_lambda": 0.5, "l2sp_mode": "decoupled"},
+                                   {"label_smoothing_factor": 0.1, "weight_decay": 0.1}])
+def test_accumulated_update_equals_full_batch_update_with_ragged_targets(tmp_path, extra):
+    # Targets of 2 to 9 tokens: micro-batches hold different numbers of tokens.
+    data = task_dataset(8, seed=3, min_len=1, max_len=8)
+    full = marian()
+    train_with(full, data, make_args(tmp_path / "full", per_device_train_batch_size=8, max_steps=3, max_grad_norm=0.5, **extra))
+    accumulated = marian()
+    train_with(accumulated, data, make_args(
+        tmp_path / "acc", per_device_train_batch_size=2, gradient_accumulation_steps=4, max_steps=3, max_grad_norm=0.5, **extra,
+    ))
+    assert_same_params(params_of(accumulated), params_of(full), rtol=1e-4, atol=1e-5)
+
+
+def test_accumulation_is_exact_for_t5_too(tmp_path):
+    data = task_dataset(8, seed=4, min_len=1, max_len=8, eos=1)
+    full, accumulated = tiny_t5(), tiny_t5()
+    train_with(full, data, make_args(tmp_path / "f", per_device_train_batch_size=8, max_steps=2), pad_id=T5_PAD)
+    train_with(accumulated, data, make_args(tmp_path / "a", per_device_train_batch_size=4,
+                                            gradient_accumulation_steps=2, max_steps=2), pad_id=T5_PAD)
+    assert_same_params(params_of(accumulated), params_of(full), rtol=1e-4, atol=1e-5)
+
+
+def test_logged_loss_is_the_update_mean(tmp_path):
+    data = task_dataset(8, seed=3, min_len=1, max_len=8)
+    model = tiny_marian()
+    batch = PadCollator()(list(data))
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       decoder_input_ids=model.prepare_decoder_input_ids_from_labels(labels=batch["labels"])).logits
+    expected = float(token_cross_entropy(logits, batch["labels"]))
+    trainer = train_with(model, data, make_args(tmp_path, per_device_train_batch_size=2, gradient_accumulation_steps=4, max_steps=1))
+    assert trainer.state.log_history[0]["loss"] == pytest.approx(expected, rel=1e-4)
