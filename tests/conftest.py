@@ -6,6 +6,9 @@ import torch
 from datasets import Dataset
 from transformers import MarianConfig, MarianMTModel, T5Config, T5ForConditionalGeneration
 
+# Tiny models run fastest on one thread, and pytest-xdist runs one worker per core.
+torch.set_num_threads(1)
+
 VOCAB = 24
 PAD, EOS = 1, 0  # Marian convention: decoder starts with the pad token
 T5_PAD, T5_EOS = 0, 1

@@ -1,0 +1,98 @@
+"""What the regularizers do to a run: groups, logged metrics, strong anchoring, learning."""
+
+import logging
+
+import pytest
+import torch
+
+from conftest import make_args, marian, params_of, task_dataset, tiny_marian, tiny_t5, T5_PAD, train_with
+from hf_l2mt import L2MTTrainer
+from hf_l2mt.param_groups import build_param_groups
+
+
+def groups_of(model, tmp_path, **kwargs):
+    trainer = L2MTTrainer(model=model, args=make_args(tmp_path, **kwargs), train_dataset=task_dataset(4))
+    return {g.name: g for g in build_param_groups(model, trainer.args, trainer.get_decay_parameter_names(model))}
+
+
+def test_default_groups_follow_transformers_split(tmp_path):
+    groups = groups_of(tiny_t5(), tmp_path, weight_decay=0.1, l2sp_lambda=0.2)
+    assert set(groups) == {"decay", "no_decay"}
+    # T5 has no linear biases: no_decay holds its layer norms and, by transformers' name rule, the
+    # relative_attention_bias table.
+    assert all("layer_norm" in n or "relative_attention_bias" in n for n in groups["no_decay"].names)
+    assert any(n.endswith("final_layer_norm.weight") for n in groups["no_decay"].names)
+    assert "shared.weight" in groups["decay"].names
+    assert groups["decay"].weight_decay == 0.1 and groups["no_decay"].weight_decay == 0.0
+    assert groups["decay"].l2sp_lambda == groups["no_decay"].l2sp_lambda == 0.2
+
+
+def test_decay_embeddings_off_moves_embeddings_to_no_decay(tmp_path):
+    groups = groups_of(tiny_marian(), tmp_path, weight_decay=0.1, decay_embeddings=False)
+    assert "model.shared.weight" in groups["no_decay"].names
+
+
+def test_overrides_give_groups_their_own_strengths(tmp_path):
+    groups = groups_of(
+        tiny_marian(), tmp_path, weight_decay=0.1, l2sp_lambda=0.2,
+        weight_decay_overrides=[r"decoder\.=0.0"], l2sp_overrides=[r"encoder\.=1.5", r"decoder\.=0.05"],
+    )
+    enc = next(g for name, g in groups.items() if name.startswith("decay") and "encoder" in name)
+    dec = next(g for name, g in groups.items() if name.startswith("decay[weight_decay"))
+    assert enc.l2sp_lambda == 1.5 and enc.weight_decay == 0.1
+    assert dec.weight_decay == 0.0 and dec.l2sp_lambda == 0.05
+    assert all(n.startswith("model.decoder.") for n in dec.names)
+    # Every trainable parameter is in exactly one group.
+    names = [n for g in groups.values() for n in g.names]
+    assert sorted(names) == sorted(n for n, p in tiny_marian().named_parameters() if p.requires_grad)
+
+
+def test_include_regex_narrows_l2sp_and_the_anchor(tmp_path):
+    model = tiny_marian()
+    trainer = train_with(model, task_dataset(4), make_args(tmp_path, max_steps=1, l2sp_lambda=0.3, l2sp_include_regex=r"^model\.decoder\."))
+    assert trainer.anchor and all(n.startswith("model.decoder.") for n in trainer.anchor)
+
+
+def test_group_table_is_logged_at_start(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="hf_l2mt"):
+        train_with(tiny_marian(), task_dataset(4), make_args(tmp_path, max_steps=1, weight_decay=0.1, l2sp_lambda=0.2))
+    table = next(r.getMessage() for r in caplog.records if "parameter groups" in r.getMessage())
+    assert "group" in table and "tensors" in table and "weight_decay" in table and "l2sp_lambda" in table
+    assert "decay" in table and "no_decay" in table and "total" in table
+
+
+def test_logged_penalty_and_distance_count_tied_weights_once(tmp_path):
+    model = marian()
+    trainer = train_with(model, task_dataset(4), make_args(tmp_path, max_steps=3, l2sp_lambda=0.7))
+    start = params_of(marian())
+    unique = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert model.lm_head.weight is model.model.shared.weight and "lm_head.weight" not in unique
+    sq = sum(float(((p.detach() - start[n]) ** 2).sum()) for n, p in unique.items())
+    last = trainer.state.log_history[-2]
+    assert last["l2sp_penalty"] == pytest.approx(0.7 / 2 * sq, rel=1e-5)
+    assert last["l2sp_distance"] == pytest.approx(sq**0.5, rel=1e-5)
+    assert last["l2sp_lambda"] == 0.7 and last["weight_decay"] == 0.0
+
+
+@pytest.mark.parametrize("mode, lam", [("coupled", 1e4), ("decoupled", 100.0)])
+def test_huge_lambda_keeps_weights_at_the_anchor(tmp_path, mode, lam):
+    data, lr, steps = task_dataset(8), 1e-2, 40
+    start = params_of(tiny_marian())
+    distance = lambda m: sum(float(((p - start[n]) ** 2).sum()) for n, p in params_of(m).items()) ** 0.5  # noqa: E731
+    free = tiny_marian()
+    train_with(free, data, make_args(tmp_path / "free", max_steps=steps, learning_rate=lr))
+    held = tiny_marian()
+    # Decoupled with lr * lambda = 1 puts theta back on theta_0 before every update.
+    train_with(held, data, make_args(tmp_path / "held", max_steps=steps, learning_rate=lr, l2sp_lambda=lam, l2sp_mode=mode))
+    one_adam_step = lr * sum(p.numel() for p in held.parameters() if p.requires_grad) ** 0.5
+    assert distance(free) > 5 * one_adam_step
+    assert distance(held) < one_adam_step
+
+
+@pytest.mark.parametrize("build, pad_id, eos", [(tiny_marian, 1, 0), (tiny_t5, T5_PAD, 1)])
+def test_training_loss_falls_on_reversal_task(tmp_path, build, pad_id, eos):
+    data = task_dataset(64, seed=2, task="reverse", eos=eos)
+    trainer = train_with(build(), data, make_args(tmp_path, max_steps=60, per_device_train_batch_size=16,
+                                                   learning_rate=3e-3, logging_steps=10, l2sp_lambda=0.01), pad_id=pad_id)
+    losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]
+    assert losses[-1] < 0.7 * losses[0]
