@@ -33,7 +33,7 @@ def push_to_hub(
 ) -> str:
     """Create ``repo_id`` if needed and upload ``output_dir`` in one commit; returns the commit URL.
 
-    ``token=None`` uses ``HF_TOKEN`` or the token saved by ``huggingface-cli login``. ``private``
+    ``token=None`` uses ``HF_TOKEN`` or the token saved by ``hf auth login``. ``private``
     only applies when the repository is created; an existing repository keeps its visibility.
     """
     if not os.path.isdir(output_dir):
