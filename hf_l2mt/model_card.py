@@ -14,6 +14,7 @@ from enum import Enum
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .metrics import SCORE_NAMES
+from .training_args import L2MTTrainingArguments
 
 REGULARIZATION_FIELDS = (
     "weight_decay", "weight_decay_mode", "weight_decay_schedule", "weight_decay_warmup_steps",
@@ -77,6 +78,10 @@ def build_model_card(
     ``scores`` maps each evaluation set to the output of ``hf_l2mt.metrics.score_translations``;
     ``command`` is the command line that trained the model (secrets and local paths are removed).
     """
+    if not isinstance(training_args, L2MTTrainingArguments):
+        raise ValueError(
+            f"build_model_card: training_args is a {type(training_args).__name__}; accepted: L2MTTrainingArguments"
+        )
     for flag, lang in (("src_lang", src_lang), ("tgt_lang", tgt_lang)):
         if not isinstance(lang, str) or not re.fullmatch(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]+)*", lang):
             raise ValueError(f"build_model_card: {flag}={lang!r}; accepted: a language code such as 'en' or 'pt-BR'")

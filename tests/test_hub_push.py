@@ -17,7 +17,7 @@ import huggingface_hub
 import pytest
 from huggingface_hub import constants
 
-from conftest import tiny_marian
+from conftest import make_args, tiny_marian
 from hf_l2mt.anchor import ANCHOR_FILE
 from hf_l2mt.hub import push_to_hub
 from hf_l2mt.metrics import score_translations
@@ -106,8 +106,6 @@ def fake_hub(monkeypatch):
 @pytest.fixture
 def finished_run(tmp_path):
     """An output directory as a finished run leaves it: model, card, checkpoints, anchor, pickled arguments."""
-    from conftest import make_args
-
     run = tmp_path / "run-en-de"
     tiny_marian().save_pretrained(run)
     args = make_args(run, l2sp_lambda=0.5)

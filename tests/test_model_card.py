@@ -124,6 +124,8 @@ def test_bad_scores_and_language_codes_are_rejected(tmp_path, scores):
         card_for(tmp_path, incomplete)
     with pytest.raises(ValueError, match="tgt_lang='German'"):
         card_for(tmp_path, scores, tgt_lang="German")
+    with pytest.raises(ValueError, match="training_args is a dict; accepted: L2MTTrainingArguments"):
+        card_for(tmp_path, scores, training_args={"l2sp_lambda": 0.1})
 
 
 def test_a_model_without_scores_says_so(tmp_path):
