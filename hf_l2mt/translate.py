@@ -1,0 +1,171 @@
+"""Batched translation with a fine-tuned model, and sacreBLEU evaluation of test sets.
+
+``translate`` sorts the sentences by length so that each batch holds sentences of similar length
+(little compute is spent on padding) and returns the translations in input order.
+``evaluate_files`` translates each test set and scores it with ``hf_l2mt.metrics.score_translations``;
+``report_scores`` prints the scores as a table and saves them, signatures included, as JSON.
+"""
+
+import logging
+import os
+
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+from .metrics import save_scores, score_translations
+
+logger = logging.getLogger(__name__)
+
+
+class ModelDirectoryError(ValueError):
+    """A model directory that is missing or holds no saved model."""
+
+
+def load_translation_model(path: str):
+    """``(model, tokenizer)`` saved with ``save_pretrained`` in the local directory ``path``, model in eval mode.
+
+    Only local files are read and no code from the directory is run (``trust_remote_code=False``).
+    """
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        what = "does not exist" if not os.path.exists(path) else "has no config.json"
+        raise ModelDirectoryError(
+            f"load_translation_model: {path!r} {what}; pass a directory written by save_pretrained "
+            "(the output_dir of a finished run)"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+    model = AutoModelForSeq2SeqLM.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+    return model.eval(), tokenizer
+
+
+def translate(
+    texts: list[str],
+    model,
+    tokenizer,
+    *,
+    batch_size: int = 32,
+    num_beams: int = 4,
+    max_new_tokens: int = 128,
+    source_prefix: str | None = None,
+    device=None,
+    progress: bool = True,
+) -> list[str]:
+    """Translate ``texts`` in batches of similar length; the result is in input order.
+
+    ``source_prefix`` is prepended to every sentence (T5: ``"translate English to German: "``).
+    ``device`` moves the model there; by default it runs where the model is. Sentences longer than
+    ``tokenizer.model_max_length`` tokens are truncated, with a warning.
+    """
+    if isinstance(texts, str):
+        raise ValueError("translate: texts is a single string; pass a list of sentences")
+    for flag, value in (("batch_size", batch_size), ("num_beams", num_beams), ("max_new_tokens", max_new_tokens)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"translate: {flag}={value!r}; accepted: an integer >= 1")
+    texts = list(texts)
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise ValueError(f"translate: texts[{index}] is a {type(text).__name__}; accepted: str")
+    if not texts:
+        return []
+    if device is not None:
+        model.to(device)
+    device = next(model.parameters()).device
+    input_ids = _encode(tokenizer, [f"{source_prefix}{text}" for text in texts] if source_prefix else texts)
+    # Longest first: an out-of-memory error shows in the first batch, not after most of the work.
+    order = sorted(range(len(texts)), key=lambda i: len(input_ids[i]), reverse=True)
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    translations = [""] * len(texts)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for batch in tqdm(batches, desc="Translating", unit="batch", disable=not progress or len(batches) < 2):
+                features = {
+                    "input_ids": [input_ids[i] for i in batch],
+                    "attention_mask": [[1] * len(input_ids[i]) for i in batch],
+                }
+                inputs = tokenizer.pad(features, return_tensors="pt").to(device)
+                generated = model.generate(**inputs, num_beams=num_beams, max_new_tokens=max_new_tokens)
+                for index, text in zip(batch, tokenizer.batch_decode(generated, skip_special_tokens=True)):
+                    translations[index] = text.strip()
+    finally:
+        model.train(was_training)
+    return translations
+
+
+def _encode(tokenizer, sources: list[str]) -> list[list[int]]:
+    input_ids = tokenizer(sources)["input_ids"]
+    too_long = [i for i, ids in enumerate(input_ids) if len(ids) > tokenizer.model_max_length]
+    if too_long:
+        logger.warning(
+            "translate: %d source sentence(s) longer than model_max_length=%d tokens are truncated (first: #%d)",
+            len(too_long), tokenizer.model_max_length, too_long[0],
+        )
+        truncated = tokenizer([sources[i] for i in too_long], truncation=True)["input_ids"]
+        for index, ids in zip(too_long, truncated):
+            input_ids[index] = ids
+    return input_ids
+
+
+def read_lines(path: str) -> list[str]:
+    """Sentences of a UTF-8 text file, one per line (as sacreBLEU reads them)."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not valid UTF-8 at byte {err.start}; test sets must be UTF-8 text") from None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.rstrip("\r") for line in lines]
+
+
+def evaluate_files(model_dir: str, test_sets: dict, **translate_kwargs) -> dict[str, dict]:
+    """Translate and score each test set with the model saved in ``model_dir``.
+
+    ``test_sets`` maps a name to ``(sources, references)``; each side is a list of sentences or the
+    path of a text file with one sentence per line. ``translate_kwargs`` go to ``translate``.
+    Returns ``{name: score_translations(...)}``.
+    """
+    loaded = {}
+    for name, pair in test_sets.items():
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ValueError(f"evaluate_files: test set {name!r} must be a pair (sources, references)")
+        sources, source_name = _sentences(pair[0], "sources")
+        references, reference_name = _sentences(pair[1], "references")
+        if len(sources) != len(references) or not sources:
+            raise ValueError(
+                f"evaluate_files: test set {name!r}: {source_name} has {len(sources)} sentences and "
+                f"{reference_name} has {len(references)}; accepted: the same number, at least one"
+            )
+        loaded[name] = (sources, references)
+    model, tokenizer = load_translation_model(model_dir)
+    return {
+        name: score_translations(translate(sources, model, tokenizer, **translate_kwargs), references)
+        for name, (sources, references) in loaded.items()
+    }
+
+
+def _sentences(side, what: str) -> tuple[list[str], str]:
+    if isinstance(side, (str, os.PathLike)):
+        return read_lines(side), str(side)
+    return list(side), what
+
+
+def report_scores(scores: dict[str, dict], json_path: str | None = None) -> str:
+    """A plain-text table of ``scores`` (one row per test set); also saved as JSON when ``json_path`` is given."""
+    if json_path is not None:
+        save_scores(scores, json_path)
+    headers = ("set", "BLEU", "chrF", "TER", "exact match", "sentences")
+    rows = [
+        (name, *(f"{result[key]:.2f}" for key in ("bleu", "chrf", "ter", "exact_match")),
+         str(result.get("num_sentences", "")))
+        for name, result in scores.items()
+    ]
+    widths = [max(len(row[column]) for row in [headers, *rows]) for column in range(len(headers))]
+    lines = [
+        "  ".join([row[0].ljust(widths[0]), *(cell.rjust(width) for cell, width in zip(row[1:], widths[1:]))])
+        for row in [headers, *rows]
+    ]
+    return "\n".join(lines)
