@@ -49,7 +49,8 @@ def test_header_without_the_language_is_a_language_error(tmp_path, cache):
     path = write(tmp_path / "h.tsv", "en\tde\nHello\tHallo\n")
     with pytest.raises(ValueError, match="columns=.*no header line"):
         load_tsv(path, "en", "fr", header=False, columns=("en", "fr"), cache_dir=cache)
-    with pytest.raises(LanguageNotFoundError, match=r"h\.tsv line 1 \(header\): language code 'fr' not in this dataset; it has: de, en"):
+    expected = r"h\.tsv line 1 \(header\): language code 'fr' not in this dataset; it has: de, en"
+    with pytest.raises(LanguageNotFoundError, match=expected):
         load_tsv(path, "en", "fr", header=True, cache_dir=cache)
 
 
@@ -57,7 +58,8 @@ def test_invalid_utf8_names_file_and_byte_offset(tmp_path, cache):
     data = "Street\tStraße\n".encode() + b"Foot\tFu\xdf\n"
     path = tmp_path / "latin1.tsv"
     path.write_bytes(data)
-    with pytest.raises(DataFormatError, match=rf"latin1\.tsv: invalid UTF-8 at byte offset {data.index(b'Fu') + 2} \(line 2"):
+    offset = data.index(b"Fu") + 2
+    with pytest.raises(DataFormatError, match=rf"latin1\.tsv: invalid UTF-8 at byte offset {offset} \(line 2"):
         load_pairs(str(path), "en", "de", cache_dir=cache)
 
 
@@ -70,7 +72,8 @@ def test_jsonl_nested_and_flat_records(tmp_path, cache):
 def test_jsonl_missing_language_key_names_line_and_keys_found(tmp_path, cache):
     lines = [{"en": "Hello", "de": "Hallo"}, {"en": "World", "nl": "Wereld"}]
     path = write(tmp_path / "e.jsonl", "\n".join(json.dumps(line) for line in lines))
-    with pytest.raises(LanguageNotFoundError, match=r"e\.jsonl line 2: language code 'de' not in this dataset; it has: en, nl"):
+    expected = r"e\.jsonl line 2: language code 'de' not in this dataset; it has: en, nl"
+    with pytest.raises(LanguageNotFoundError, match=expected):
         load_pairs(path, "en", "de", cache_dir=cache)
     with pytest.raises(LanguageNotFoundError, match="language code 'fr' not in this dataset; it has: de, en"):
         load_pairs(path, "en", "fr", cache_dir=cache)

@@ -5,7 +5,7 @@ import logging
 import polib
 import pytest
 
-from hf_l2mt.data import DataFormatError, LanguageNotFoundError, load_mo, load_pairs, load_po, load_tmx
+from hf_l2mt.data import DataFormatError, LanguageNotFoundError, load_pairs, load_po, load_tmx
 
 TMX = """<?xml version="1.0" encoding="UTF-8"?>
 <tmx version="1.4">
@@ -99,7 +99,8 @@ def test_tmx_matches_region_variants_and_drops_inline_codes(tmx, cache, caplog):
 def test_tmx_region_given_matches_that_region_or_the_bare_language(tmx, cache):
     assert pairs_of(load_tmx(tmx, "de-DE", "en-US", cache_dir=cache))[0] == ("Hallo Welt", "Hello world")
     assert pairs_of(load_tmx(tmx, "en", "de-AT", cache_dir=cache)) == [("Old style", "Alter Stil")]
-    with pytest.raises(LanguageNotFoundError, match="language code 'ja' not in this dataset; it has: DE, EN, de-DE, en-US, fr-FR"):
+    expected = "language code 'ja' not in this dataset; it has: DE, EN, de-DE, en-US, fr-FR"
+    with pytest.raises(LanguageNotFoundError, match=expected):
         load_tmx(tmx, "en", "ja", cache_dir=cache)
 
 

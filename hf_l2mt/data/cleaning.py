@@ -104,7 +104,10 @@ def clean_pairs(
         return {"source": sources, "target": targets, "_drop": reasons}
 
     marked = dataset.map(mark, batched=True, desc="Cleaning pairs")
-    counts = {row["values"]: row["counts"] for row in pc.value_counts(marked.data.column("_drop")).to_pylist()}
+    counts = {}
+    # datasets does not call ``mark`` on a dataset without rows, which then has no ``_drop`` column.
+    if len(marked):
+        counts = {row["values"]: row["counts"] for row in pc.value_counts(marked.data.column("_drop")).to_pylist()}
     report = CleaningReport(
         total=len(dataset), kept=counts.get("", 0),
         dropped={reason: counts.get(reason, 0) for reason in DROP_REASONS}, name=name,

@@ -24,7 +24,6 @@ Within an alternative:
 import logging
 import os
 import re
-from collections import Counter
 
 from datasets import Dataset
 
