@@ -54,6 +54,14 @@ def test_header_without_the_language_is_a_language_error(tmp_path, cache):
         load_tsv(path, "en", "fr", header=True, cache_dir=cache)
 
 
+def test_two_regions_for_one_code_must_be_told_apart(tmp_path, cache):
+    path = write(tmp_path / "regions.tsv", "en-US\ten-GB\tde\nColor\tColour\tFarbe\n")
+    expected = r"regions\.tsv line 1 \(header\): language code 'en' matches several: en-GB, en-US"
+    with pytest.raises(DataFormatError, match=expected):
+        load_tsv(path, "en", "de", cache_dir=cache)
+    assert pairs_of(load_tsv(path, "en-GB", "de", cache_dir=cache)) == [("Colour", "Farbe")]
+
+
 def test_invalid_utf8_names_file_and_byte_offset(tmp_path, cache):
     data = "Street\tStraße\n".encode() + b"Foot\tFu\xdf\n"
     path = tmp_path / "latin1.tsv"

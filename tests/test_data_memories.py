@@ -137,3 +137,12 @@ def test_po_in_latin1_reports_the_byte_offset(tmp_path, cache):
     offset = data.index("ß".encode("latin-1"))
     with pytest.raises(DataFormatError, match=rf"latin1\.po: invalid UTF-8 at byte offset {offset}"):
         load_po(str(path), "en", "de", cache_dir=cache)
+
+
+def test_tmx_with_latin1_bytes_reports_the_byte_offset(tmp_path, cache):
+    data = TMX.replace("Hallo Welt", "Straße").encode("utf-8").replace("ß".encode("utf-8"), "ß".encode("latin-1"))
+    path = tmp_path / "latin1.tmx"
+    path.write_bytes(data)
+    offset = data.index("ß".encode("latin-1"))
+    with pytest.raises(DataFormatError, match=rf"latin1\.tmx: invalid UTF-8 at byte offset {offset}"):
+        load_tmx(str(path), "en", "de", cache_dir=cache)

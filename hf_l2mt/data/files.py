@@ -19,7 +19,7 @@ import os
 
 from datasets import Dataset
 
-from .errors import DataFormatError
+from .errors import DataFormatError, LanguageNotFoundError
 from .languages import match_language
 from .records import pairs_from_generator
 from .textio import count_lines, iter_lines
@@ -100,17 +100,21 @@ def _load_delimited(path, src_lang, tgt_lang, delimiter, header, columns, cache_
 
 
 def _choose_columns(path, first_row, src_lang, tgt_lang, header, columns) -> tuple[bool, tuple[int, int]]:
-    if columns is not None and (len(columns) != 2 or not all(isinstance(c, (int, str)) for c in columns)):
+    named = columns is not None and len(columns) == 2 and all(isinstance(c, str) for c in columns)
+    positions = columns is not None and len(columns) == 2 and all(isinstance(c, int) and c >= 0 for c in columns)
+    if columns is not None and not (named or positions):
         raise ValueError(f"columns={columns!r}: give two column positions (0-based ints) or two header names")
-    named = columns is not None and all(isinstance(c, str) for c in columns)
     if header is None:
-        header = all(name in first_row for name in columns) if named else _names_languages(first_row, src_lang, tgt_lang)
+        if named:
+            header = all(name in first_row for name in columns)
+        else:
+            header = _names_languages(path, first_row, src_lang, tgt_lang)
     if named and not header:
         raise ValueError(
             f"columns={columns!r} names columns but {path} has no header line "
             f"(its first line is {first_row!r}); give positions such as columns=(0, 1)"
         )
-    if columns is not None and not named:
+    if positions:
         return header, tuple(columns)
     if not header:
         return False, (0, 1)
@@ -123,10 +127,10 @@ def _choose_columns(path, first_row, src_lang, tgt_lang, header, columns) -> tup
     return True, tuple(first_row.index(match_language(code, first_row, where)) for code in (src_lang, tgt_lang))
 
 
-def _names_languages(row, src_lang, tgt_lang) -> bool:
+def _names_languages(path, row, src_lang, tgt_lang) -> bool:
     try:
-        return all(match_language(code, row, "header") for code in (src_lang, tgt_lang))
-    except ValueError:
+        return all(match_language(code, row, f"{path} line 1 (header)") for code in (src_lang, tgt_lang))
+    except LanguageNotFoundError:
         return False
 
 

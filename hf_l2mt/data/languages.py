@@ -6,7 +6,7 @@ with a region matches the bare language (``en-US`` finds ``en``); two different 
 (``pt-BR`` and ``pt-PT``) never match, so corpora that keep regions apart stay apart.
 """
 
-from .errors import LanguageNotFoundError, missing_language
+from .errors import DataFormatError, missing_language
 
 # English names for the T5 task prefix ("translate English to German: "), keyed by ISO 639-1 code.
 LANGUAGE_NAMES = {
@@ -28,7 +28,10 @@ def primary_subtag(code: str) -> str:
 
 
 def match_language(code: str, available, where: str) -> str:
-    """The entry of ``available`` that stands for ``code``; an error naming ``where`` otherwise."""
+    """The entry of ``available`` that stands for ``code``.
+
+    ``LanguageNotFoundError`` when none does; ``DataFormatError`` when several regions do.
+    """
     available = list(available)
     wanted = normalize_code(code)
     exact = [name for name in available if normalize_code(name) == wanted]
@@ -42,7 +45,7 @@ def match_language(code: str, available, where: str) -> str:
     if len(close) == 1:
         return close[0]
     if len(close) > 1:
-        raise LanguageNotFoundError(
+        raise DataFormatError(
             f"{where}: language code {code!r} matches several: {', '.join(sorted(close))}; name one of them"
         )
     raise missing_language(where, code, available)

@@ -19,7 +19,7 @@ import polib
 from datasets import Dataset
 from lxml import etree
 
-from .errors import DataFormatError, missing_language
+from .errors import DataFormatError, LanguageNotFoundError, missing_language
 from .languages import match_language
 from .records import pairs_from_generator
 from .textio import check_utf8
@@ -88,12 +88,13 @@ def _tmx_pairs(path: str, src_lang: str, tgt_lang: str):
             if keys is None or not all(key in texts for key in keys):
                 try:
                     keys = [match_language(code, texts, f"{path} line {line}") for code in (src_lang, tgt_lang)]
-                except ValueError:
+                except LanguageNotFoundError:
                     skipped += 1
                     continue
             yield {"source": texts[keys[0]], "target": texts[keys[1]]}
     except etree.XMLSyntaxError as error:
-        if "UTF-8" in str(error):
+        # libxml2 reports bad bytes as "Invalid bytes in character encoding" or "not proper UTF-8".
+        if "encoding" in error.msg or "UTF-8" in error.msg:
             check_utf8(path)
         raise DataFormatError(f"{path} line {error.lineno}: not valid TMX/XML ({error.msg})") from None
     if keys is None and seen:
@@ -106,7 +107,7 @@ def _tmx_pairs(path: str, src_lang: str, tgt_lang: str):
 def _names(code, languages) -> bool:
     try:
         return bool(match_language(code, languages, ""))
-    except ValueError:
+    except LanguageNotFoundError:
         return False
 
 
