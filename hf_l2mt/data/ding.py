@@ -14,7 +14,8 @@ Within an alternative:
   removed. ``<...>`` holds spellings for search only: removed.
 * ``[...]`` is a label. Subject labels (``[med.]``, ``[comp.]``, ``[techn.]``; ``SUBJECT_TAGS``)
   go to the ``domain`` column of the pair, comma-joined in order of appearance over both sides,
-  ``""`` when there is none. All other labels mark register (``[ugs.]``, ``[coll.]``, ``[fig.]``)
+  ``""`` when there is none. A label belongs to the alternative it stands in: in
+  ``Aachener {adj} | der Aachener Dom | Aachener Printen [cook.]`` only the third pair is ``cook.``. All other labels mark register (``[ugs.]``, ``[coll.]``, ``[fig.]``)
   or region (``[Br.]``, ``[Am.]``, ``[Ös.]``): every ``[...]`` in Ding is such a label, never
   text, so these are removed as well.
 * ``(...)`` explains or qualifies (``Aal (auf der Speisekarte)``); it is text and kept, unless
