@@ -1,0 +1,196 @@
+"""Local parallel files: TSV, CSV, JSON Lines / JSON and plain-text pairs (``train.en`` + ``train.de``).
+
+Column choice for TSV and CSV:
+
+* ``header=None`` (default) treats the first row as a header when it names both languages
+  (``en``, ``de``, also ``en-US`` for ``en``; see ``languages.match_language``), or both
+  ``columns`` when these are names; ``header=True`` / ``False`` says so explicitly.
+* With a header, the columns are the ones named by the language codes, or by ``columns``.
+* Without one, the first column is the source and the second the target; ``columns=(1, 0)``
+  (0-based positions) picks others. Extra columns are ignored.
+
+TSV splits each line on tabs with no quoting (corpus TSVs hold unbalanced quotes); CSV follows
+RFC 4180 quoting (Python's ``csv`` module), so quoted fields may hold commas and newlines.
+"""
+
+import csv
+import json
+import os
+
+from datasets import Dataset
+
+from .errors import DataFormatError, LanguageNotFoundError
+from .languages import match_language
+from .records import pairs_from_generator
+from .textio import count_lines, iter_lines
+
+
+def load_tsv(path, src_lang: str, tgt_lang: str, header: bool | None = None, columns=None, cache_dir=None) -> Dataset:
+    """Pairs from a tab-separated file (one pair per line, no quoting)."""
+    return _load_delimited(path, src_lang, tgt_lang, "\t", header, columns, cache_dir)
+
+
+def load_csv(path, src_lang: str, tgt_lang: str, header: bool | None = None, columns=None, cache_dir=None) -> Dataset:
+    """Pairs from a comma-separated file with RFC 4180 quoting."""
+    return _load_delimited(path, src_lang, tgt_lang, ",", header, columns, cache_dir)
+
+
+def load_jsonl(path, src_lang: str, tgt_lang: str, cache_dir=None) -> Dataset:
+    """Pairs from JSON Lines: ``{"translation": {"en": ..., "de": ...}}`` or flat ``{"en": ..., "de": ...}``.
+
+    A ``.json`` file whose first character is ``[`` is read as one array of such records.
+    Blank lines are skipped.
+    """
+    return pairs_from_generator(
+        _json_pairs, {"path": str(path), "src_lang": src_lang, "tgt_lang": tgt_lang}, [path], cache_dir=cache_dir
+    )
+
+
+def load_text_pair(prefix, src_lang: str, tgt_lang: str, cache_dir=None) -> Dataset:
+    """Pairs from ``PREFIX.SRC`` and ``PREFIX.TGT``: line i of one translates line i of the other."""
+    src_path, tgt_path = text_pair_paths(prefix, src_lang, tgt_lang)
+    missing = [path for path in (src_path, tgt_path) if not os.path.isfile(path)]
+    if missing:
+        raise FileNotFoundError(
+            f"plain-text pair {prefix!r}: {' and '.join(missing)} not found; the prefix needs "
+            f"{src_path} and {tgt_path} beside each other"
+        )
+    src_count, tgt_count = count_lines(src_path), count_lines(tgt_path)
+    if src_count != tgt_count:
+        raise DataFormatError(
+            f"plain-text pair {prefix!r}: {src_path} has {src_count} lines but {tgt_path} has {tgt_count}; "
+            "both files need one sentence per line, line i of one translating line i of the other"
+        )
+    return pairs_from_generator(
+        _text_pairs, {"src_path": src_path, "tgt_path": tgt_path}, [src_path, tgt_path], cache_dir=cache_dir
+    )
+
+
+def text_pair_paths(prefix, src_lang: str, tgt_lang: str) -> tuple[str, str]:
+    return f"{prefix}.{src_lang}", f"{prefix}.{tgt_lang}"
+
+
+def _text_pairs(src_path: str, tgt_path: str):
+    for (_, source), (_, target) in zip(iter_lines(src_path), iter_lines(tgt_path)):
+        yield {"source": source, "target": target}
+
+
+def _rows(path: str, delimiter: str):
+    """``(line_number, fields)``; a blank line is one empty field, so it becomes an empty pair."""
+    if delimiter == "\t":
+        for number, line in iter_lines(path):
+            yield number, line.split("\t")
+        return
+    numbered = iter_lines(path, keep_ends=True)
+    reader = csv.reader((text for _, text in numbered), delimiter=delimiter)
+    try:
+        for fields in reader:
+            yield reader.line_num, fields or [""]
+    except csv.Error as error:
+        raise DataFormatError(f"{path} line {reader.line_num}: not valid CSV ({error})") from None
+
+
+def _load_delimited(path, src_lang, tgt_lang, delimiter, header, columns, cache_dir) -> Dataset:
+    path = str(path)
+    first = next(_rows(path, delimiter), (1, []))[1]
+    has_header, indices = _choose_columns(path, first, src_lang, tgt_lang, header, columns)
+    gen_kwargs = {"path": path, "delimiter": delimiter, "indices": indices, "skip_first": has_header,
+                  "langs": (src_lang, tgt_lang)}
+    return pairs_from_generator(_delimited_pairs, gen_kwargs, [path], cache_dir=cache_dir)
+
+
+def _choose_columns(path, first_row, src_lang, tgt_lang, header, columns) -> tuple[bool, tuple[int, int]]:
+    named = columns is not None and len(columns) == 2 and all(isinstance(c, str) for c in columns)
+    positions = columns is not None and len(columns) == 2 and all(isinstance(c, int) and c >= 0 for c in columns)
+    if columns is not None and not (named or positions):
+        raise ValueError(f"columns={columns!r}: give two column positions (0-based ints) or two header names")
+    if header is None:
+        if named:
+            header = all(name in first_row for name in columns)
+        else:
+            header = _names_languages(path, first_row, src_lang, tgt_lang)
+    if named and not header:
+        raise ValueError(
+            f"columns={columns!r} names columns but {path} has no header line "
+            f"(its first line is {first_row!r}); give positions such as columns=(0, 1)"
+        )
+    if positions:
+        return header, tuple(columns)
+    if not header:
+        return False, (0, 1)
+    where = f"{path} line 1 (header)"
+    if named:
+        for name in columns:
+            if name not in first_row:
+                raise DataFormatError(f"{where}: no column named {name!r}; found: {', '.join(first_row)}")
+        return True, (first_row.index(columns[0]), first_row.index(columns[1]))
+    return True, tuple(first_row.index(match_language(code, first_row, where)) for code in (src_lang, tgt_lang))
+
+
+def _names_languages(path, row, src_lang, tgt_lang) -> bool:
+    try:
+        return all(match_language(code, row, f"{path} line 1 (header)") for code in (src_lang, tgt_lang))
+    except LanguageNotFoundError:
+        return False
+
+
+def _delimited_pairs(path, delimiter, indices, skip_first, langs):
+    needed = max(indices) + 1
+    for index, (number, fields) in enumerate(_rows(path, delimiter)):
+        if skip_first and index == 0:
+            continue
+        if fields == [""]:
+            yield {"source": "", "target": ""}
+            continue
+        if len(fields) < needed:
+            short = indices[0] if indices[0] >= len(fields) else indices[1]
+            lang = langs[indices.index(short)]
+            raise DataFormatError(
+                f"{path} line {number}: found {len(fields)} column(s) {fields!r}, but {lang!r} is column "
+                f"{short + 1}; every line needs at least {needed} columns separated by {delimiter!r}"
+            )
+        yield {"source": fields[indices[0]], "target": fields[indices[1]]}
+
+
+def _json_records(path: str):
+    """``(where, record)`` from JSON Lines, or from a JSON array when the file starts with ``[``."""
+    with open(path, "rb") as handle:
+        start = handle.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if start.startswith(b"["):
+        text = "".join(line for _, line in iter_lines(path, keep_ends=True))
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise DataFormatError(f"{path} line {error.lineno}: not valid JSON ({error.msg})") from None
+        for index, record in enumerate(records):
+            yield f"{path} item {index}", record
+        return
+    for number, line in iter_lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataFormatError(
+                f"{path} line {number}: not valid JSON ({error.msg}); each line must be one JSON object"
+            ) from None
+        yield f"{path} line {number}", record
+
+
+def _json_pairs(path: str, src_lang: str, tgt_lang: str):
+    keys = None
+    for where, record in _json_records(path):
+        texts = record.get("translation", record) if isinstance(record, dict) else record
+        if not isinstance(texts, dict):
+            raise DataFormatError(
+                f"{where}: expected an object {{\"translation\": {{\"{src_lang}\": ..., \"{tgt_lang}\": ...}}}} "
+                f"or {{\"{src_lang}\": ..., \"{tgt_lang}\": ...}}; found {json.dumps(texts)[:80]}"
+            )
+        if keys is None or not all(key in texts for key in keys):
+            keys = [match_language(code, texts, where) for code in (src_lang, tgt_lang)]
+        source, target = texts[keys[0]], texts[keys[1]]
+        for code, value in ((src_lang, source), (tgt_lang, target)):
+            if not isinstance(value, str):
+                raise DataFormatError(f"{where}: {code!r} is {json.dumps(value)}, expected a string")
+        yield {"source": source, "target": target}
+
