@@ -62,3 +62,32 @@ def test_logged_loss_is_the_update_mean(tmp_path):
     expected = float(token_cross_entropy(logits, batch["labels"]))
     trainer = train_with(model, data, make_args(tmp_path, per_device_train_batch_size=2, gradient_accumulation_steps=4, max_steps=1))
     assert trainer.state.log_history[0]["loss"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_any_auto_seq2seq_model_trains_exactly(tmp_path):
+    """BART, loaded through AutoModelForSeq2SeqLM from a saved config, gets the same exact accumulation."""
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM, BartConfig
+
+    config = BartConfig(
+        vocab_size=24, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=32,
+        dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, init_std=0.5,
+        pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2,
+    )
+    config.save_pretrained(tmp_path / "bart")
+
+    def build():
+        torch.manual_seed(0)
+        model = AutoModelForSeq2SeqLM.from_config(AutoConfig.from_pretrained(tmp_path / "bart"))
+        for name, param in model.named_parameters():
+            if name.endswith("k_proj.bias"):
+                param.requires_grad_(False)
+        return model
+
+    data = task_dataset(8, seed=6, min_len=1, max_len=8, eos=2)
+    full, accumulated = build(), build()
+    train_with(full, data, make_args(tmp_path / "f", per_device_train_batch_size=8, max_steps=2, l2sp_lambda=0.3))
+    train_with(accumulated, data, make_args(tmp_path / "a", per_device_train_batch_size=4, gradient_accumulation_steps=2,
+                                            max_steps=2, l2sp_lambda=0.3))
+    assert_same_params(params_of(accumulated), params_of(full), rtol=1e-4, atol=1e-5)
+    assert not torch.equal(params_of(full)["model.shared.weight"], params_of(build())["model.shared.weight"])
