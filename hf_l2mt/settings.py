@@ -88,12 +88,17 @@ def parse_settings(
     exits with status 2, as argparse does.
     """
     parser = HfArgumentParser(
-        dataclass_types, description=description, formatter_class=SettingsHelpFormatter, allow_abbrev=False
+        dataclass_types, description=description, formatter_class=SettingsHelpFormatter, allow_abbrev=False,
+        usage=f"%(prog)s [-h] [{CONFIG_FLAG} FILE] [--FLAG VALUE ...]",
     )
     parser.add_argument(
         CONFIG_FLAG, metavar="FILE",
         help="YAML or JSON file of settings (flag name: value); flags given on the command line win over it.",
     )
+    # argparse lists named groups (a dataclass with `_argument_group_name`) after the ungrouped flags; a
+    # recipe's few flags are easier to find before the Trainer's hundreds.
+    parser._action_groups.remove(parser._optionals)
+    parser._action_groups.append(parser._optionals)
     config_reader = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     config_reader.add_argument(CONFIG_FLAG)
     config_path = config_reader.parse_known_args(argv)[0].config
