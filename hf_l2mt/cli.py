@@ -48,6 +48,7 @@ def generation_options() -> argparse.ArgumentParser:
     options.add_argument(
         "--max_new_tokens", type=positive_int, default=128, help="longest translation, in tokens (default: 128)"
     )
+    options.add_argument("--device", help="where the model runs, e.g. cpu, cuda, cuda:1 (default: cuda if available)")
     options.add_argument(
         "--source_prefix", default=None, metavar="TEXT",
         help="text put before every sentence; T5 models need their task prefix, e.g. 'translate English to German: '",
@@ -120,13 +121,14 @@ def run_train(args) -> None:
 def run_evaluate(args) -> None:
     from .translate import evaluate_files, report_scores
 
+    device = default_device(args.device)
     warn_if_prefix_missing(args.model_dir, args.source_prefix)
     test_sets = dict(args.test)
     if len(test_sets) < len(args.test):
         raise ValueError("--test: two test sets have the same NAME")
     scores = evaluate_files(
         args.model_dir, test_sets, batch_size=args.batch_size, num_beams=args.num_beams,
-        max_new_tokens=args.max_new_tokens, source_prefix=args.source_prefix,
+        max_new_tokens=args.max_new_tokens, source_prefix=args.source_prefix, device=device,
     )
     json_path = args.output_json or os.path.join(args.model_dir, "test_scores.json")
     print(report_scores(scores, json_path=json_path))
@@ -136,15 +138,31 @@ def run_evaluate(args) -> None:
 def run_translate(args) -> None:
     from .translate import load_translation_model, read_lines, translate
 
+    device = default_device(args.device)
     warn_if_prefix_missing(args.model_dir, args.source_prefix)
     sentences = read_lines(args.input) if args.input else read_stdin()
     model, tokenizer = load_translation_model(args.model_dir)
     translations = translate(
         sentences, model, tokenizer, batch_size=args.batch_size, num_beams=args.num_beams,
-        max_new_tokens=args.max_new_tokens, source_prefix=args.source_prefix,
+        max_new_tokens=args.max_new_tokens, source_prefix=args.source_prefix, device=device,
     )
     # One line per input sentence, so that line i of the output translates line i of the input.
     sys.stdout.writelines(" ".join(text.splitlines()) + "\n" for text in translations)
+
+
+def default_device(device: str | None):
+    """``--device`` checked, or CUDA when there is a GPU, else the CPU."""
+    import torch
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"--device {device!r}: accepted: cpu, cuda, cuda:N (a GPU index), mps") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device!r}: this machine has no CUDA GPU that torch can use; pass --device cpu")
+    return chosen
 
 
 def read_stdin() -> list[str]:

@@ -289,8 +289,11 @@ def run(config: dict, argv: list[str] | None = None, description: str | None = N
         train_dataset=train,
         eval_dataset=evaluation,
         processing_class=tokenizer,
-        # Multiples of 8 let fp16/bf16 matrix products use tensor cores.
-        data_collator=make_data_collator(tokenizer, model, pad_to_multiple_of=8 if args.fp16 or args.bf16 else None),
+        # Multiples of 8 let fp16/bf16 matrix products use tensor cores. mixed_precision is set from --fp16,
+        # --bf16 or the accelerate config (transformers 5 reads ACCELERATE_MIXED_PRECISION).
+        data_collator=make_data_collator(
+            tokenizer, model, pad_to_multiple_of=None if args.mixed_precision == "no" else 8
+        ),
         compute_metrics=make_compute_metrics(tokenizer) if args.predict_with_generate else None,
         callbacks=[ModelCardCallback(make_card, {name: len(pairs) for name, pairs in eval_pairs.items()})],
     )

@@ -14,7 +14,7 @@ from hf_l2mt.translate import load_translation_model, translate
 from tiny_checkpoints import save_checkpoint, sentence_pairs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GREEDY = ["--num_beams", "1", "--max_new_tokens", "8", "--batch_size", "3"]
+GREEDY = ["--num_beams", "1", "--max_new_tokens", "8", "--batch_size", "3", "--device", "cpu"]
 PAIRS = sentence_pairs(7, seed=11)
 
 
@@ -138,6 +138,7 @@ def test_t5_model_without_a_prefix_gets_a_warning(tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["translate", "{model}", "--num_beams", "0"], "argument --num_beams: '0' is not an integer >= 1"),
     (["translate", "{model}", "--beams", "2"], "unrecognized arguments: --beams 2"),
+    (["translate", "{model}", "--device", "gpu"], "hf-l2mt translate: error: --device 'gpu': accepted: cpu, cuda"),
     (["translate", "{model}", "--input", "missing.en"], "hf-l2mt translate: error: [Errno 2] No such file"),
     (["evaluate", "{model}"], "the following arguments are required: --test"),
     (["evaluate", "{model}", "--test", "general=test.en"],
