@@ -29,12 +29,12 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from .data import DING_PATH, clean_pairs, load_pairs, make_data_collator, preprocess_pairs, split_pairs
 from .data.preprocess import resolve_source_prefix
 from .hub import push_to_hub
-from .metrics import SCORE_NAMES, make_compute_metrics, save_scores, score_translations
+from .metrics import SCORE_NAMES, make_compute_metrics, score_translations
 from .model_card import build_model_card, write_model_card
 from .settings import parse_settings
 from .trainer import L2MTTrainer
 from .training_args import L2MTTrainingArguments
-from .translate import translate
+from .translate import report_scores, translate
 
 logger = logging.getLogger("hf_l2mt")
 
@@ -312,7 +312,8 @@ def run(config: dict, argv: list[str] | None = None, description: str | None = N
         name: score_translations(translate(pairs["source"], trainer.model, tokenizer, **generation), pairs["target"])
         for name, pairs in eval_pairs.items()
     }
-    save_scores(scores, os.path.join(args.output_dir, SCORES_FILE))
+    scores_path = os.path.join(args.output_dir, SCORES_FILE)
+    logger.info("sacreBLEU scores, with signatures in %s:\n%s", scores_path, report_scores(scores, scores_path))
     write_model_card(args.output_dir, make_card(scores))
     if publish:
         repo_id = args.hub_model_id or os.path.basename(os.path.normpath(args.output_dir))

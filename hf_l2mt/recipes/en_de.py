@@ -1,7 +1,7 @@
 """Helsinki-NLP/opus-mt-en-de fine-tuned on WMT16 English→German with L2-SP.
 
     accelerate launch recipes/en_de.py --output_dir runs/opus-mt-en-de-wmt16
-    accelerate launch --config_file recipes/accelerate_configs/multi_gpu.yaml recipes/en_de.py --bf16
+    accelerate launch --config_file recipes/accelerate_configs/multi_gpu.yaml --num_processes 4 recipes/en_de.py
     python recipes/en_de.py --max_steps 50 --max_train_samples 5000 --output_dir runs/trial
     hf-l2mt train en_de --config my_settings.yaml --l2sp_lambda 0.05
 
