@@ -6,8 +6,11 @@ import json
 import os
 import sys
 
+import torch
+
 from . import __version__
 from .recipes import load_recipe, recipe_names, recipe_summary
+from .translate import evaluate_files, load_translation_model, read_lines, report_scores, translate
 
 EXAMPLES = """\
 examples:
@@ -119,8 +122,6 @@ def run_train(args) -> None:
 
 
 def run_evaluate(args) -> None:
-    from .translate import evaluate_files, report_scores
-
     device = default_device(args.device)
     warn_if_prefix_missing(args.model_dir, args.source_prefix)
     test_sets = dict(args.test)
@@ -136,8 +137,6 @@ def run_evaluate(args) -> None:
 
 
 def run_translate(args) -> None:
-    from .translate import load_translation_model, read_lines, translate
-
     device = default_device(args.device)
     warn_if_prefix_missing(args.model_dir, args.source_prefix)
     sentences = read_lines(args.input) if args.input else read_stdin()
@@ -150,10 +149,8 @@ def run_translate(args) -> None:
     sys.stdout.writelines(" ".join(text.splitlines()) + "\n" for text in translations)
 
 
-def default_device(device: str | None):
+def default_device(device: str | None) -> torch.device:
     """``--device`` checked, or CUDA when there is a GPU, else the CPU."""
-    import torch
-
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -190,7 +187,7 @@ def warn_if_prefix_missing(model_dir: str, source_prefix: str | None) -> None:
 
 
 def run_demo(args) -> None:
-    from .demo import main as demo_main
+    from .demo import main as demo_main  # the demo and what it needs load only when it starts
 
     demo_main(args.demo_args)
 
