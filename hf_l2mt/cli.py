@@ -1,0 +1,212 @@
+"""``hf-l2mt``: fine-tune with a recipe, score a fine-tuned model, translate, or start the demo."""
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+
+import torch
+
+from . import __version__
+from .recipes import load_recipe, recipe_names, recipe_summary
+from .translate import evaluate_files, load_translation_model, read_lines, report_scores, translate
+
+EXAMPLES = """\
+examples:
+  hf-l2mt train en_de --output_dir runs/en-de --l2sp_lambda 0.05
+  hf-l2mt train domain_adapt --config my_settings.yaml --max_steps 500
+  accelerate launch -m hf_l2mt.cli train en_de --bf16
+  hf-l2mt evaluate runs/en-de --test newstest2016=newstest2016.en,newstest2016.de
+  hf-l2mt translate runs/en-de --input sentences.en > sentences.de
+  echo "The patient was discharged." | hf-l2mt translate runs/en-de --num_beams 5
+"""
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1")
+    return value
+
+
+def parse_test_set(text: str) -> tuple[str, tuple[str, str]]:
+    """``NAME=SOURCE_FILE,REFERENCE_FILE`` → ``(name, (source_file, reference_file))``."""
+    name, _, files = text.partition("=")
+    source, _, reference = files.partition(",")
+    if not (name and source and reference):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not NAME=SOURCE_FILE,REFERENCE_FILE (example: newstest2016=test.en,test.de)"
+        )
+    return name, (source, reference)
+
+
+def generation_options() -> argparse.ArgumentParser:
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--batch_size", type=positive_int, default=32, help="sentences per batch (default: 32)")
+    options.add_argument("--num_beams", type=positive_int, default=4, help="beam size; 1 is greedy (default: 4)")
+    options.add_argument(
+        "--max_new_tokens", type=positive_int, default=128, help="longest translation, in tokens (default: 128)"
+    )
+    options.add_argument("--device", help="where the model runs, e.g. cpu, cuda, cuda:1 (default: cuda if available)")
+    options.add_argument(
+        "--source_prefix", default=None, metavar="TEXT",
+        help="text put before every sentence; T5 models need their task prefix, e.g. 'translate English to German: '",
+    )
+    return options
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hf-l2mt",
+        description="Fine-tune translation models with L2 regularization (L2-SP, weight decay), score and use them.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    recipes = "\n".join(f"  {name:<14} {recipe_summary(name)}" for name in recipe_names())
+    train = commands.add_parser(
+        "train", help="fine-tune with a recipe", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run a recipe. Flags after RECIPE override its settings; list them: hf-l2mt train RECIPE --help",
+        epilog=f"recipes:\n{recipes}\n\nexample:\n  hf-l2mt train en_de --output_dir runs/en-de --l2sp_lambda 0.05",
+    )
+    train.add_argument("recipe", metavar="RECIPE", help="a recipe name, or the path of a .py file defining main(argv)")
+    train.add_argument("overrides", nargs=argparse.REMAINDER, help="the recipe's flags, --config FILE among them")
+
+    evaluate = commands.add_parser(
+        "evaluate", parents=[generation_options()], help="score a fine-tuned model on test sets with sacreBLEU",
+        description="Translate each test set with the model in MODEL_DIR and score it with sacreBLEU (BLEU, chrF, "
+        "TER, exact match); prints a table and writes the scores with their signatures as JSON.",
+        epilog="example:\n  hf-l2mt evaluate runs/en-de --test general=newstest2016.en,newstest2016.de "
+        "--test medical=med.en,med.de", formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate.add_argument("model_dir", metavar="MODEL_DIR", help="output_dir of a finished run")
+    evaluate.add_argument(
+        "--test", type=parse_test_set, action="append", required=True, metavar="NAME=SOURCE_FILE,REFERENCE_FILE",
+        help="a test set: UTF-8 text files with one sentence per line; repeat for more sets",
+    )
+    evaluate.add_argument(
+        "--output_json", metavar="PATH", help="where the scores go (default: MODEL_DIR/test_scores.json)"
+    )
+
+    translate = commands.add_parser(
+        "translate", parents=[generation_options()], help="translate text, one sentence per line",
+        description="Translate one sentence per line from --input (default: standard input) to standard output, "
+        "in order; the progress bar goes to standard error.",
+        epilog="example:\n  hf-l2mt translate runs/en-de --input sentences.en > sentences.de",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    translate.add_argument("model_dir", metavar="MODEL_DIR", help="output_dir of a finished run")
+    translate.add_argument("--input", metavar="FILE", help="UTF-8 text file, one sentence per line (default: stdin)")
+
+    # The demo parses its own flags, --help included: main() hands it every argument after "demo".
+    commands.add_parser("demo", help="start the interactive demo (hf-l2mt demo --help)", add_help=False)
+    return parser
+
+
+def run_train(args) -> None:
+    if args.recipe.endswith(".py"):
+        if not os.path.isfile(args.recipe):
+            raise ValueError(f"RECIPE {args.recipe}: no such file")
+        spec = importlib.util.spec_from_file_location("hf_l2mt_user_recipe", args.recipe)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        module = load_recipe(args.recipe)
+    module.main(args.overrides)
+
+
+def run_evaluate(args) -> None:
+    device = default_device(args.device)
+    warn_if_prefix_missing(args.model_dir, args.source_prefix)
+    test_sets = dict(args.test)
+    if len(test_sets) < len(args.test):
+        raise ValueError("--test: two test sets have the same NAME")
+    scores = evaluate_files(
+        args.model_dir, test_sets, batch_size=args.batch_size, num_beams=args.num_beams,
+        max_new_tokens=args.max_new_tokens, source_prefix=args.source_prefix, device=device,
+    )
+    json_path = args.output_json or os.path.join(args.model_dir, "test_scores.json")
+    print(report_scores(scores, json_path=json_path))
+    print(f"scores with sacreBLEU signatures: {json_path}", file=sys.stderr)
+
+
+def run_translate(args) -> None:
+    device = default_device(args.device)
+    warn_if_prefix_missing(args.model_dir, args.source_prefix)
+    sentences = read_lines(args.input) if args.input else read_stdin()
+    model, tokenizer = load_translation_model(args.model_dir)
+    translations = translate(
+        sentences, model, tokenizer, batch_size=args.batch_size, num_beams=args.num_beams,
+        max_new_tokens=args.max_new_tokens, source_prefix=args.source_prefix, device=device,
+    )
+    # One line per input sentence, so that line i of the output translates line i of the input.
+    sys.stdout.writelines(" ".join(text.splitlines()) + "\n" for text in translations)
+
+
+def default_device(device: str | None) -> torch.device:
+    """``--device`` checked, or CUDA when there is a GPU, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"--device {device!r}: accepted: cpu, cuda, cuda:N (a GPU index), mps") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device!r}: this machine has no CUDA GPU that torch can use; pass --device cpu")
+    return chosen
+
+
+def read_stdin() -> list[str]:
+    data = sys.stdin.buffer.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"<stdin>: not valid UTF-8 at byte {err.start}; input must be UTF-8 text") from None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.rstrip("\r") for line in lines]
+
+
+def warn_if_prefix_missing(model_dir: str, source_prefix: str | None) -> None:
+    """T5 translates only with its task prefix, and a saved model does not record it."""
+    config_path = os.path.join(model_dir, "config.json")
+    if source_prefix is None and os.path.isfile(config_path):
+        with open(config_path, encoding="utf-8") as handle:
+            if json.load(handle).get("model_type") == "t5":
+                print(
+                    "hf-l2mt: warning: T5 model without --source_prefix; pass the prefix it was fine-tuned with, "
+                    "e.g. --source_prefix 'translate English to German: '", file=sys.stderr,
+                )
+
+
+def run_demo(args) -> None:
+    from .demo import main as demo_main  # the demo and what it needs load only when it starts
+
+    demo_main(args.demo_args)
+
+
+COMMANDS = {"train": run_train, "evaluate": run_evaluate, "translate": run_translate, "demo": run_demo}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "demo":
+        args.demo_args = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        COMMANDS[args.command](args)
+    except (ValueError, FileNotFoundError) as err:
+        parser.exit(2, f"hf-l2mt {args.command}: error: {err}\n")
+
+
+if __name__ == "__main__":
+    main()

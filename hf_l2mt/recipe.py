@@ -1,0 +1,321 @@
+"""The recipe runner: ``RecipeArguments`` and ``run``, which every recipe in ``hf_l2mt.recipes`` calls.
+
+A recipe is a dict of settings (flag name → value). ``run(CONFIG, argv)`` parses ``RecipeArguments``
+and ``L2MTTrainingArguments`` with one ``HfArgumentParser``, where later sources win:
+
+1. the dataclass defaults;
+2. ``RUNNER_DEFAULTS``, which every recipe needs;
+3. the recipe's ``CONFIG``;
+4. a YAML or JSON file given with ``--config FILE``;
+5. the command line.
+
+Then it loads the checkpoint, reads, cleans and tokenises the pairs (``hf_l2mt.data``), fine-tunes
+with ``L2MTTrainer``, and writes into ``output_dir`` the model, the tokenizer, ``scores.json``
+(sacreBLEU scores with their signatures for every evaluation set) and the model card
+(``README.md``); with ``--push_to_hub`` it publishes that folder once, at the end.
+"""
+
+import functools
+import logging
+import os
+import re
+import shlex
+import sys
+from dataclasses import dataclass, field
+
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from .data import DING_PATH, clean_pairs, load_pairs, make_data_collator, preprocess_pairs, split_pairs
+from .data.preprocess import resolve_source_prefix
+from .hub import push_to_hub
+from .metrics import SCORE_NAMES, make_compute_metrics, score_translations
+from .model_card import build_model_card, write_model_card
+from .settings import parse_settings
+from .trainer import L2MTTrainer
+from .training_args import L2MTTrainingArguments
+from .translate import report_scores, translate
+
+logger = logging.getLogger("hf_l2mt")
+
+SCORES_FILE = "scores.json"
+
+# Every recipe scores generated translations and batches pairs of similar length; PairCollator drops
+# the `length` column that the length-grouped sampler reads, so the Trainer must keep it (docs/data.md).
+RUNNER_DEFAULTS = {
+    "predict_with_generate": True,
+    "train_sampling_strategy": "group_by_length",
+    "remove_unused_columns": False,
+}
+
+_EVAL_SET_NAME = re.compile(r"[A-Za-z0-9][\w-]*")
+
+
+@dataclass
+class RecipeArguments:
+    """What a recipe fine-tunes: the checkpoint, the language pair, the data and its tokenisation.
+
+    The optimisation and the regularization (``l2sp_lambda``, its schedule, weight decay) are
+    ``L2MTTrainingArguments`` fields, parsed together with these.
+    """
+
+    _argument_group_name = "recipe arguments"
+
+    # Parameters that control the model
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Checkpoint to fine-tune: a Hub id (Helsinki-NLP/opus-mt-en-de) or a local directory."},
+    )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "Run Python code shipped with the checkpoint. Leave off unless you trust its author."},
+    )
+
+    # Parameters that control the language pair and the data
+    src_lang: str | None = field(default=None, metadata={"help": "Source language code, e.g. en."})
+    tgt_lang: str | None = field(default=None, metadata={"help": "Target language code, e.g. de."})
+    train_source: str | None = field(
+        default=None,
+        metadata={
+            "help": "Training pairs: a .tsv/.csv/.jsonl/.json/.tmx/.po/.mo file, a prefix PATH with PATH.SRC and "
+            "PATH.TGT beside it, 'ding' or 'ding:PATH', 'hub:NAME[:CONFIG]', or a save_to_disk folder (docs/data.md)."
+        },
+    )
+    train_split: str = field(
+        default="train", metadata={"help": "Split read when train_source is a Hub dataset or a folder."}
+    )
+    domain: str | None = field(
+        default=None,
+        metadata={"help": "Keep only the Ding pairs with this subject label, e.g. 'med.'; other sources ignore it."},
+    )
+    eval_sources: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Evaluation sets as NAME=SOURCE entries, SOURCE as for train_source; each is scored during "
+            "training (eval_NAME_bleu, eval_NAME_chrf, ...) and at the end."
+        },
+    )
+    eval_split: str = field(
+        default="validation", metadata={"help": "Split read from eval_sources that are Hub datasets or folders."}
+    )
+    eval_holdout: int = field(
+        default=0,
+        metadata={
+            "help": "Pairs of train_source held out from training as the evaluation set eval_holdout_name "
+            "(no held-out source sentence is trained on); 0 holds out none."
+        },
+    )
+    eval_holdout_name: str = field(default="in_domain", metadata={"help": "Name of the held-out evaluation set."})
+    max_train_samples: int | None = field(
+        default=None,
+        metadata={"help": "Read only the first N pairs of train_source (before cleaning and hold-out), for trials."},
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Evaluate on the first N pairs of each evaluation set only."}
+    )
+
+    # Parameters that control cleaning and tokenisation
+    clean_max_length: int = field(
+        default=1024, metadata={"help": "Drop training pairs with a side longer than this many characters."}
+    )
+    clean_max_length_ratio: float = field(
+        default=9.0,
+        metadata={"help": "Drop training pairs whose longer side is more than this many times the shorter one."},
+    )
+    max_source_length: int = field(default=128, metadata={"help": "Sources are truncated to this many tokens."})
+    max_target_length: int = field(default=128, metadata={"help": "Targets are truncated to this many tokens."})
+    source_prefix: str | None = field(
+        default=None,
+        metadata={
+            "help": "Text put before every source sentence. Default: T5's task prefix ('translate English to "
+            "German: ') for T5 models, nothing for others; '' turns it off."
+        },
+    )
+
+    def __post_init__(self):
+        for flag, example in (
+            ("model_name_or_path", "Helsinki-NLP/opus-mt-en-de or a local directory"),
+            ("src_lang", "en"), ("tgt_lang", "de"), ("train_source", "hub:wmt16:de-en or data/train.tsv"),
+        ):
+            if not getattr(self, flag):
+                raise ValueError(f"{flag}: not set; give --{flag} (for example {example})")
+        for flag in ("eval_holdout", "max_train_samples", "max_eval_samples", "clean_max_length"):
+            value, least = getattr(self, flag), 0 if flag == "eval_holdout" else 1
+            if value is not None and value < least:
+                raise ValueError(f"{flag}: got {value}; accepted: an integer >= {least}")
+        if not self.eval_sets():
+            raise ValueError("eval_sources is empty and eval_holdout is 0: give at least one evaluation set")
+
+    def eval_sets(self) -> dict[str, str | None]:
+        """Evaluation set name → source; the held-out set has source ``None``."""
+        sets = {self.eval_holdout_name: None} if self.eval_holdout else {}
+        for entry in self.eval_sources:
+            name, sep, source = entry.partition("=")
+            if not sep or not source or not _EVAL_SET_NAME.fullmatch(name):
+                raise ValueError(
+                    f"eval_sources: {entry!r} is not NAME=SOURCE; NAME takes letters, digits, '_' and '-' "
+                    "(example: general=hub:wmt16:de-en)"
+                )
+            if name in sets:
+                raise ValueError(f"eval_sources: the name {name!r} is given twice (eval_holdout_name counts too)")
+            sets[name] = source
+        return sets
+
+
+def is_ding(source: str) -> bool:
+    """Whether ``load_pairs`` reads ``source`` as the Ding dictionary."""
+    return source == "ding" or source.startswith("ding:") or os.path.realpath(source) == os.path.realpath(DING_PATH)
+
+
+def loader_options(source: str, split: str) -> dict:
+    """The keyword arguments ``load_pairs`` needs for this kind of source."""
+    return {"split": split} if source.startswith("hub:") or os.path.isdir(source) else {}
+
+
+def load_recipe_pairs(recipe: RecipeArguments, seed: int):
+    """``(train_pairs, {name: eval_pairs})``: training pairs cleaned, held-out sources removed.
+
+    Evaluation sets are not cleaned: a test set is scored as it was published.
+    """
+    options = loader_options(recipe.train_source, recipe.train_split)
+    if recipe.domain is not None and is_ding(recipe.train_source):
+        options["domain"] = recipe.domain
+    elif recipe.domain is not None:
+        logger.warning(
+            "domain=%r ignored: only Ding sources have subject labels, and train_source is %r",
+            recipe.domain, recipe.train_source,
+        )
+    pairs = load_pairs(recipe.train_source, recipe.src_lang, recipe.tgt_lang, **options)
+    if recipe.max_train_samples is not None:
+        pairs = pairs.select(range(min(recipe.max_train_samples, len(pairs))))
+    pairs, _ = clean_pairs(
+        pairs, max_length=recipe.clean_max_length, max_length_ratio=recipe.clean_max_length_ratio,
+        name=recipe.train_source,
+    )
+    evaluation = {}
+    for name, source in recipe.eval_sets().items():
+        if source is None:
+            splits = split_pairs(pairs, {name: recipe.eval_holdout}, seed=seed)
+            pairs, evaluation[name] = splits["train"], splits[name]
+        else:
+            options = loader_options(source, recipe.eval_split)
+            evaluation[name] = load_pairs(source, recipe.src_lang, recipe.tgt_lang, **options)
+        if recipe.max_eval_samples is not None:
+            evaluation[name] = evaluation[name].select(range(min(recipe.max_eval_samples, len(evaluation[name]))))
+    return pairs, evaluation
+
+
+def card_dataset_name(source: str) -> str:
+    """How the model card names a training source: the Hub id, or a local path it shortens to its name."""
+    if source.startswith("hub:"):
+        return source[len("hub:"):].split(":")[0]
+    if source == "ding":
+        return DING_PATH
+    return source.removeprefix("ding:")
+
+
+def logged_scores(log_history: list[dict], set_sizes: dict[str, int]) -> dict[str, dict]:
+    """The latest evaluation scores of each set in the Trainer's log, as ``build_model_card`` takes them."""
+    scores = {}
+    for entry in reversed(log_history):
+        for name, size in set_sizes.items():
+            keys = [f"eval_{name}_{metric}" for metric in SCORE_NAMES]
+            if name not in scores and all(key in entry for key in keys):
+                scores[name] = {metric: entry[key] for metric, key in zip(SCORE_NAMES, keys)}
+                scores[name]["num_sentences"] = size
+    return {name: scores[name] for name in set_sizes if name in scores}
+
+
+class ModelCardCallback(TrainerCallback):
+    """Writes the model card into every checkpoint, with the scores of the latest evaluation.
+
+    A checkpoint is a model a user may keep; like the final model, it says what it is.
+    """
+
+    def __init__(self, make_card, eval_set_sizes: dict[str, int]):
+        self.make_card = make_card
+        self.eval_set_sizes = eval_set_sizes
+
+    def on_save(self, args, state, control, **kwargs):
+        checkpoint = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+        if state.is_world_process_zero and os.path.isdir(checkpoint):
+            write_model_card(checkpoint, self.make_card(logged_scores(state.log_history, self.eval_set_sizes)))
+
+
+def parse_arguments(
+    config: dict, argv: list[str] | None = None, description: str | None = None
+) -> tuple[RecipeArguments, L2MTTrainingArguments]:
+    """The settings of a run: ``RUNNER_DEFAULTS``, then ``config``, then ``--config FILE``, then ``argv``."""
+    layers = {"hf_l2mt.recipe.RUNNER_DEFAULTS": RUNNER_DEFAULTS, "the recipe's CONFIG": config}
+    return parse_settings((RecipeArguments, L2MTTrainingArguments), layers, argv, description=description)
+
+
+def run(config: dict, argv: list[str] | None = None, description: str | None = None) -> dict[str, dict]:
+    """Fine-tune, score, save and publish as ``config`` says, with ``argv`` (default ``sys.argv[1:]``) winning.
+
+    Returns the sacreBLEU scores of each evaluation set (``score_translations`` output) on the main
+    process, ``{}`` on the others.
+    """
+    recipe, args = parse_arguments(config, argv, description)
+    publish = args.push_to_hub
+    # Trainer.push_to_hub uploads training_args.bin (a pickle holding hub_token) and checkpoints (with the
+    # anchor); the run publishes the final folder once, through hf_l2mt.hub.push_to_hub, which leaves them out.
+    args.push_to_hub = False
+
+    tokenizer = AutoTokenizer.from_pretrained(recipe.model_name_or_path, trust_remote_code=recipe.trust_remote_code)
+    model = AutoModelForSeq2SeqLM.from_pretrained(recipe.model_name_or_path, trust_remote_code=recipe.trust_remote_code)
+    prefix = resolve_source_prefix(recipe.src_lang, recipe.tgt_lang, recipe.source_prefix, model.config)
+    tokenize = functools.partial(
+        preprocess_pairs, tokenizer=tokenizer, src_lang=recipe.src_lang, tgt_lang=recipe.tgt_lang,
+        max_source_length=recipe.max_source_length, max_target_length=recipe.max_target_length,
+        source_prefix=prefix, model_config=model.config,
+    )
+    with args.main_process_first(desc="reading and tokenizing pairs"):
+        train_pairs, eval_pairs = load_recipe_pairs(recipe, args.seed)
+        train = tokenize(train_pairs)
+        evaluation = {name: tokenize(pairs) for name, pairs in eval_pairs.items()}
+
+    command = shlex.join(sys.argv)  # build_model_card redacts tokens and shortens local paths
+
+    def make_card(scores):
+        return build_model_card(
+            base_model=recipe.model_name_or_path, src_lang=recipe.src_lang, tgt_lang=recipe.tgt_lang,
+            training_args=args, scores=scores, datasets=[card_dataset_name(recipe.train_source)], command=command,
+        )
+
+    trainer = L2MTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        processing_class=tokenizer,
+        # Multiples of 8 let fp16/bf16 matrix products use tensor cores. mixed_precision is set from --fp16,
+        # --bf16 or the accelerate config (transformers 5 reads ACCELERATE_MIXED_PRECISION).
+        data_collator=make_data_collator(
+            tokenizer, model, pad_to_multiple_of=None if args.mixed_precision == "no" else 8
+        ),
+        compute_metrics=make_compute_metrics(tokenizer) if args.predict_with_generate else None,
+        callbacks=[ModelCardCallback(make_card, {name: len(pairs) for name, pairs in eval_pairs.items()})],
+    )
+    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    trainer.save_model()
+    if not trainer.is_world_process_zero():
+        return {}
+
+    generation = {
+        "batch_size": args.per_device_eval_batch_size,
+        "num_beams": args.generation_num_beams or trainer.model.generation_config.num_beams or 1,
+        "max_new_tokens": args.generation_max_length or recipe.max_target_length,
+        "source_prefix": prefix,
+    }
+    scores = {
+        name: score_translations(translate(pairs["source"], trainer.model, tokenizer, **generation), pairs["target"])
+        for name, pairs in eval_pairs.items()
+    }
+    scores_path = os.path.join(args.output_dir, SCORES_FILE)
+    logger.info("sacreBLEU scores, with signatures in %s:\n%s", scores_path, report_scores(scores, scores_path))
+    write_model_card(args.output_dir, make_card(scores))
+    if publish:
+        repo_id = args.hub_model_id or os.path.basename(os.path.normpath(args.output_dir))
+        push_to_hub(args.output_dir, repo_id, token=args.hub_token, private=bool(args.hub_private_repo))
+    return scores

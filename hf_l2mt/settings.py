@@ -1,0 +1,117 @@
+"""Settings from dicts, a YAML/JSON file and the command line, parsed into dataclasses by one ``HfArgumentParser``.
+
+Each layer becomes the parser's defaults, so a later one wins over an earlier one and the command
+line wins over all (as trl's ``TrlParser`` reads ``--config``). Every value goes through the type
+conversion and the choices of its flag, so ``learning_rate: 5e-5`` (a string to YAML 1.1) is a
+float and a misspelt name or a bad value is an error that names the file and the flag.
+"""
+
+import argparse
+import difflib
+import json
+import os
+
+import yaml
+from transformers import HfArgumentParser
+
+CONFIG_FLAG = "--config"
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+class SettingsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows each flag's default and keeps the description's line breaks (its launch commands)."""
+
+
+def load_config_file(path: str) -> dict:
+    """The mapping (flag name → value) in a ``.yaml``, ``.yml`` or ``.json`` file."""
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in CONFIG_SUFFIXES:
+        raise ValueError(f"{CONFIG_FLAG} {path}: accepted are files ending in {', '.join(CONFIG_SUFFIXES)}")
+    if not os.path.isfile(path):
+        raise ValueError(f"{CONFIG_FLAG} {path}: no such file")
+    with open(path, encoding="utf-8") as handle:
+        try:
+            settings = json.load(handle) if suffix == ".json" else yaml.safe_load(handle)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} line {err.lineno}: not valid JSON ({err.msg})") from None
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark is not None else ""
+            raise ValueError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
+    if settings is None:
+        return {}
+    if not isinstance(settings, dict):
+        raise ValueError(f"{path}: holds a {type(settings).__name__}; expected a mapping of flag names to values")
+    return settings
+
+
+def set_defaults(parser: argparse.ArgumentParser, settings: dict, origin: str) -> None:
+    """Make ``settings`` the parser's defaults, each value converted and checked as its flag would be."""
+    actions = {}
+    for action in parser._actions:  # argparse keeps no public list of its actions
+        if action.dest not in ("help", "config"):
+            actions.setdefault(action.dest, action)
+    for name, value in settings.items():
+        if name not in actions:
+            close = difflib.get_close_matches(str(name), actions, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else "; see --help for the accepted names"
+            raise ValueError(f"{origin}: {name!r} is not a setting of this parser{hint}")
+        action = actions[name]
+        if action.nargs in ("+", "*"):
+            value = [_convert(action, item, origin) for item in (value if isinstance(value, list) else [value])]
+        else:
+            value = _convert(action, value, origin)
+        parser.set_defaults(**{name: value})
+
+
+def _convert(action: argparse.Action, value, origin: str):
+    if value is None or isinstance(value, (dict, list)) or action.type is None:
+        return value
+    try:
+        converted = action.type(str(value))
+    except (TypeError, ValueError, argparse.ArgumentTypeError):
+        kind = getattr(action.type, "__name__", "value")
+        raise ValueError(f"{origin}: {action.dest}={value!r} is not a valid {kind}") from None
+    if action.choices is not None and converted not in action.choices:
+        accepted = ", ".join(map(repr, action.choices))
+        raise ValueError(f"{origin}: {action.dest}={value!r}; accepted: {accepted}")
+    return converted
+
+
+def parse_settings(
+    dataclass_types, layers: dict[str, dict], argv: list[str] | None = None, description: str | None = None
+):
+    """Instances of ``dataclass_types`` from ``layers`` (origin → settings, earliest first), ``--config FILE``
+    and ``argv``.
+
+    ``argv`` defaults to ``sys.argv[1:]``. A bad flag or value prints the usage and the error, and
+    exits with status 2, as argparse does.
+    """
+    parser = HfArgumentParser(
+        dataclass_types, description=description, formatter_class=SettingsHelpFormatter, allow_abbrev=False,
+        usage=f"%(prog)s [-h] [{CONFIG_FLAG} FILE] [--FLAG VALUE ...]",
+    )
+    parser.add_argument(
+        CONFIG_FLAG, metavar="FILE",
+        help="YAML or JSON file of settings (flag name: value); flags given on the command line win over it.",
+    )
+    # argparse lists named groups (a dataclass with `_argument_group_name`) after the ungrouped flags; a
+    # recipe's few flags are easier to find before the Trainer's hundreds.
+    parser._action_groups.remove(parser._optionals)
+    parser._action_groups.append(parser._optionals)
+    config_reader = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    config_reader.add_argument(CONFIG_FLAG)
+    config_path = config_reader.parse_known_args(argv)[0].config
+    try:
+        for origin, layer in layers.items():
+            set_defaults(parser, layer, origin)
+        if config_path is not None:
+            set_defaults(parser, load_config_file(config_path), config_path)
+    except ValueError as err:
+        parser.error(str(err))
+    settings = vars(parser.parse_args(argv))
+    settings.pop("config")
+    try:
+        return parser.parse_dict(settings)
+    except ValueError as err:
+        parser.error(str(err))
