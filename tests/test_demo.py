@@ -1,0 +1,102 @@
+"""The numbers demo end to end on --tiny settings: table and JSON, saved model, cache reuse, output protection."""
+
+import json
+import os
+
+import pytest
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+from hf_l2mt import demo
+
+LAMBDAS = ["0", "3"]
+
+
+def run(out, cache, *extra):
+    return demo.main(["--tiny", "--output_dir", str(out), "--cache_dir", str(cache), "--l2sp_lambdas", *LAMBDAS, *extra])
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    out, cache = root / "out", root / "cache"
+    return out, cache, run(out, cache)
+
+
+def test_table_has_every_model_and_scores_in_range(first_run, capsys):
+    out, _, results = first_run
+    assert [row["model"] for row in results["rows"]] == ["base", "lambda=0", "lambda=3"]
+    assert [row["l2sp_lambda"] for row in results["rows"]] == [None, 0.0, 3.0]
+    for row in results["rows"]:
+        for domain in ("cardinals", "years"):
+            for score in ("exact_match", "chrf", "bleu"):
+                assert 0.0 <= row[f"{domain}_{score}"] <= 100.0
+    with open(out / demo.RESULTS_FILE, encoding="utf-8") as handle:
+        saved = json.load(handle)
+    assert saved["rows"] == results["rows"]
+    assert saved["best_balanced"] in {"lambda=0", "lambda=3"}
+    assert saved["base_from_cache"] is False
+    assert len(saved["examples"]) == 2 * demo.EXAMPLES_PER_DOMAIN
+    assert set(saved["examples"][0]["outputs"]) == {"base", "lambda=0", "lambda=3"}
+
+
+def test_saved_model_and_tokenizer_load_and_translate(first_run):
+    out, _, _ = first_run
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForSeq2SeqLM.from_pretrained(out)
+    generated = model.generate(**tokenizer(["nineteen eighty-four"], return_tensors="pt"), max_new_tokens=8)
+    assert generated.shape[0] == 1
+    assert isinstance(tokenizer.decode(generated[0], skip_special_tokens=True), str)
+    assert model.generation_config.decoder_start_token_id == tokenizer.pad_token_id
+
+
+def test_second_run_reuses_the_cached_base(first_run, monkeypatch):
+    out, cache, _ = first_run
+    [base] = os.listdir(cache)
+    before = os.path.getmtime(cache / base / "model.safetensors")
+
+    def no_pretraining(*args, **kwargs):
+        raise AssertionError("the cached base should have been reused")
+
+    monkeypatch.setattr(demo, "pretrain", no_pretraining)
+    results = run(out, cache)  # the output folder is a previous demo output: replaced without a flag
+    assert results["base_from_cache"] is True
+    assert os.listdir(cache) == [base]
+    assert os.path.getmtime(cache / base / "model.safetensors") == before
+    assert [row["model"] for row in results["rows"]] == ["base", "lambda=0", "lambda=3"]
+
+
+def test_refuses_to_replace_a_folder_that_is_not_a_demo_output(tmp_path):
+    out, cache = tmp_path / "mine", tmp_path / "cache"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(demo.OutputDirError, match=r"--output_dir: .*mine' exists and is not a previous demo output"):
+        run(out, cache)
+    assert (out / "notes.txt").read_text() == "keep me"
+    assert not cache.exists()  # refused before any work
+
+
+def test_overwrite_output_dir_replaces_it(first_run, tmp_path):
+    _, cache, _ = first_run
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("replace me")
+    run(out, cache, "--overwrite_output_dir")
+    assert sorted(os.listdir(out)) == sorted(
+        ["config.json", "generation_config.json", "model.safetensors", "source.spm", "target.spm",
+         "tokenizer_config.json", "vocab.json", demo.RESULTS_FILE]
+    )
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".")]  # no temporary folders left
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--l2sp_lambdas", "-1"], "--l2sp_lambdas: got -1.0; accepted: finite numbers >= 0"),
+        (["--l2sp_lambdas", "1", "1"], r"--l2sp_lambdas: got \[1.0, 1.0\]; accepted: distinct values"),
+        (["--pretrain_steps", "0"], "--pretrain_steps: got 0; accepted: an integer >= 1"),
+        (["--new_domain", "fraction"], "--new_domain: got 'fraction'; accepted: year, ordinal"),
+    ],
+)
+def test_bad_flags_are_rejected(tmp_path, flags, message):
+    with pytest.raises(ValueError, match=message):
+        demo.main(["--tiny", "--output_dir", str(tmp_path / "out"), "--cache_dir", str(tmp_path / "c"), *flags])
