@@ -1,0 +1,291 @@
+"""Forgetting under domain adaptation: how much general-domain quality each regularizer keeps.
+
+A base model is pretrained on a general domain (``benchmarks/pretrain_base.py``, cached), then
+fine-tuned on a new domain by every variant below, each with the same number of updates, learning
+rate, batch size and data, for several seeds:
+
+  plain           no regularization
+  weight_decay    decoupled weight decay (AdamW), towards zero
+  l2sp            L2-SP towards the base weights (the anchor), coupled, constant λ, over a λ grid
+  l2sp_sigmoid    the same with RecAdam's sigmoid annealing of λ (strong early, fading out)
+  l2sp_decoupled  decoupled L2-SP: θ ← θ − lr·λ(θ − θ₀) before each update, over its own λ grid
+  mixed           no regularizer; a share (default 20 %) of general-domain pairs is replayed
+                  among the in-domain pairs (mixed fine-tuning, Chu et al. 2017)
+
+Every model translates held-out in-domain and held-out general pairs (greedy) and is scored with
+exact match, chrF and BLEU (sacreBLEU). The goal checked: keep ≥ 80 % of what plain fine-tuning
+loses on the general domain (general-domain loss relative to the base at most 20 % of plain's)
+while staying within 5 % of plain's in-domain score, on ``--goal_metric``.
+
+Outputs in ``--output_dir``: ``runs.jsonl`` (one line per fine-tuned model; a rerun skips the runs
+already there), ``results.json``, ``results.md`` (the table) and ``forgetting.png``.
+
+    # numbers task: cardinals → years, 5 seeds (about 25 minutes on one core)
+    python -m benchmarks.domain_adaptation --task numbers
+    # Ding: base pretrained in the background first (see benchmarks/pretrain_base.py), then
+    python -m benchmarks.domain_adaptation --task ding --tag med. --stage study
+"""
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+from datasets import concatenate_datasets
+from transformers import MarianMTModel, MarianTokenizer, PrinterCallback
+from transformers.utils import logging as hf_logging
+
+from benchmarks import forgetting_tasks as tasks
+from benchmarks.plot_forgetting import plot_forgetting
+from benchmarks.pretrain_base import pretrain_base, read_progress, write_json
+from hf_l2mt import L2MTTrainer, L2MTTrainingArguments
+from hf_l2mt.data import make_data_collator, preprocess_pairs
+from hf_l2mt.metrics import score_translations
+from hf_l2mt.translate import translate
+
+logger = logging.getLogger("hf_l2mt")
+METRICS = ("exact_match", "chrf", "bleu")
+# Per-task defaults; every one can be overridden on the command line.
+DEFAULTS = {
+    "numbers": dict(general_size=9000, general_high=9999, domain_size=600, heldout=300, vocab_size=400,
+                    pretrain_steps=2000, pretrain_minutes=None, pretrain_batch_size=64, pretrain_lr=5e-4,
+                    pretrain_schedule="linear", pretrain_warmup=100, steps=300, batch_size=32,
+                    learning_rate=5e-4, seeds=5, lambdas=[0.01, 0.1, 1.0, 10.0], decoupled_lambdas=[1.0, 10.0, 100.0],
+                    max_length=48, goal_metric="exact_match"),
+    "ding": dict(general_size=None, general_high=None, domain_size=None, heldout=500, vocab_size=8000,
+                 pretrain_steps=None, pretrain_minutes=600.0, pretrain_batch_size=64, pretrain_lr=5e-4,
+                 pretrain_schedule="constant_with_warmup", pretrain_warmup=500, steps=600, batch_size=32,
+                 learning_rate=2e-4, seeds=3, lambdas=[0.01, 0.1, 1.0], decoupled_lambdas=[1.0, 10.0],
+                 max_length=64, goal_metric="chrf"),
+}
+
+
+@dataclass
+class Variant:
+    family: str
+    strength: float | None = None  # λ for the L2-SP families, the weight decay, or the replayed share
+    arguments: dict = field(default_factory=dict)
+    replay: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.family if self.strength is None else f"{self.family} {self.strength:g}"
+
+
+def make_variants(opts) -> list[Variant]:
+    variants = [Variant("plain"), Variant("weight_decay", opts.weight_decay, {"weight_decay": opts.weight_decay})]
+    variants += [Variant("l2sp", lam, {"l2sp_lambda": lam}) for lam in opts.lambdas]
+    variants += [Variant("l2sp_sigmoid", lam, {"l2sp_lambda": lam, "l2sp_schedule": "sigmoid"}) for lam in opts.lambdas]
+    variants += [Variant("l2sp_decoupled", lam, {"l2sp_lambda": lam, "l2sp_mode": "decoupled"})
+                 for lam in opts.decoupled_lambdas]
+    variants.append(Variant("mixed", opts.replay, replay=opts.replay))
+    return variants
+
+
+def load_task(opts) -> tasks.Task:
+    if opts.task == "numbers":
+        return tasks.numbers_task(opts.domain, general_size=opts.general_size, domain_size=opts.domain_size,
+                                  heldout=opts.heldout, general_high=opts.general_high)
+    return tasks.ding_task(opts.tag, heldout=opts.heldout, path=opts.ding_path)
+
+
+def tokenized(dataset, tokenizer, opts, config):
+    return preprocess_pairs(dataset, tokenizer, tasks.SRC_LANG, tasks.TGT_LANG, opts.max_length, opts.max_length,
+                            model_config=config)
+
+
+def evaluate(model, tokenizer, task: tasks.Task, opts) -> dict:
+    """Exact match, chrF and BLEU on the held-out in-domain and general pairs (greedy decoding)."""
+    scores = {}
+    for split, dataset in (("domain", task.domain_test), ("general", task.general_test)):
+        hypotheses = translate(dataset["source"], model, tokenizer, batch_size=64, num_beams=1,
+                               max_new_tokens=opts.max_length, progress=False)
+        result = score_translations(hypotheses, dataset["target"])
+        scores[split] = {metric: result[metric] for metric in METRICS}
+    return scores
+
+
+def fine_tune(variant: Variant, seed: int, base_dir: str, tokenizer, train, general, opts) -> MarianMTModel:
+    model = MarianMTModel.from_pretrained(base_dir)
+    if variant.replay > 0:
+        # Chu et al. 2017: the in-domain pairs plus general pairs making up `replay` of the mixture.
+        count = round(len(train) * variant.replay / (1 - variant.replay))
+        train = concatenate_datasets([train, general.shuffle(seed=seed).select(range(min(count, len(general))))])
+    args = L2MTTrainingArguments(
+        output_dir=os.path.join(opts.output_dir, "trainer"), per_device_train_batch_size=opts.batch_size,
+        max_steps=opts.steps, learning_rate=opts.learning_rate, lr_scheduler_type="constant", seed=seed,
+        train_sampling_strategy="group_by_length", remove_unused_columns=False, save_strategy="no",
+        logging_steps=10**9, report_to=[], disable_tqdm=True, use_cpu=True, dataloader_num_workers=0,
+        **variant.arguments,
+    )
+    trainer = L2MTTrainer(model=model, args=args, train_dataset=train,
+                          data_collator=make_data_collator(tokenizer, model))
+    trainer.remove_callback(PrinterCallback)
+    trainer.train()
+    return trainer.model
+
+
+def read_runs(path: str) -> dict:
+    runs = {}
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                run = json.loads(line)
+                runs[(run["key"], run["variant"], run["seed"])] = run
+    return runs
+
+
+def run_study(opts, task: tasks.Task, base_dir: str) -> dict:
+    tokenizer = MarianTokenizer.from_pretrained(base_dir)
+    config = MarianMTModel.from_pretrained(base_dir).config
+    train = tokenized(task.domain_train, tokenizer, opts, config)
+    general = tokenized(task.general_train, tokenizer, opts, config)
+    progress = read_progress(opts.cache_dir)
+    # Runs are reused only with the same base (its update count) and the same fine-tuning settings.
+    key = json.dumps({"base_steps": progress["steps"], "steps": opts.steps, "lr": opts.learning_rate,
+                      "batch_size": opts.batch_size, "domain": task.domain, "heldout": opts.heldout}, sort_keys=True)
+    runs_path = os.path.join(opts.output_dir, "runs.jsonl")
+    runs = read_runs(runs_path)
+    if (key, "base", 0) not in runs:
+        runs[(key, "base", 0)] = {"key": key, "variant": "base", "seed": 0,
+                                  "scores": evaluate(MarianMTModel.from_pretrained(base_dir), tokenizer, task, opts)}
+        with open(runs_path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(runs[(key, "base", 0)]) + "\n")
+    variants = make_variants(opts)
+    # Each fine-tuning run would log the same parameter-group table; results are printed per run instead.
+    logger.setLevel(logging.WARNING)
+    for variant in variants:
+        for seed in range(opts.seeds):
+            if (key, variant.name, seed) in runs:
+                continue
+            start = time.perf_counter()
+            model = fine_tune(variant, seed, base_dir, tokenizer, train, general, opts)
+            run = {"key": key, "variant": variant.name, "seed": seed, "scores": evaluate(model, tokenizer, task, opts),
+                   "seconds": time.perf_counter() - start}
+            runs[(key, variant.name, seed)] = run
+            with open(runs_path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(run) + "\n")
+            print(f"{variant.name} seed {seed} ({run['seconds']:.0f} s): {json.dumps(run['scores'])}", flush=True)
+    base = runs[(key, "base", 0)]["scores"]
+    per_variant = {v.name: [runs[(key, v.name, s)]["scores"] for s in range(opts.seeds)] for v in variants}
+    return {"base": base, "base_progress": progress, "variants": [asdict(v) | {"name": v.name} for v in variants],
+            "runs": per_variant, "summary": summarize(base, per_variant, opts.goal_metric)}
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarize(base: dict, per_variant: dict, goal_metric: str) -> dict:
+    """Mean and std over seeds, and the goal check against plain fine-tuning on ``goal_metric``."""
+    summary = {}
+    for name, scores in per_variant.items():
+        summary[name] = {f"{split}_{metric}": mean_std([s[split][metric] for s in scores])
+                         for split in ("domain", "general") for metric in METRICS}
+    plain_domain = summary["plain"][f"domain_{goal_metric}"][0]
+    plain_loss = base["general"][goal_metric] - summary["plain"][f"general_{goal_metric}"][0]
+    for name, row in summary.items():
+        loss = base["general"][goal_metric] - row[f"general_{goal_metric}"][0]
+        row["general_loss_share"] = loss / plain_loss if plain_loss > 0 else None
+        row["domain_vs_plain"] = row[f"domain_{goal_metric}"][0] / plain_domain if plain_domain > 0 else None
+        row["meets_goal"] = (row["general_loss_share"] is not None and row["general_loss_share"] <= 0.2
+                             and row["domain_vs_plain"] is not None and row["domain_vs_plain"] >= 0.95)
+    return summary
+
+
+def markdown_table(result: dict, goal_metric: str, seeds: int) -> str:
+    def cell(pair):
+        return f"{pair[0]:.1f} ± {pair[1]:.1f}"
+
+    header = ("| variant | in-domain EM | in-domain chrF | in-domain BLEU | general EM | general chrF | general BLEU "
+              f"| general loss / plain's ({goal_metric}) | in-domain / plain's | goal |")
+    lines = [header, "|" + "---|" * 10]
+    base = result["base"]
+    lines.append("| base (before fine-tuning) | " + " | ".join(
+        f"{base[split][metric]:.1f}" for split in ("domain", "general") for metric in METRICS) + " | 0 % | | |")
+    for name, row in result["summary"].items():
+        share, ratio = row["general_loss_share"], row["domain_vs_plain"]
+        lines.append(f"| {name} | " + " | ".join(cell(row[f"{split}_{metric}"]) for split in ("domain", "general")
+                                                 for metric in METRICS)
+                     + f" | {'n/a' if share is None else f'{100 * share:.0f} %'}"
+                     + f" | {'n/a' if ratio is None else f'{100 * ratio:.0f} %'} | {'yes' if row['meets_goal'] else 'no'} |")
+    return "\n".join(lines) + f"\n\nMean ± std over {seeds} fine-tuning seeds; scores in %, greedy decoding.\n"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=sorted(DEFAULTS), default="numbers")
+    parser.add_argument("--stage", choices=["pretrain", "study", "all"], default="all",
+                        help="pretrain: only (continue to) pretrain the base; study: fine-tune from the cached base")
+    parser.add_argument("--domain", choices=["year", "ordinal"], default="year", help="numbers: the new domain")
+    parser.add_argument("--tag", default="med.", help="ding: the subject tag of the new domain (med., comp., techn., ...)")
+    parser.add_argument("--ding_path", help="ding: the dictionary file (default: hf_l2mt.data.DING_PATH)")
+    parser.add_argument("--cache_dir", help="base model cache (default: ~/.cache/hf_l2mt/<task>_base)")
+    parser.add_argument("--output_dir", help="default: outputs/domain_adaptation/<task>_<domain or tag>")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 leaves a core for other work)")
+    for name, kind in (("general_size", int), ("general_high", int), ("domain_size", int), ("heldout", int),
+                       ("vocab_size", int), ("pretrain_steps", int), ("pretrain_minutes", float),
+                       ("pretrain_batch_size", int), ("pretrain_lr", float), ("pretrain_warmup", int), ("steps", int),
+                       ("batch_size", int), ("learning_rate", float),
+                       ("seeds", int), ("max_length", int)):
+        parser.add_argument(f"--{name}", type=kind, help="default: per task (see DEFAULTS)")
+    parser.add_argument("--pretrain_schedule", choices=["linear", "constant_with_warmup"],
+                        help="learning-rate schedule of the base; constant_with_warmup lets a budget be extended")
+    parser.add_argument("--lambdas", type=float, nargs="+", help="L2-SP λ grid (coupled, constant and sigmoid)")
+    parser.add_argument("--decoupled_lambdas", type=float, nargs="+", help="λ grid of decoupled L2-SP")
+    parser.add_argument("--weight_decay", type=float, default=0.01)
+    parser.add_argument("--replay", type=float, default=0.2, help="share of general pairs in mixed fine-tuning")
+    parser.add_argument("--goal_metric", choices=METRICS, help="default: exact_match (numbers), chrf (ding)")
+    opts = parser.parse_args(argv)
+    for name, value in DEFAULTS[opts.task].items():
+        if getattr(opts, name) is None:
+            setattr(opts, name, value)
+    if not 0 <= opts.replay < 1:
+        parser.error(f"--replay {opts.replay}: accepted: a share in [0, 1)")
+    if opts.seeds < 1 or opts.steps < 1:
+        parser.error("--seeds and --steps: accepted: integers >= 1")
+    where = opts.domain if opts.task == "numbers" else opts.tag.rstrip(".")
+    opts.cache_dir = os.path.expanduser(opts.cache_dir or f"~/.cache/hf_l2mt/{opts.task}_base")
+    opts.output_dir = opts.output_dir or os.path.join("outputs", "domain_adaptation", f"{opts.task}_{where}")
+    return opts
+
+
+def main(argv=None) -> dict:
+    opts = parse_args(argv)
+    torch.set_num_threads(opts.threads)
+    hf_logging.set_verbosity_error()
+    os.makedirs(opts.cache_dir, exist_ok=True)
+    os.makedirs(opts.output_dir, exist_ok=True)
+    task = load_task(opts)
+    shape = tasks.NUMBERS_SHAPE if opts.task == "numbers" else tasks.DING_SHAPE
+    tokenizer = tasks.load_or_train_tokenizer(os.path.join(opts.cache_dir, "tokenizer"),
+                                              tasks.both_sides(task.general_train), opts.vocab_size)
+    config = tasks.marian_config(shape, tokenizer)
+    base_dir = os.path.join(opts.cache_dir, "base")
+    if opts.stage in ("pretrain", "all"):
+        base_dir = pretrain_base(opts.cache_dir, config, tokenizer, tokenized(task.general_train, tokenizer, opts, config),
+                                 minutes=opts.pretrain_minutes, max_steps=opts.pretrain_steps,
+                                 batch_size=opts.pretrain_batch_size, learning_rate=opts.pretrain_lr,
+                                 warmup_steps=opts.pretrain_warmup, lr_scheduler_type=opts.pretrain_schedule)
+    if opts.stage == "pretrain":
+        return read_progress(opts.cache_dir)
+    if not os.path.isfile(os.path.join(base_dir, "config.json")):
+        raise FileNotFoundError(f"{base_dir}: no base model yet; run with --stage pretrain (or all) first")
+    result = run_study(opts, task, base_dir)
+    result["settings"] = {k: v for k, v in vars(opts).items()}
+    table = markdown_table(result, opts.goal_metric, opts.seeds)
+    write_json(os.path.join(opts.output_dir, "results.json"), result)
+    with open(os.path.join(opts.output_dir, "results.md"), "w", encoding="utf-8") as handle:
+        handle.write(table)
+    plot_forgetting(result, os.path.join(opts.output_dir, "forgetting.png"), metric=opts.goal_metric,
+                    title=f"{opts.task}: {task.general} → {task.domain}")
+    print(table)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""Smoke tests of the benchmark scripts: each ``main([...])`` runs at toy size and reports what it should.
+
+They check that the scripts run and that their output has the expected rows and keys (and the
+numbers that do not depend on speed), never how fast anything is.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks import domain_adaptation, eval_speed, plot_forgetting, throughput
+from benchmarks.pretrain_base import pretrain_base, read_progress
+from hf_l2mt.data import preprocess_pairs
+from hf_l2mt.spm_tokenizer import train_marian_tokenizer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PAIRS = [
+    ("the house", "das Haus"), ("a red car", "ein rotes Auto"), ("the old man and the sea", "der alte Mann und das Meer"),
+    ("good morning", "guten Morgen"), ("the cat sleeps on the warm roof", "die Katze schläft auf dem warmen Dach"),
+    ("water", "Wasser"), ("we read a long book in the evening", "wir lesen am Abend ein langes Buch"),
+    ("bread", "Brot"), ("the train is late today", "der Zug ist heute spät"), ("thank you", "danke"),
+    ("my sister lives in a small town near the river", "meine Schwester wohnt in einer kleinen Stadt am Fluss"),
+    ("the dog", "der Hund"), ("open the window please", "mach bitte das Fenster auf"), ("tree", "Baum"),
+    ("the children play in the garden", "die Kinder spielen im Garten"), ("milk", "Milch"),
+]
+DING_LINES = [
+    "# toy Ding file",
+    "Haus {n} :: house", "Auto {n} :: car", "Baum {m} :: tree", "Hund {m} :: dog", "Katze {f} :: cat",
+    "Brot {n} :: bread", "Wasser {n} :: water", "Milch {f} :: milk", "Garten {m} :: garden", "Fenster {n} :: window",
+    "Zug {m} :: train", "Buch {n} :: book", "Stadt {f} :: town", "Fluss {m} :: river", "Dach {n} :: roof",
+    "Blinddarm {m} [anat.] [med.] :: appendix", "Fieber {n} [med.] :: fever", "Husten {m} [med.] :: cough",
+    "Wunde {f} [med.] :: wound", "Salbe {f} [med.] :: ointment", "Pille {f} [med.] :: pill",
+    "Arzt {m} [med.] :: doctor", "Narbe {f} [med.] :: scar", "Puls {m} [med.] :: pulse",
+    "Rechner {m} [comp.] :: computer",
+]
+
+
+@pytest.fixture(scope="module")
+def sample_dir(tmp_path_factory):
+    directory = str(tmp_path_factory.mktemp("sample"))
+    sources, targets = [p[0] for p in PAIRS], [p[1] for p in PAIRS]
+    return throughput.write_sample(directory, sources, targets, vocab=80, max_length=32, description="toy pairs")
+
+
+def test_throughput_runs_both_variants_over_the_same_target_tokens(sample_dir, tmp_path):
+    summary = throughput.main(["--tokenized_sample", sample_dir, "--model", "tiny", "--vocab_size", "0", "--batch_size", "4",
+                               "--steps", "3", "--rounds", "2", "--skip_memory", "--json", str(tmp_path / "t.json")])
+    with open(os.path.join(sample_dir, "sample.json"), encoding="utf-8") as handle:
+        target_ids = json.load(handle)["target_ids"][:12]
+    assert summary["target_tokens_per_epoch"] == sum(len(ids) for ids in target_ids)
+    assert set(summary["variants"]) == {"baseline", "ours"}
+    for row in summary["variants"].values():
+        assert len(row["tokens_per_s_per_round"]) == 2 and row["tokens_per_s"] > 0
+        assert 0 <= row["target_padding"] < 1 and 0 <= row["source_padding"] < 1
+    assert summary["ratio"] == pytest.approx(summary["variants"]["ours"]["tokens_per_s"]
+                                             / summary["variants"]["baseline"]["tokens_per_s"])
+    assert json.loads((tmp_path / "t.json").read_text())["variants"]["ours"]["ratio"] == pytest.approx(summary["ratio"])
+
+
+def test_throughput_memory_process_reports_its_high_water_mark(sample_dir, capsys):
+    throughput.main(["--_memory_only", "ours", "--tokenized_sample", sample_dir, "--model", "tiny", "--vocab_size", "0",
+                     "--batch_size", "4", "--steps", "2"])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["peak_rss_bytes"] > 10 * 2**20
+
+
+def test_throughput_refuses_a_sample_too_small_for_the_epoch(sample_dir):
+    with pytest.raises(ValueError, match="holds 16"):
+        throughput.main(["--tokenized_sample", sample_dir, "--model", "tiny", "--batch_size", "8", "--steps", "3",
+                         "--skip_memory"])
+
+
+def test_throughput_from_a_sample_needs_no_datasets_package(sample_dir):
+    """The GPU machine has no ``datasets``: a None entry in sys.modules makes every import of it fail."""
+    code = ("import sys; sys.modules['datasets'] = None; from benchmarks import throughput; "
+            f"throughput.main(['--tokenized_sample', {sample_dir!r}, '--model', 'tiny', '--vocab_size', '0', "
+            "'--batch_size', '4', '--steps', '2', '--rounds', '1', '--skip_memory', '--threads', '1'])")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "ours / baseline:" in result.stdout
+
+
+def test_eval_speed_compares_identical_hypotheses(sample_dir, tmp_path):
+    summary = eval_speed.main(["--tokenized_sample", sample_dir, "--model", "tiny", "--sentences", "12",
+                               "--batch_size", "4", "--rounds", "1", "--max_new_tokens", "6",
+                               "--json", str(tmp_path / "e.json")])
+    assert summary["sentences"] == 12 and summary["differing_hypotheses"] == 0
+    assert summary["variants"]["baseline"]["bleu"] == summary["variants"]["ours"]["bleu"]
+    assert summary["speedup"] == pytest.approx(summary["variants"]["baseline"]["median_s"]
+                                               / summary["variants"]["ours"]["median_s"])
+    assert json.loads((tmp_path / "e.json").read_text())["bleu_signature"].startswith("nrefs:1")
+
+
+def test_summary_checks_the_goal_against_plain_fine_tuning():
+    def scores(domain, general):
+        return {"domain": {"exact_match": domain, "chrf": 0.0, "bleu": 0.0},
+                "general": {"exact_match": general, "chrf": 0.0, "bleu": 0.0}}
+
+    base = scores(10.0, 80.0)
+    summary = domain_adaptation.summarize(base, {
+        "plain": [scores(100.0, 40.0), scores(100.0, 40.0)],   # loses 40 general points
+        "keeps": [scores(96.0, 74.0), scores(96.0, 76.0)],     # loses 5 (12.5 %), in-domain 96 %
+        "too_weak": [scores(99.0, 60.0), scores(99.0, 60.0)],  # loses 20 (50 %)
+        "too_strong": [scores(90.0, 80.0), scores(90.0, 80.0)],  # keeps all, in-domain 90 %
+    }, "exact_match")
+    assert summary["keeps"]["general_exact_match"] == pytest.approx((75.0, 2 ** 0.5))
+    assert summary["keeps"]["general_loss_share"] == pytest.approx(0.125)
+    assert summary["keeps"]["domain_vs_plain"] == pytest.approx(0.96)
+    assert [name for name, row in summary.items() if row["meets_goal"]] == ["keeps"]
+
+
+def test_pretraining_resumes_and_refuses_other_settings(tmp_path):
+    from benchmarks.forgetting_tasks import NUMBERS_SHAPE, marian_config
+    from datasets import Dataset
+
+    tokenizer = train_marian_tokenizer([t for p in PAIRS for t in p], str(tmp_path / "tok"), vocab_size=80)
+    config = marian_config(NUMBERS_SHAPE, tokenizer)
+    pairs = Dataset.from_dict({"source": [p[0] for p in PAIRS], "target": [p[1] for p in PAIRS]})
+    train = preprocess_pairs(pairs, tokenizer, "en", "de", 32, 32, model_config=config)
+    cache = str(tmp_path / "cache")
+    pretrain_base(cache, config, tokenizer, train, max_steps=2, batch_size=4)
+    assert read_progress(cache)["steps"] == 2
+    pretrain_base(cache, config, tokenizer, train, max_steps=4, batch_size=4)
+    assert read_progress(cache)["steps"] == 4
+    assert sorted(os.listdir(os.path.join(cache, "trainer"))) == ["checkpoint-4"]
+    assert os.path.isfile(os.path.join(cache, "base", "config.json"))
+    with pytest.raises(ValueError, match="other settings"):
+        pretrain_base(cache, config, tokenizer, train, max_steps=6, batch_size=8)
+
+
+def _study_args(tmp_path, *extra):
+    return [*extra, "--heldout", "3", "--pretrain_steps", "3", "--pretrain_batch_size", "8", "--steps", "2",
+            "--batch_size", "4", "--seeds", "2", "--lambdas", "0.1", "--decoupled_lambdas", "1", "--vocab_size", "60",
+            "--max_length", "24", "--cache_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path / "out")]
+
+
+EXPECTED_VARIANTS = ["plain", "weight_decay 0.01", "l2sp 0.1", "l2sp_sigmoid 0.1", "l2sp_decoupled 1", "mixed 0.2"]
+
+
+def _check_outputs(result, out, seeds):
+    assert list(result["summary"]) == EXPECTED_VARIANTS
+    assert all(len(result["runs"][name]) == seeds for name in EXPECTED_VARIANTS)
+    table = (out / "results.md").read_text().splitlines()
+    assert [line.split(" | ")[0].lstrip("| ") for line in table[2:9]] == ["base (before fine-tuning)", *EXPECTED_VARIANTS]
+    assert json.loads((out / "results.json").read_text())["summary"].keys() == result["summary"].keys()
+    assert (out / "forgetting.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len((out / "runs.jsonl").read_text().splitlines()) == 1 + seeds * len(EXPECTED_VARIANTS)
+
+
+def test_numbers_study_writes_table_json_and_plot(tmp_path):
+    args = _study_args(tmp_path, "--task", "numbers", "--general_size", "60", "--domain_size", "20")
+    result = domain_adaptation.main(args)
+    _check_outputs(result, tmp_path / "out", seeds=2)
+    again = domain_adaptation.main(args)  # every run is in runs.jsonl: nothing is trained twice
+    assert again["summary"] == result["summary"]
+    assert len((tmp_path / "out" / "runs.jsonl").read_text().splitlines()) == 1 + 2 * len(EXPECTED_VARIANTS)
+
+
+def test_ding_study_on_a_toy_dictionary(tmp_path):
+    ding = tmp_path / "de-en"
+    ding.write_text("\n".join(DING_LINES) + "\n", encoding="utf-8")
+    args = _study_args(tmp_path, "--task", "ding", "--ding_path", str(ding), "--tag", "med")
+    result = domain_adaptation.main([*args, "--seeds", "1"])
+    _check_outputs(result, tmp_path / "out", seeds=1)
+    assert result["settings"]["goal_metric"] == "chrf"
+
+
+def test_plot_forgetting_from_results_json(tmp_path):
+    row = {f"{s}_{m}": (50.0, 1.0) for s in ("domain", "general") for m in ("exact_match", "chrf", "bleu")}
+    result = {"base": {s: {"exact_match": 10.0, "chrf": 40.0, "bleu": 5.0} for s in ("domain", "general")},
+              "variants": [{"name": "plain", "family": "plain"}, {"name": "l2sp 0.1", "family": "l2sp"}],
+              "summary": {"plain": row, "l2sp 0.1": row}}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(result))
+    output = plot_forgetting.main([str(path), "--metric", "bleu"])
+    assert output.endswith("forgetting_bleu.png")
+    with open(output, "rb") as handle:
+        assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
