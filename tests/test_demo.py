@@ -12,7 +12,8 @@ LAMBDAS = ["0", "3"]
 
 
 def run(out, cache, *extra):
-    return demo.main(["--tiny", "--output_dir", str(out), "--cache_dir", str(cache), "--l2sp_lambdas", *LAMBDAS, *extra])
+    flags = ["--tiny", "--output_dir", str(out), "--cache_dir", str(cache), "--l2sp_lambdas", *LAMBDAS]
+    return demo.main([*flags, *extra])
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +64,16 @@ def test_second_run_reuses_the_cached_base(first_run, monkeypatch):
     assert os.listdir(cache) == [base]
     assert os.path.getmtime(cache / base / "model.safetensors") == before
     assert [row["model"] for row in results["rows"]] == ["base", "lambda=0", "lambda=3"]
+
+
+def test_ordinals_as_the_new_domain_reuse_the_same_base(first_run, tmp_path, monkeypatch):
+    _, cache, _ = first_run
+    monkeypatch.setattr(demo, "pretrain", None)  # the base does not depend on the new domain
+    results = run(tmp_path / "ordinals", cache, "--new_domain", "ordinal")
+    assert results["base_from_cache"] is True
+    assert results["examples"][-1]["reference"].endswith("te")  # German ordinals: "...zigste", "erste"
+    for row in results["rows"]:
+        assert 0.0 <= row["ordinals_exact_match"] <= 100.0 and 0.0 <= row["cardinals_chrf"] <= 100.0
 
 
 def test_refuses_to_replace_a_folder_that_is_not_a_demo_output(tmp_path):

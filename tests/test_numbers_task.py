@@ -13,7 +13,12 @@ from hf_l2mt.numbers_task import draw_numbers, make_pair, make_pairs, numbers_sp
         ("cardinal", 1984, "one thousand, nine hundred and eighty-four", "eintausendneunhundertvierundachtzig"),
         ("cardinal", 21_000, "twenty-one thousand", "einundzwanzigtausend"),
         # num2words 0.5.14 writes "eins" inside "...einstausend"; the task keeps its output as it is.
-        ("cardinal", 101_101, "one hundred and one thousand, one hundred and one", "einhunderteinstausendeinhunderteins"),
+        (
+            "cardinal",
+            101_101,
+            "one hundred and one thousand, one hundred and one",
+            "einhunderteinstausendeinhunderteins",
+        ),
         ("year", 1984, "nineteen eighty-four", "neunzehnhundertvierundachtzig"),
         ("year", 1505, "fifteen oh-five", "fünfzehnhundertfünf"),
         ("year", 1900, "nineteen hundred", "neunzehnhundert"),
