@@ -43,6 +43,7 @@ from .numbers_task import numbers_splits
 from .spm_tokenizer import load_marian_tokenizer, train_marian_tokenizer
 from .trainer import L2MTTrainer
 from .training_args import L2MTTrainingArguments
+from .translate import translate
 
 GENERAL_DOMAIN = "cardinal"
 NEW_DOMAINS = ("year", "ordinal")
@@ -336,14 +337,6 @@ def evaluate(model, tokenizer, eval_sets: dict, seed: int) -> dict[str, float]:
         return trainer.evaluate()
 
 
-def translate(model, tokenizer, sources: list[str]) -> list[str]:
-    model.eval()
-    batch = tokenizer(sources, return_tensors="pt", padding=True).to(model.device)
-    with torch.no_grad():
-        generated = model.generate(**batch)
-    return [text.strip() for text in tokenizer.batch_decode(generated, skip_special_tokens=True)]
-
-
 # ---- Report -----------------------------------------------------------------------------------
 
 
@@ -491,7 +484,7 @@ def held_out_examples(runs, tokenizer, *tests) -> list[dict]:
     """The first few held-out pairs of each domain and every model's translation of them."""
     chosen = [row for test in tests for row in test.select(range(min(EXAMPLES_PER_DOMAIN, len(test))))]
     sources = [row["source"] for row in chosen]
-    outputs = {name: translate(model, tokenizer, sources) for name, _, model in runs}
+    outputs = {name: translate(sources, model, tokenizer, num_beams=1, progress=False) for name, _, model in runs}
     return [
         {"source": row["source"], "reference": row["target"], "outputs": {n: o[i] for n, o in outputs.items()}}
         for i, row in enumerate(chosen)

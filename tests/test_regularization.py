@@ -3,7 +3,6 @@
 import logging
 
 import pytest
-import torch
 
 from conftest import make_args, marian, params_of, task_dataset, tiny_marian, tiny_t5, T5_PAD, train_with
 from hf_l2mt import L2MTTrainer

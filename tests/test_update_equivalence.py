@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
 
-from conftest import PadCollator, assert_same_params, make_args, marian, params_of, task_dataset, tiny_marian, tiny_t5, T5_PAD, train_with
+from conftest import PadCollator, assert_same_params, make_args, marian, params_of, task_dataset, tiny_t5, T5_PAD, train_with
 from hf_l2mt.schedules import schedule_factor
 
 LR = 1e-2
