@@ -10,7 +10,7 @@ import torch
 
 from . import __version__
 from .recipes import load_recipe, recipe_names, recipe_summary
-from .translate import evaluate_files, load_translation_model, read_lines, report_scores, translate
+from .translate import decode_lines, evaluate_files, load_translation_model, read_lines, report_scores, translate
 
 EXAMPLES = """\
 examples:
@@ -163,15 +163,7 @@ def default_device(device: str | None) -> torch.device:
 
 
 def read_stdin() -> list[str]:
-    data = sys.stdin.buffer.read()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"<stdin>: not valid UTF-8 at byte {err.start}; input must be UTF-8 text") from None
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return [line.rstrip("\r") for line in lines]
+    return decode_lines(sys.stdin.buffer.read(), "<stdin>")
 
 
 def warn_if_prefix_missing(model_dir: str, source_prefix: str | None) -> None:

@@ -107,18 +107,22 @@ def _encode(tokenizer, sources: list[str]) -> list[list[int]]:
     return input_ids
 
 
-def read_lines(path: str) -> list[str]:
-    """Sentences of a UTF-8 text file, one per line (as sacreBLEU reads them)."""
-    with open(path, "rb") as handle:
-        data = handle.read()
+def decode_lines(data: bytes, name: str) -> list[str]:
+    """UTF-8 ``data`` split into lines as sacreBLEU reads them; the error names ``name`` and the byte."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not valid UTF-8 at byte {err.start}; test sets must be UTF-8 text") from None
+        raise ValueError(f"{name}: not valid UTF-8 at byte {err.start}; input must be UTF-8 text") from None
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()
     return [line.rstrip("\r") for line in lines]
+
+
+def read_lines(path: str) -> list[str]:
+    """Sentences of a UTF-8 text file, one per line."""
+    with open(path, "rb") as handle:
+        return decode_lines(handle.read(), path)
 
 
 def evaluate_files(model_dir: str, test_sets: dict, **translate_kwargs) -> dict[str, dict]:
