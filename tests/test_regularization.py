@@ -3,6 +3,7 @@
 import logging
 
 import pytest
+import torch
 
 from conftest import make_args, marian, params_of, task_dataset, tiny_marian, tiny_t5, T5_PAD, train_with
 from hf_l2mt import L2MTTrainer
@@ -95,3 +96,21 @@ def test_training_loss_falls_on_reversal_task(tmp_path, build, pad_id, eos):
                                                    learning_rate=3e-3, logging_steps=10, l2sp_lambda=0.01), pad_id=pad_id)
     losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]
     assert losses[-1] < 0.7 * losses[0]
+
+
+@pytest.mark.parametrize("mode", ["coupled", "decoupled"])
+def test_bfloat16_anchor_is_the_rounded_start_and_regularizes(tmp_path, mode):
+    data, lam = task_dataset(8), 5.0
+    start = params_of(marian())
+    trainer = train_with(marian(), data, make_args(tmp_path / "bf16", max_steps=5, l2sp_lambda=lam, l2sp_mode=mode,
+                                                    anchor_dtype="bfloat16"))
+    assert all(t.dtype == torch.bfloat16 for t in trainer.anchor.values())
+    for name, tensor in trainer.anchor.items():
+        assert torch.equal(tensor, start[name].to(torch.bfloat16))
+    fp32, free = marian(), marian()
+    train_with(fp32, data, make_args(tmp_path / "fp32", max_steps=5, l2sp_lambda=lam, l2sp_mode=mode))
+    train_with(free, data, make_args(tmp_path / "free", max_steps=5))
+    gap = lambda a, b: sum(float(((a[n] - b[n]) ** 2).sum()) for n in a) ** 0.5  # noqa: E731
+    ours = params_of(trainer.model)
+    # bfloat16 keeps 8 bits of mantissa: the run stays with the float32-anchored one, not the unregularized one.
+    assert gap(ours, params_of(fp32)) < 0.2 * gap(ours, params_of(free))
