@@ -27,6 +27,7 @@ already there), ``results.json``, ``results.md`` (the table) and ``forgetting.pn
 """
 
 import argparse
+import copy
 import json
 import logging
 import os
@@ -49,18 +50,32 @@ from hf_l2mt.translate import translate
 
 logger = logging.getLogger("hf_l2mt")
 METRICS = ("exact_match", "chrf", "bleu")
+FAMILIES = ("plain", "weight_decay", "l2sp", "l2sp_sigmoid", "l2sp_decoupled", "mixed")
 # Per-task defaults; every one can be overridden on the command line.
 DEFAULTS = {
-    "numbers": dict(general_size=9000, general_high=9999, domain_size=600, heldout=300, vocab_size=400,
-                    pretrain_steps=2000, pretrain_minutes=None, pretrain_batch_size=64, pretrain_lr=5e-4,
-                    pretrain_schedule="linear", pretrain_warmup=100, steps=300, batch_size=32,
-                    learning_rate=5e-4, seeds=5, lambdas=[0.01, 0.1, 1.0, 10.0], decoupled_lambdas=[1.0, 10.0, 100.0],
-                    max_length=48, goal_metric="exact_match"),
-    "ding": dict(general_size=None, general_high=None, domain_size=None, heldout=500, vocab_size=8000,
-                 pretrain_steps=None, pretrain_minutes=600.0, pretrain_batch_size=64, pretrain_lr=5e-4,
-                 pretrain_schedule="constant_with_warmup", pretrain_warmup=500, steps=600, batch_size=32,
-                 learning_rate=2e-4, seeds=3, lambdas=[0.01, 0.1, 1.0], decoupled_lambdas=[1.0, 10.0],
-                 max_length=64, goal_metric="chrf"),
+    "numbers": dict(
+        # cardinals 0..9,999: 9,000 to pretrain on, 300 held out; years: 600 to adapt to, 300 held out
+        general_size=9000, general_high=9999, domain_size=600, heldout=300, vocab_size=400, max_length=48,
+        # base: 3,000 updates x 64 pairs = 192,000 pairs, 21 passes, linear decay (about 7 minutes on one core)
+        pretrain_steps=3000, pretrain_minutes=None, pretrain_batch_size=64, pretrain_lr=5e-4,
+        pretrain_schedule="linear", pretrain_warmup=150,
+        # fine-tuning: 200 updates x 32 pairs = 6,400 pairs, 11 passes over the years (about 15 s a run)
+        steps=200, batch_size=32, learning_rate=5e-4, seeds=5,
+        lambdas=[0.01, 0.03, 0.05, 0.07, 0.1, 1.0], sigmoid_lambdas=[1.0, 3.0, 10.0],
+        decoupled_lambdas=[10.0, 30.0, 100.0],
+        goal_metric="exact_match",
+    ),
+    "ding": dict(
+        # untagged entries (about 282,000 after cleaning) to pretrain on, 500 held out; one tag to adapt to
+        general_size=None, general_high=None, domain_size=None, heldout=500, vocab_size=8000, max_length=64,
+        # base: as long as it is given; constant learning rate after warm-up, so a budget can be extended
+        pretrain_steps=None, pretrain_minutes=600.0, pretrain_batch_size=64, pretrain_lr=5e-4,
+        pretrain_schedule="constant_with_warmup", pretrain_warmup=500,
+        # fine-tuning: 600 updates x 32 pairs = 19,200 pairs, about 3 passes over the 6,600 med. pairs
+        steps=600, batch_size=32, learning_rate=2e-4, seeds=3,
+        lambdas=[0.01, 0.1, 1.0], sigmoid_lambdas=[1.0], decoupled_lambdas=[10.0, 100.0],
+        goal_metric="chrf",
+    ),
 }
 
 
@@ -79,11 +94,12 @@ class Variant:
 def make_variants(opts) -> list[Variant]:
     variants = [Variant("plain"), Variant("weight_decay", opts.weight_decay, {"weight_decay": opts.weight_decay})]
     variants += [Variant("l2sp", lam, {"l2sp_lambda": lam}) for lam in opts.lambdas]
-    variants += [Variant("l2sp_sigmoid", lam, {"l2sp_lambda": lam, "l2sp_schedule": "sigmoid"}) for lam in opts.lambdas]
+    variants += [Variant("l2sp_sigmoid", lam, {"l2sp_lambda": lam, "l2sp_schedule": "sigmoid"})
+                 for lam in opts.sigmoid_lambdas]
     variants += [Variant("l2sp_decoupled", lam, {"l2sp_lambda": lam, "l2sp_mode": "decoupled"})
                  for lam in opts.decoupled_lambdas]
     variants.append(Variant("mixed", opts.replay, replay=opts.replay))
-    return variants
+    return [v for v in variants if v.family in opts.families]
 
 
 def load_task(opts) -> tasks.Task:
@@ -109,8 +125,8 @@ def evaluate(model, tokenizer, task: tasks.Task, opts) -> dict:
     return scores
 
 
-def fine_tune(variant: Variant, seed: int, base_dir: str, tokenizer, train, general, opts) -> MarianMTModel:
-    model = MarianMTModel.from_pretrained(base_dir)
+def fine_tune(variant: Variant, seed: int, base: MarianMTModel, tokenizer, train, general, opts) -> MarianMTModel:
+    model = copy.deepcopy(base)
     if variant.replay > 0:
         # Chu et al. 2017: the in-domain pairs plus general pairs making up `replay` of the mixture.
         count = round(len(train) * variant.replay / (1 - variant.replay))
@@ -140,19 +156,20 @@ def read_runs(path: str) -> dict:
 
 
 def run_study(opts, task: tasks.Task, base_dir: str) -> dict:
-    tokenizer = MarianTokenizer.from_pretrained(base_dir)
-    config = MarianMTModel.from_pretrained(base_dir).config
-    train = tokenized(task.domain_train, tokenizer, opts, config)
-    general = tokenized(task.general_train, tokenizer, opts, config)
+    # Loaded once: pretraining may go on in the background and replace base_dir during the study.
     progress = read_progress(opts.cache_dir)
-    # Runs are reused only with the same base (its update count) and the same fine-tuning settings.
-    key = json.dumps({"base_steps": progress["steps"], "steps": opts.steps, "lr": opts.learning_rate,
-                      "batch_size": opts.batch_size, "domain": task.domain, "heldout": opts.heldout}, sort_keys=True)
+    base = MarianMTModel.from_pretrained(base_dir)
+    tokenizer = MarianTokenizer.from_pretrained(base_dir)
+    train = tokenized(task.domain_train, tokenizer, opts, base.config)
+    general = tokenized(task.general_train, tokenizer, opts, base.config)
+    # Runs are reused only with the same base (its update count), data and fine-tuning settings.
+    key = json.dumps({"base_steps": progress["steps"], "domain": task.domain, **{name: getattr(opts, name) for name in (
+        "general_size", "domain_size", "heldout", "max_length", "steps", "batch_size", "learning_rate")}}, sort_keys=True)
     runs_path = os.path.join(opts.output_dir, "runs.jsonl")
     runs = read_runs(runs_path)
     if (key, "base", 0) not in runs:
         runs[(key, "base", 0)] = {"key": key, "variant": "base", "seed": 0,
-                                  "scores": evaluate(MarianMTModel.from_pretrained(base_dir), tokenizer, task, opts)}
+                                  "scores": evaluate(base, tokenizer, task, opts)}
         with open(runs_path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(runs[(key, "base", 0)]) + "\n")
     variants = make_variants(opts)
@@ -163,7 +180,7 @@ def run_study(opts, task: tasks.Task, base_dir: str) -> dict:
             if (key, variant.name, seed) in runs:
                 continue
             start = time.perf_counter()
-            model = fine_tune(variant, seed, base_dir, tokenizer, train, general, opts)
+            model = fine_tune(variant, seed, base, tokenizer, train, general, opts)
             run = {"key": key, "variant": variant.name, "seed": seed, "scores": evaluate(model, tokenizer, task, opts),
                    "seconds": time.perf_counter() - start}
             runs[(key, variant.name, seed)] = run
@@ -235,12 +252,16 @@ def parse_args(argv=None):
         parser.add_argument(f"--{name}", type=kind, help="default: per task (see DEFAULTS)")
     parser.add_argument("--pretrain_schedule", choices=["linear", "constant_with_warmup"],
                         help="learning-rate schedule of the base; constant_with_warmup lets a budget be extended")
-    parser.add_argument("--lambdas", type=float, nargs="+", help="L2-SP λ grid (coupled, constant and sigmoid)")
+    parser.add_argument("--lambdas", type=float, nargs="+", help="λ grid of L2-SP (coupled, constant)")
+    parser.add_argument("--sigmoid_lambdas", type=float, nargs="+", help="λ grid of L2-SP with sigmoid annealing")
     parser.add_argument("--decoupled_lambdas", type=float, nargs="+", help="λ grid of decoupled L2-SP")
+    parser.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES),
+                        help="variant families to run (plain is always run: the goal is measured against it)")
     parser.add_argument("--weight_decay", type=float, default=0.01)
     parser.add_argument("--replay", type=float, default=0.2, help="share of general pairs in mixed fine-tuning")
     parser.add_argument("--goal_metric", choices=METRICS, help="default: exact_match (numbers), chrf (ding)")
     opts = parser.parse_args(argv)
+    opts.families = ["plain", *(f for f in opts.families if f != "plain")]
     for name, value in DEFAULTS[opts.task].items():
         if getattr(opts, name) is None:
             setattr(opts, name, value)
@@ -258,6 +279,7 @@ def main(argv=None) -> dict:
     opts = parse_args(argv)
     torch.set_num_threads(opts.threads)
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     os.makedirs(opts.cache_dir, exist_ok=True)
     os.makedirs(opts.output_dir, exist_ok=True)
     task = load_task(opts)

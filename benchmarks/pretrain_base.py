@@ -115,6 +115,8 @@ def pretrain_base(cache_dir: str, config, tokenizer, train_dataset, *, minutes: 
     settings = {"config": config.to_diff_dict(), "batch_size": batch_size, "learning_rate": learning_rate,
                 "warmup_steps": warmup_steps, "lr_scheduler_type": lr_scheduler_type, "seed": seed,
                 "train_pairs": len(train_dataset)}
+    if lr_scheduler_type != "constant_with_warmup":
+        settings["max_steps"] = max_steps  # a decaying schedule is fixed by its length: it cannot be extended
     settings = json.loads(json.dumps(settings))
     if progress.get("settings", settings) != settings:
         raise ValueError(

@@ -132,7 +132,7 @@ def test_pretraining_resumes_and_refuses_other_settings(tmp_path):
 
 def _study_args(tmp_path, *extra):
     return [*extra, "--heldout", "3", "--pretrain_steps", "3", "--pretrain_batch_size", "8", "--steps", "2",
-            "--batch_size", "4", "--seeds", "2", "--lambdas", "0.1", "--decoupled_lambdas", "1", "--vocab_size", "60",
+            "--batch_size", "4", "--seeds", "2", "--lambdas", "0.1", "--sigmoid_lambdas", "0.1", "--decoupled_lambdas", "1", "--vocab_size", "60",
             "--max_length", "24", "--cache_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path / "out")]
 
 
