@@ -14,16 +14,25 @@ Where each term enters one optimizer update t (``docs/regularization.md`` has th
 import logging
 import os
 
+from functools import partial
+
 import torch
+from torch.utils.data import DataLoader, IterableDataset
 from transformers import Seq2SeqTrainer
+from transformers.trainer_utils import seed_worker
+from transformers.utils import is_datasets_available
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from . import anchor as anchor_io
+from .batching import TokenBudgetBatchSampler, pair_lengths
 from .l2sp import add_l2sp_grad_, add_weight_decay_grad_, move_toward_anchor_, scale_toward_zero_, squared_distance
 from .loss import token_cross_entropy
 from .param_groups import ParamGroup, build_param_groups, format_group_table, freeze_fixed_positions
 from .schedules import schedule_factor
 from .training_args import L2MTTrainingArguments
+
+if is_datasets_available():
+    import datasets
 
 logger = logging.getLogger("hf_l2mt")
 
@@ -131,6 +140,29 @@ class L2MTTrainer(Seq2SeqTrainer):
             resume_from_checkpoint = None
         self._resume_dir = resume_from_checkpoint
         return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
+
+    # ---- Batches ------------------------------------------------------------------------------
+
+    def get_train_dataloader(self) -> DataLoader:
+        """As ``Trainer.get_train_dataloader``, with token-budget batches when ``max_tokens_per_batch`` is set."""
+        dataset = self.train_dataset
+        if self.args.max_tokens_per_batch is None or dataset is None or isinstance(dataset, IterableDataset):
+            return super().get_train_dataloader()
+        sampler = TokenBudgetBatchSampler(pair_lengths(dataset, self.args.length_column_name),
+                                          self.args.max_tokens_per_batch, seed=self.args.data_seed or self.args.seed)
+        collator = self.data_collator
+        if is_datasets_available() and isinstance(dataset, datasets.Dataset):
+            dataset = self._remove_unused_columns(dataset, description="Training")
+        else:
+            collator = self._get_collator_with_removed_columns(collator, description="Training")
+        loader = DataLoader(
+            dataset, batch_sampler=sampler, collate_fn=collator, num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory, persistent_workers=self.args.dataloader_persistent_workers,
+            prefetch_factor=self.args.dataloader_prefetch_factor,
+            worker_init_fn=partial(seed_worker, num_workers=self.args.dataloader_num_workers,
+                                   rank=self.args.process_index),
+        )
+        return self.accelerator.prepare(loader)
 
     # ---- The update -------------------------------------------------------------------------
 

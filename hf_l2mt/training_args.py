@@ -51,6 +51,16 @@ class L2MTTrainingArguments(Seq2SeqTrainingArguments):
     ``docs/regularization.md`` gives the update equations.
     """
 
+    # Batching by tokens instead of sentences (hf_l2mt.batching).
+    max_tokens_per_batch: int | None = field(
+        default=None,
+        metadata={
+            "help": "Token-budget training batches: each batch holds as many pairs as fit in this many padded "
+            "positions (pairs x the longest source or target side), drawn from length-sorted buckets; replaces "
+            "per_device_train_batch_size for training (evaluation still uses per_device_eval_batch_size). "
+            "Unset: a fixed number of pairs per batch."
+        },
+    )
     # Parameters that control weight decay (L2 towards zero); its strength is `weight_decay`.
     weight_decay_mode: str = field(
         default="decoupled",
@@ -164,6 +174,13 @@ class L2MTTrainingArguments(Seq2SeqTrainingArguments):
                 raise ValueError(
                     f"l2sp_include_regex: {self.l2sp_include_regex!r} is not a valid regular expression ({err})"
                 ) from None
+        if self.max_tokens_per_batch is not None and (
+            isinstance(self.max_tokens_per_batch, bool) or not isinstance(self.max_tokens_per_batch, int)
+            or self.max_tokens_per_batch < 1
+        ):
+            raise ValueError(
+                f"max_tokens_per_batch: got {self.max_tokens_per_batch!r}; accepted: an integer >= 1, or unset"
+            )
         parse_overrides("weight_decay_overrides", self.weight_decay_overrides)
         parse_overrides("l2sp_overrides", self.l2sp_overrides)
 
