@@ -7,12 +7,11 @@ learning rate and precision, no gradient accumulation:
   baseline  what ``examples/pytorch/translation/run_translation.py`` does: ``Seq2SeqTrainer``,
             random sampler, ``DataCollatorForSeq2Seq`` padding each batch to its longest sequence
             (to a multiple of 8 only under fp16, as that script does), no regularizer.
-  ours      ``L2MTTrainer`` with its defaults and L2-SP on (``--l2sp_lambda``, coupled), length-grouped
-            batches (``train_sampling_strategy="group_by_length"``, ``remove_unused_columns=False``,
-            docs/data.md) and padding to a multiple of 8. The rows are plain dicts without a
-            ``length`` column, so transformers' ``LengthGroupedSampler`` groups them by source length
-            and ``PairCollator``'s column filter has nothing to drop: its parent class
-            ``DataCollatorForSeq2Seq`` pads them, which keeps this script free of ``datasets``.
+  ours      ``L2MTTrainer`` with its defaults and L2-SP on (``--l2sp_lambda``, coupled), token-budget
+            batches (``max_tokens_per_batch``, docs/data.md: length-sorted buckets of at most
+            ``--max_tokens`` padded positions, by default the batch size × the mean of max(source,
+            target) length, so about as many updates per epoch as the baseline) and padding to a
+            multiple of 8.
 
 The variants alternate in rounds (order reversed every round) so slow drifts of the machine hit
 both alike. Per round and variant, throughput is the non-padding target tokens of updates 2..N over
@@ -34,6 +33,7 @@ tokenizer; ``--tokenized_sample DIR`` reads them, so a machine without ``dataset
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -152,7 +152,7 @@ def rows_for(sample: dict, count: int) -> list[dict]:
 def make_trainer(variant: str, model, tokenizer, rows, opts, clock=None):
     common = dict(
         output_dir=os.path.join(tempfile.gettempdir(), "hf_l2mt_throughput"), per_device_train_batch_size=opts.batch_size,
-        max_steps=len(rows) // opts.batch_size, learning_rate=opts.learning_rate, report_to=[], save_strategy="no",
+        num_train_epochs=1, learning_rate=opts.learning_rate, report_to=[], save_strategy="no",
         logging_steps=10**9, disable_tqdm=True, use_cpu=opts.device == "cpu", bf16=opts.bf16, seed=0,
         dataloader_num_workers=0,
     )
@@ -162,13 +162,21 @@ def make_trainer(variant: str, model, tokenizer, rows, opts, clock=None):
         args, trainer_cls = Seq2SeqTrainingArguments(**common), Seq2SeqTrainer
     else:
         collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100, pad_to_multiple_of=8)
-        args = L2MTTrainingArguments(**common, l2sp_lambda=opts.l2sp_lambda, train_sampling_strategy="group_by_length",
-                                     remove_unused_columns=False)
+        args = L2MTTrainingArguments(**common, l2sp_lambda=opts.l2sp_lambda,
+                                     max_tokens_per_batch=max_tokens_for(rows, opts))
         trainer_cls = L2MTTrainer
     counting = CountingCollator(collator)
     trainer = trainer_cls(model=model, args=args, train_dataset=rows, data_collator=counting,
                           processing_class=tokenizer, callbacks=[clock] if clock else [])
     return trainer, counting
+
+
+def max_tokens_for(rows: list[dict], opts) -> int:
+    """``--max_tokens``, or the batch size times the mean of max(source, target) length (rounded up)."""
+    if opts.max_tokens:
+        return opts.max_tokens
+    mean = sum(max(len(r["input_ids"]), len(r["labels"])) for r in rows) / len(rows)
+    return math.ceil(opts.batch_size * mean)
 
 
 def run_rounds(opts, sample, tokenizer) -> dict:
@@ -202,6 +210,8 @@ def peak_rss_alone(variant: str, opts, sample_dir: str) -> int:
     cmd = [sys.executable, "-m", "benchmarks.throughput", "--_memory_only", variant, "--tokenized_sample", sample_dir,
            "--model", opts.model, "--vocab_size", str(opts.vocab_size), "--batch_size", str(opts.batch_size),
            "--steps", str(opts.steps), "--l2sp_lambda", str(opts.l2sp_lambda)]
+    if opts.max_tokens:
+        cmd += ["--max_tokens", str(opts.max_tokens)]
     if opts.threads:
         cmd += ["--threads", str(opts.threads)]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -237,10 +247,13 @@ def parse_args(argv=None):
     parser.add_argument("--vocab_size", type=int, default=58101,
                         help="model vocabulary (opus-mt-en-de has 58,101); at least the tokenizer's")
     parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=40, help="updates per epoch: the sample's first batch_size x steps pairs")
+    parser.add_argument("--steps", type=int, default=40,
+                        help="updates per epoch of the baseline: the epoch is the sample's first batch_size x steps pairs")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--learning_rate", type=float, default=1e-4)
     parser.add_argument("--l2sp_lambda", type=float, default=0.01, help="L2-SP strength of 'ours' (> 0)")
+    parser.add_argument("--max_tokens", type=int, help="token budget of a batch of 'ours' (default: the batch size "
+                        "times the mean of max(source, target) length over the epoch's pairs)")
     parser.add_argument("--tokenized_sample", help="folder written by --export_sample")
     parser.add_argument("--export_sample", help="write a tokenised Ding sample and its tokenizer to this folder, then stop")
     parser.add_argument("--pairs", type=int, default=16384, help="pairs in an exported sample")
@@ -302,15 +315,16 @@ def report(opts, results, memory, memory_kind, description) -> dict:
           f"{opts.steps} updates per epoch ({tokens['ours']:,} target tokens), {opts.rounds} rounds, "
           f"{'bf16 autocast' if opts.bf16 else 'fp32'}, {device}, torch {torch.__version__}")
     print(f"data: {description}\n")
-    print(f"{'variant':<9} {'target tokens/s':>16} {'vs baseline':>12} {'target padding':>15} {'source padding':>15} "
-          f"{memory_kind + ' (MiB)':>32}")
+    print(f"{'variant':<9} {'target tokens/s':>16} {'vs baseline':>12} {'updates':>8} {'target padding':>15} "
+          f"{'source padding':>15} {memory_kind + ' (MiB)':>32}")
     rows = {}
     for v in VARIANTS:
         rows[v] = {"tokens_per_s": median[v], "ratio": median[v] / median["baseline"],
                    "target_padding": padding_share(results[v]["batches"], 0),
                    "source_padding": padding_share(results[v]["batches"], 2), "memory_bytes": memory[v],
-                   "tokens_per_s_per_round": results[v]["tokens_per_s"]}
-        print(f"{v:<9} {median[v]:>16,.0f} {rows[v]['ratio']:>11.2f}x {100 * rows[v]['target_padding']:>14.1f}% "
+                   "tokens_per_s_per_round": results[v]["tokens_per_s"], "updates": len(results[v]["batches"])}
+        print(f"{v:<9} {median[v]:>16,.0f} {rows[v]['ratio']:>11.2f}x {rows[v]['updates']:>8} "
+              f"{100 * rows[v]['target_padding']:>14.1f}% "
               f"{100 * rows[v]['source_padding']:>14.1f}% {'-' if memory[v] is None else f'{memory[v] / 2**20:,.0f}':>32}")
     print(f"\nours / baseline: {ratio:.2f}x target tokens per second (goal: >= 1.3x)")
     summary = {"device": device, "model": opts.model, "num_params": results["num_params"], "batch_size": opts.batch_size,
