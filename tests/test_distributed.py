@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import assert_same_params
-from distributed.train_tiny import L2SP_MODES, train
+from distributed.train_tiny import L2SP_MODES, build_model, train
 from hf_l2mt.anchor import ANCHOR_FILE
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -81,8 +81,6 @@ def test_two_processes_equal_one_process_with_twice_the_batch(ddp_run, tmp_path,
 @pytest.mark.parametrize("l2sp_mode", L2SP_MODES)
 def test_anchor_is_rank_zeros_weights_on_every_process(ddp_run, l2sp_mode):
     """Each process built the model with its own seed; DDP trains rank 0's weights, and the anchor must be them."""
-    from distributed.train_tiny import build_model
-
     rank0_weights = {n: p.detach() for n, p in build_model(seed=0).named_parameters()}
     for _, tensors in read_reports(ddp_run / "reports", f"-{l2sp_mode}"):
         anchor = prefixed(tensors, "anchor.")
