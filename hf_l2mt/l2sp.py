@@ -7,10 +7,14 @@ the *anchor*:  R(θ) = (λ/2)·Σ‖θ − θ₀‖².  Its gradient is λ·(θ 
 All functions work on lists of tensors and use PyTorch's multi-tensor (``torch._foreach_*``)
 kernels, so one call touches every parameter with a handful of kernel launches and allocates no
 per-parameter temporaries. Anchors may be stored in a lower precision (bfloat16); the arithmetic
-then happens in the parameter's dtype.
+then happens in the parameter's dtype. Under FSDP2 parameters and anchors are ``DTensor`` shards with the
+same placements: the element-wise functions act on each process's shard, and ``squared_distance``
+reduces across processes.
 """
 
 import torch
+from torch.distributed.device_mesh import DeviceMesh
+from torch.distributed.tensor import DTensor
 
 ANCHOR_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -74,12 +78,23 @@ def add_weight_decay_grad_(params: list[torch.Tensor], strength: float) -> None:
 
 
 def squared_distance(params: list[torch.Tensor], anchors: list[torch.Tensor]) -> torch.Tensor:
-    """Σ‖p − p₀‖² over all tensors, accumulated in float32.
+    """Σ‖p − p₀‖² over all tensors, accumulated in float32; the same full-model value on every process.
 
-    One tensor at a time, so the peak extra memory is one parameter, not the whole model.
+    One tensor at a time, so the peak extra memory is one parameter, not the whole model. Sharded
+    parameters (FSDP2 ``DTensor``) give per-shard partial sums; these are added up per device mesh and
+    reduced once at the end (one all-reduce per mesh, not one per parameter).
     """
     total = torch.zeros((), dtype=torch.float32, device=params[0].device if params else None)
+    partial_sums: dict[DeviceMesh, DTensor] = {}
     with torch.no_grad():
         for p, a in zip(params, anchors):
-            total += (p.detach().float() - a.float()).pow(2).sum()
+            sq = (p.detach().float() - a.float()).pow(2).sum()
+            if isinstance(sq, DTensor):
+                previous = partial_sums.get(sq.device_mesh)
+                partial_sums[sq.device_mesh] = sq if previous is None else previous + sq
+            else:
+                total += sq
+        for partial in partial_sums.values():
+            total += partial.full_tensor().to(total.device)
     return total
+

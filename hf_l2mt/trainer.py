@@ -58,7 +58,8 @@ class L2MTTrainer(Seq2SeqTrainer):
         self.model_accepts_loss_kwargs = True
         self.regularized_groups: list[ParamGroup] | None = None
         self.anchor: dict[str, torch.Tensor] | None = None
-        self._anchor_lists: list[tuple[list[torch.nn.Parameter], list[torch.Tensor]]] = []
+        # Per parameter group: (its parameters, their anchors), built by _build_anchor.
+        self._anchor_lists: list[tuple[list[torch.nn.Parameter], list[torch.Tensor]]] | None = None
         self._resume_dir: str | None = None
         self._optimizer_decays_itself = False
 
@@ -107,7 +108,7 @@ class L2MTTrainer(Seq2SeqTrainer):
         torch_groups = [{"params": g.params, "weight_decay": g.weight_decay if delegate else 0.0} for g in groups]
         self.optimizer = optimizer_cls(torch_groups, **optimizer_kwargs)
         self.regularized_groups = groups
-        self._setup_anchor(opt_model, groups)
+        self.anchor, self._anchor_lists = None, None
         self.optimizer.register_step_pre_hook(self._before_optimizer_step)
         if self.is_world_process_zero():
             logger.info("parameter groups:\n%s", format_group_table(groups))
@@ -115,8 +116,16 @@ class L2MTTrainer(Seq2SeqTrainer):
                 logger.info("froze fixed position tables: %s", ", ".join(self.frozen_position_tables))
         return self.optimizer
 
-    def _setup_anchor(self, model, groups: list[ParamGroup]) -> None:
-        named = {n: p for g in groups if g.l2sp_lambda > 0 for n, p in zip(g.names, g.params)}
+    def _build_anchor(self) -> None:
+        """Snapshot (or, on resume, read) the anchor of every parameter whose group has λ > 0.
+
+        Done at the first training step, not in ``create_optimizer``: by then ``accelerator.prepare`` has
+        broadcast rank 0's weights to every DDP process and put FSDP2's sharded parameters into the
+        optimizer, so the anchor is the same on every process and sharded like the parameters it pulls on.
+        """
+        groups = self.regularized_groups
+        live = [torch_group["params"] for torch_group in self.optimizer.param_groups]
+        named = {n: p for g, params in zip(groups, live) if g.l2sp_lambda > 0 for n, p in zip(g.names, params)}
         if not named:
             self.anchor, self._anchor_lists = None, [([], []) for _ in groups]
             return
@@ -125,7 +134,8 @@ class L2MTTrainer(Seq2SeqTrainer):
         else:
             self.anchor = anchor_io.snapshot(named, self.args.anchor_dtype)
         self._anchor_lists = [
-            (list(g.params), [self.anchor[n] for n in g.names]) if g.l2sp_lambda > 0 else ([], []) for g in groups
+            (list(params), [self.anchor[n] for n in g.names]) if g.l2sp_lambda > 0 else ([], [])
+            for g, params in zip(groups, live)
         ]
 
     def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, **kwargs):
@@ -185,6 +195,8 @@ class L2MTTrainer(Seq2SeqTrainer):
         return (loss, outputs) if return_outputs else loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):
+        if self._anchor_lists is None:
+            self._build_anchor()
         loss = super().training_step(model, inputs, num_items_in_batch)
         if self.accelerator.sync_gradients and self.anchor is not None and self.args.l2sp_mode == "coupled":
             self._add_coupled_l2sp()
@@ -222,7 +234,7 @@ class L2MTTrainer(Seq2SeqTrainer):
         """The logged values: strengths used by the latest update, the penalty and ‖θ − θ₀‖₂."""
         strengths = self.current_strengths(max(self.state.global_step - 1, 0))
         metrics = dict(strengths)
-        if self.anchor is not None:
+        if self.anchor is not None and self._anchor_lists is not None:
             l2sp_factor = self._factor("l2sp", max(self.state.global_step - 1, 0))
             penalty, distance_sq = 0.0, 0.0
             for group, (params, anchors) in zip(self.regularized_groups, self._anchor_lists):
@@ -241,8 +253,11 @@ class L2MTTrainer(Seq2SeqTrainer):
 
     def _save_checkpoint(self, model, trial) -> None:
         # The anchor goes in first, so a checkpoint that has trainer_state.json also has its anchor.
-        if self.anchor is not None and self.args.should_save:
-            output_dir = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-            os.makedirs(output_dir, exist_ok=True)
-            anchor_io.save(self.anchor, output_dir)
+        # Every process takes part in gathering a sharded (FSDP2) anchor; only the main process writes it.
+        if self.anchor is not None:
+            full_anchor = anchor_io.gather(self.anchor, keep=self.args.should_save)
+            if self.args.should_save:
+                output_dir = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+                os.makedirs(output_dir, exist_ok=True)
+                anchor_io.save(full_anchor, output_dir)
         super()._save_checkpoint(model, trial)
