@@ -16,11 +16,13 @@ import os
 
 import torch
 from transformers import Seq2SeqTrainer
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from . import anchor as anchor_io
+from .checkpoints import resolve_resume_checkpoint, rotate_checkpoints
 from .l2sp import add_l2sp_grad_, add_weight_decay_grad_, move_toward_anchor_, scale_toward_zero_, squared_distance
 from .loss import token_cross_entropy
+from .nonfinite import SKIPPED_METRIC, NonFiniteGuard, NonFiniteLossError, first_nonfinite_parameter
 from .param_groups import ParamGroup, build_param_groups, format_group_table, freeze_fixed_positions
 from .schedules import schedule_factor
 from .training_args import L2MTTrainingArguments
@@ -52,6 +54,8 @@ class L2MTTrainer(Seq2SeqTrainer):
         self._anchor_lists: list[tuple[list[torch.nn.Parameter], list[torch.Tensor]]] = []
         self._resume_dir: str | None = None
         self._optimizer_decays_itself = False
+        self.nonfinite = NonFiniteGuard(self.args.nonfinite_loss)
+        self._skip_update = False
 
     # ---- Schedules --------------------------------------------------------------------------
 
@@ -120,15 +124,11 @@ class L2MTTrainer(Seq2SeqTrainer):
         ]
 
     def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, **kwargs):
-        """As ``Trainer.train``; on resume the anchor is read from the checkpoint, never re-snapshotted."""
-        if resume_from_checkpoint is True:
-            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
-            if resume_from_checkpoint is None:
-                raise ValueError(
-                    f"resume_from_checkpoint: True, but {self.args.output_dir!r} holds no checkpoint-* folder"
-                )
-        if resume_from_checkpoint is False:
-            resume_from_checkpoint = None
+        """As ``Trainer.train``, but only from a complete checkpoint (``hf_l2mt.checkpoints``): ``True`` or
+        ``"latest"`` take the newest complete one; the anchor is read from it, never re-snapshotted."""
+        resume_from_checkpoint = resolve_resume_checkpoint(
+            resume_from_checkpoint, self.args.output_dir, self.args.uses_l2sp
+        )
         self._resume_dir = resume_from_checkpoint
         return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
 
@@ -154,7 +154,15 @@ class L2MTTrainer(Seq2SeqTrainer):
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
-        if self.accelerator.sync_gradients and self.anchor is not None and self.args.l2sp_mode == "coupled":
+        self.nonfinite.observe(loss)
+        if not self.accelerator.sync_gradients:
+            return loss
+        across = (lambda t: self.accelerator.reduce(t, "sum")) if self.accelerator.num_processes > 1 else None
+        self._skip_update = self.nonfinite.update_is_skipped(self.state.global_step + 1, across)
+        if self._skip_update:
+            # The optimizer leaves parameters without a gradient as they are, its state included.
+            model.zero_grad(set_to_none=True)
+        elif self.anchor is not None and self.args.l2sp_mode == "coupled":
             self._add_coupled_l2sp()
         return loss
 
@@ -166,6 +174,8 @@ class L2MTTrainer(Seq2SeqTrainer):
             add_l2sp_grad_(params, anchors, group.l2sp_lambda * factor * loss_scale)
 
     def _before_optimizer_step(self, optimizer, args, kwargs) -> None:
+        if self._skip_update:
+            return
         step = self.state.global_step
         wd_factor = self._factor("weight_decay", step)
         l2sp_factor = self._factor("l2sp", step)
@@ -198,6 +208,7 @@ class L2MTTrainer(Seq2SeqTrainer):
                     sq = float(squared_distance(params, anchors))
                     penalty += 0.5 * group.l2sp_lambda * l2sp_factor * sq
                     distance_sq += sq
+            self.nonfinite.check_penalty(self.state.global_step, penalty)
             metrics["l2sp_penalty"] = penalty
             metrics["l2sp_distance"] = distance_sq**0.5
         return metrics
@@ -205,12 +216,29 @@ class L2MTTrainer(Seq2SeqTrainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self.regularized_groups is not None:
             logs = {**logs, **self.regularization_metrics()}
+        if "loss" in logs and self.args.nonfinite_loss == "skip":
+            logged = next((row[SKIPPED_METRIC] for row in reversed(self.state.log_history) if SKIPPED_METRIC in row), 0)
+            logs[SKIPPED_METRIC], self.nonfinite.skipped = logged + self.nonfinite.skipped, 0
         super().log(logs, start_time)
 
     def _save_checkpoint(self, model, trial) -> None:
+        bad = first_nonfinite_parameter(self.model)
+        if bad is not None:
+            raise NonFiniteLossError(
+                f"step {self.state.global_step}: parameter {bad!r} holds NaN or infinite values; no checkpoint "
+                "was written, and the earlier ones in output_dir are left as they are"
+            )
+        run_dir = self._get_output_dir(trial=trial)
         # The anchor goes in first, so a checkpoint that has trainer_state.json also has its anchor.
         if self.anchor is not None and self.args.should_save:
-            output_dir = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            output_dir = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
             os.makedirs(output_dir, exist_ok=True)
             anchor_io.save(self.anchor, output_dir)
-        super()._save_checkpoint(model, trial)
+        # transformers' rotation knows nothing of the resumed-from checkpoint; rotate here instead.
+        limit, self.args.save_total_limit = self.args.save_total_limit, None
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+        if self.args.should_save:
+            rotate_checkpoints(run_dir, limit, keep=[self._resume_dir, self.state.best_model_checkpoint])
