@@ -160,16 +160,22 @@ class L2MTTrainer(Seq2SeqTrainer):
         across = (lambda t: self.accelerator.reduce(t, "sum")) if self.accelerator.num_processes > 1 else None
         self._skip_update = self.nonfinite.update_is_skipped(self.state.global_step + 1, across)
         if self._skip_update:
-            # The optimizer leaves parameters without a gradient as they are, its state included.
-            model.zero_grad(set_to_none=True)
+            # The optimizer leaves parameters without a gradient as they are, its state included. An fp16
+            # GradScaler skips the step itself on the non-finite gradients (and refuses a step with none).
+            if self._grad_scaler() is None:
+                model.zero_grad(set_to_none=True)
         elif self.anchor is not None and self.args.l2sp_mode == "coupled":
             self._add_coupled_l2sp()
         return loss
 
+    def _grad_scaler(self):
+        scaler = getattr(self.accelerator, "scaler", None)
+        return scaler if scaler is not None and scaler.is_enabled() else None
+
     def _add_coupled_l2sp(self) -> None:
         factor = self._factor("l2sp", self.state.global_step)
-        scaler = getattr(self.accelerator, "scaler", None)
-        loss_scale = scaler.get_scale() if scaler is not None and scaler.is_enabled() else 1.0
+        scaler = self._grad_scaler()
+        loss_scale = scaler.get_scale() if scaler is not None else 1.0
         for group, (params, anchors) in zip(self.regularized_groups, self._anchor_lists):
             add_l2sp_grad_(params, anchors, group.l2sp_lambda * factor * loss_scale)
 

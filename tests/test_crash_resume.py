@@ -1,5 +1,8 @@
-"""A run killed with SIGKILL after a checkpoint resumes to the weights and λ schedule of an uninterrupted run."""
+"""A run killed with SIGKILL after a checkpoint resumes to the weights and λ schedule of an uninterrupted run;
+the recipes resume from the newest complete checkpoint with ``--resume_from_checkpoint latest``."""
 
+import json
+import logging
 import os
 import shutil
 import signal
@@ -12,7 +15,9 @@ from transformers import MarianMTModel
 
 from conftest import assert_same_params, make_args, params_of, task_dataset, tiny_marian, train_with
 from hf_l2mt.checkpoints import missing_parts
+from hf_l2mt.recipe import run
 from scripts.train_until_killed import DATA, SETTINGS
+from tiny_checkpoints import save_checkpoint, sentence_pairs, write_tsv
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts", "train_until_killed.py")
 
@@ -64,3 +69,25 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
         lambdas = logged_lambdas(resumed)
         assert sorted(lambdas) == list(range(1, last_step + 1))
         assert lambdas == pytest.approx(expected_lambdas), f"resume_from_checkpoint={resume!r}"
+
+
+def test_recipe_resumes_from_latest_complete_checkpoint(tmp_path, caplog):
+    marian_dir = save_checkpoint(tmp_path / "opus-mt-tiny", "marian")
+    train = write_tsv(tmp_path / "train.tsv", sentence_pairs(24, seed=0))
+    out = tmp_path / "run"
+    argv = [
+        "--model_name_or_path", marian_dir, "--src_lang", "en", "--tgt_lang", "de", "--train_source", train,
+        "--eval_sources", f"general={train}",
+        "--max_eval_samples", "2", "--per_device_train_batch_size", "4", "--save_strategy", "steps",
+        "--save_steps", "1", "--eval_strategy", "no", "--logging_steps", "1", "--generation_num_beams", "1",
+        "--generation_max_length", "8", "--max_source_length", "16", "--max_target_length", "16", "--use_cpu",
+        "--dataloader_num_workers", "0", "--report_to", "none", "--output_dir", str(out),
+    ]
+    run({}, [*argv, "--max_steps", "2"])
+    os.remove(out / "checkpoint-2" / "trainer_state.json")  # as if killed while saving update 2
+
+    with caplog.at_level(logging.WARNING, logger="hf_l2mt"):
+        run({}, [*argv, "--max_steps", "3", "--resume_from_checkpoint", "latest"])
+    assert f"skipping incomplete checkpoint {out / 'checkpoint-2'}: no trainer_state.json" in caplog.text
+    state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text(encoding="utf-8"))
+    assert [row["step"] for row in state["log_history"] if "loss" in row] == [1, 2, 3]
