@@ -9,6 +9,9 @@ Where each term enters one optimizer update t (``docs/regularization.md`` has th
    decoupled L2-SP ``θ ← θ − lr_t λ_t (θ − θ₀)``; decoupled weight decay for optimizers that have
    none of their own;
 5. the optimizer's step (AdamW applies decoupled weight decay itself).
+
+A non-finite loss is caught at the last micro-batch, before 2 (``hf_l2mt.nonfinite``); a run resumes
+only from a complete checkpoint (``hf_l2mt.checkpoints``).
 """
 
 import logging
