@@ -32,10 +32,9 @@ def first_nonfinite_parameter(model: torch.nn.Module) -> str | None:
 
 def stop_message(step: int, problem: str) -> str:
     return (
-        f"step {step}: {problem}; training stopped before this update was applied, and the "
-        "checkpoints already in output_dir are left as they are. Resume from the latest one with a lower "
-        "learning_rate or max_grad_norm > 0, look at the data of this step, or set nonfinite_loss='skip' "
-        "to drop such updates"
+        f"step {step}: {problem}; training stopped, and the checkpoints already in output_dir are left "
+        "as they are. Resume from the latest one with a lower learning_rate or max_grad_norm > 0, look at "
+        "the data of this step, or set nonfinite_loss='skip' to drop such updates"
     )
 
 
@@ -68,7 +67,7 @@ class NonFiniteGuard:
         else:
             problem = "the training loss of another process is not finite"
         if self.action == "stop":
-            raise NonFiniteLossError(stop_message(step, problem))
+            raise NonFiniteLossError(stop_message(step, f"{problem} (the update was not applied)"))
         self.skipped += 1
         logger.warning("step %d: %s; update skipped (nonfinite_loss='skip')", step, problem)
         return True
