@@ -9,24 +9,27 @@ Where each term enters one optimizer update t (``docs/regularization.md`` has th
    decoupled L2-SP ``θ ← θ − lr_t λ_t (θ − θ₀)``; decoupled weight decay for optimizers that have
    none of their own;
 5. the optimizer's step (AdamW applies decoupled weight decay itself).
+
+A non-finite loss is caught at the last micro-batch, before 2 (``hf_l2mt.nonfinite``); a run resumes
+only from a complete checkpoint (``hf_l2mt.checkpoints``).
 """
 
 import logging
 import os
-
 from functools import partial
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 from transformers import Seq2SeqTrainer
-from transformers.trainer_utils import seed_worker
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, seed_worker
 from transformers.utils import is_datasets_available
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from . import anchor as anchor_io
 from .batching import TokenBudgetBatchSampler, pair_lengths
+from .checkpoints import resolve_resume_checkpoint, rotate_checkpoints
 from .l2sp import add_l2sp_grad_, add_weight_decay_grad_, move_toward_anchor_, scale_toward_zero_, squared_distance
 from .loss import token_cross_entropy
+from .nonfinite import SKIPPED_METRIC, NonFiniteGuard, NonFiniteLossError, first_nonfinite_parameter
 from .param_groups import ParamGroup, build_param_groups, format_group_table, freeze_fixed_positions
 from .schedules import schedule_factor
 from .training_args import L2MTTrainingArguments
@@ -62,6 +65,8 @@ class L2MTTrainer(Seq2SeqTrainer):
         self._anchor_lists: list[tuple[list[torch.nn.Parameter], list[torch.Tensor]]] | None = None
         self._resume_dir: str | None = None
         self._optimizer_decays_itself = False
+        self.nonfinite = NonFiniteGuard(self.args.nonfinite_loss)
+        self._skip_update = False
 
     # ---- Schedules --------------------------------------------------------------------------
 
@@ -139,15 +144,11 @@ class L2MTTrainer(Seq2SeqTrainer):
         ]
 
     def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, **kwargs):
-        """As ``Trainer.train``; on resume the anchor is read from the checkpoint, never re-snapshotted."""
-        if resume_from_checkpoint is True:
-            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
-            if resume_from_checkpoint is None:
-                raise ValueError(
-                    f"resume_from_checkpoint: True, but {self.args.output_dir!r} holds no checkpoint-* folder"
-                )
-        if resume_from_checkpoint is False:
-            resume_from_checkpoint = None
+        """As ``Trainer.train``, but only from a complete checkpoint (``hf_l2mt.checkpoints``): ``True`` or
+        ``"latest"`` take the newest complete one; the anchor is read from it, never re-snapshotted."""
+        resume_from_checkpoint = resolve_resume_checkpoint(
+            resume_from_checkpoint, self.args.output_dir, self.args.uses_l2sp
+        )
         self._resume_dir = resume_from_checkpoint
         return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
 
@@ -198,18 +199,34 @@ class L2MTTrainer(Seq2SeqTrainer):
         if self._anchor_lists is None:
             self._build_anchor()
         loss = super().training_step(model, inputs, num_items_in_batch)
-        if self.accelerator.sync_gradients and self.anchor is not None and self.args.l2sp_mode == "coupled":
+        self.nonfinite.observe(loss)
+        if not self.accelerator.sync_gradients:
+            return loss
+        across = (lambda t: self.accelerator.reduce(t, "sum")) if self.accelerator.num_processes > 1 else None
+        self._skip_update = self.nonfinite.update_is_skipped(self.state.global_step + 1, across)
+        if self._skip_update:
+            # The optimizer leaves parameters without a gradient as they are, its state included. An fp16
+            # GradScaler skips the step itself on the non-finite gradients (and refuses a step with none).
+            if self._grad_scaler() is None:
+                model.zero_grad(set_to_none=True)
+        elif self.anchor is not None and self.args.l2sp_mode == "coupled":
             self._add_coupled_l2sp()
         return loss
 
+    def _grad_scaler(self):
+        scaler = getattr(self.accelerator, "scaler", None)
+        return scaler if scaler is not None and scaler.is_enabled() else None
+
     def _add_coupled_l2sp(self) -> None:
         factor = self._factor("l2sp", self.state.global_step)
-        scaler = getattr(self.accelerator, "scaler", None)
-        loss_scale = scaler.get_scale() if scaler is not None and scaler.is_enabled() else 1.0
+        scaler = self._grad_scaler()
+        loss_scale = scaler.get_scale() if scaler is not None else 1.0
         for group, (params, anchors) in zip(self.regularized_groups, self._anchor_lists):
             add_l2sp_grad_(params, anchors, group.l2sp_lambda * factor * loss_scale)
 
     def _before_optimizer_step(self, optimizer, args, kwargs) -> None:
+        if self._skip_update:
+            return
         step = self.state.global_step
         wd_factor = self._factor("weight_decay", step)
         l2sp_factor = self._factor("l2sp", step)
@@ -242,6 +259,7 @@ class L2MTTrainer(Seq2SeqTrainer):
                     sq = float(squared_distance(params, anchors))
                     penalty += 0.5 * group.l2sp_lambda * l2sp_factor * sq
                     distance_sq += sq
+            self.nonfinite.check_penalty(self.state.global_step, penalty)
             metrics["l2sp_penalty"] = penalty
             metrics["l2sp_distance"] = distance_sq**0.5
         return metrics
@@ -249,15 +267,32 @@ class L2MTTrainer(Seq2SeqTrainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self.regularized_groups is not None:
             logs = {**logs, **self.regularization_metrics()}
+        if "loss" in logs and self.args.nonfinite_loss == "skip":
+            logged = next((row[SKIPPED_METRIC] for row in reversed(self.state.log_history) if SKIPPED_METRIC in row), 0)
+            logs[SKIPPED_METRIC], self.nonfinite.skipped = logged + self.nonfinite.skipped, 0
         super().log(logs, start_time)
 
     def _save_checkpoint(self, model, trial) -> None:
+        bad = first_nonfinite_parameter(self.model)
+        if bad is not None:
+            raise NonFiniteLossError(
+                f"step {self.state.global_step}: parameter {bad!r} holds NaN or infinite values; no checkpoint "
+                "was written, and the earlier ones in output_dir are left as they are"
+            )
+        run_dir = self._get_output_dir(trial=trial)
         # The anchor goes in first, so a checkpoint that has trainer_state.json also has its anchor.
         # Every process takes part in gathering a sharded (FSDP2) anchor; only the main process writes it.
         if self.anchor is not None:
             full_anchor = anchor_io.gather(self.anchor, keep=self.args.should_save)
             if self.args.should_save:
-                output_dir = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+                output_dir = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
                 os.makedirs(output_dir, exist_ok=True)
                 anchor_io.save(full_anchor, output_dir)
-        super()._save_checkpoint(model, trial)
+        # transformers' rotation knows nothing of the resumed-from checkpoint; rotate here instead.
+        limit, self.args.save_total_limit = self.args.save_total_limit, None
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+        if self.args.should_save:
+            rotate_checkpoints(run_dir, limit, keep=[self._resume_dir, self.state.best_model_checkpoint])

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from transformers import Seq2SeqTrainingArguments
 
 from .l2sp import ANCHOR_DTYPES
+from .nonfinite import NONFINITE_ACTIONS
 from .schedules import SCHEDULES
 
 MODES = ("decoupled", "coupled")
@@ -61,6 +62,17 @@ class L2MTTrainingArguments(Seq2SeqTrainingArguments):
             "Unset: a fixed number of pairs per batch."
         },
     )
+
+    # Parameters that control what a non-finite (NaN or infinite) training loss does.
+    nonfinite_loss: str = field(
+        default="stop",
+        metadata={
+            "help": "What a NaN or infinite training loss does: 'stop' (raise an error naming the update; the "
+            "checkpoints already written stay as they are) or 'skip' (drop that update: no optimizer step, "
+            "counted in the logged nonfinite_skipped_updates)."
+        },
+    )
+
     # Parameters that control weight decay (L2 towards zero); its strength is `weight_decay`.
     weight_decay_mode: str = field(
         default="decoupled",
@@ -148,6 +160,7 @@ class L2MTTrainingArguments(Seq2SeqTrainingArguments):
 
     def __post_init__(self):
         super().__post_init__()
+        _one_of("nonfinite_loss", self.nonfinite_loss, NONFINITE_ACTIONS)
         _one_of("weight_decay_mode", self.weight_decay_mode, MODES)
         _one_of("l2sp_mode", self.l2sp_mode, MODES)
         _one_of("weight_decay_schedule", self.weight_decay_schedule, SCHEDULES)
