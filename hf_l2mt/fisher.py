@@ -109,7 +109,7 @@ def fisher_weights(
     unknown = sorted(set(stored) - model_names)
     if unknown:
         raise FisherError(
-            f"{path}: {len(unknown)} entr(y/ies) name no parameter of the model, e.g. {unknown[0]!r}; the Fisher "
+            f"{path}: {len(unknown)} Fisher entries name no parameter of the model, e.g. {unknown[0]!r}; the Fisher "
             "was estimated on another model"
         )
     missing = [n for n in named_params if n not in stored]
