@@ -150,9 +150,10 @@ class L2MTTrainer(Seq2SeqTrainer):
         self._fisher_lists = [
             [self.fisher[n] for n in g.names] if self.fisher is not None and g.l2sp_lambda > 0 else None for g in groups
         ]
-        if self.args.l1_target == "anchor":
-            self._l1_lists = [(list(g.params), [self.anchor[n] for n in g.names]) if self.anchor else ([], None)
-                              for g in groups]
+        if self.args.l1_lambda == 0:
+            self._l1_lists = [([], None) for _ in groups]
+        elif self.args.l1_target == "anchor":
+            self._l1_lists = [(list(g.params), [self.anchor[n] for n in g.names]) for g in groups]
         else:
             self._l1_lists = [(list(g.params) if g.decays else [], None) for g in groups]
 
