@@ -42,6 +42,7 @@ def estimate_fisher(model: torch.nn.Module, dataloader, max_batches: int | None 
     """
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
     fisher = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in named.items()}
+    device = next(iter(named.values())).device
     was_training = model.training
     model.eval()
     batches = 0
@@ -49,7 +50,7 @@ def estimate_fisher(model: torch.nn.Module, dataloader, max_batches: int | None 
         for batch in dataloader:
             if max_batches is not None and batches >= max_batches:
                 break
-            batch = {k: v.to(next(iter(named.values())).device) for k, v in batch.items() if k != "length"}
+            batch = {k: v.to(device) for k, v in batch.items() if k != "length"}
             labels = batch.pop("labels")
             if "decoder_input_ids" not in batch:
                 batch["decoder_input_ids"] = model.prepare_decoder_input_ids_from_labels(labels=labels)
