@@ -24,7 +24,7 @@ while staying within 5 % of plain's in-domain score, on ``--goal_metric``.
 Outputs in ``--output_dir``: ``runs.jsonl`` (one line per fine-tuned model; a rerun skips the runs
 already there), ``results.json``, ``results.md`` (the table) and ``forgetting.png``.
 
-    # numbers task: cardinals → years, 5 seeds (about 25 minutes on one core)
+    # numbers task: cardinals → years, 5 seeds (about 40 minutes on one core; --families to run fewer)
     python -m benchmarks.domain_adaptation --task numbers
     # Ding: base pretrained in the background first (see benchmarks/pretrain_base.py), then
     python -m benchmarks.domain_adaptation --task ding --tag med. --stage study

@@ -42,6 +42,8 @@ def estimate_fisher(model: torch.nn.Module, dataloader, max_batches: int | None 
     """
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
     fisher = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in named.items()}
+    if not named:
+        raise FisherError(f"estimate_fisher: {type(model).__name__} has no parameter that requires a gradient")
     device = next(iter(named.values())).device
     was_training = model.training
     model.eval()
