@@ -1,4 +1,4 @@
-"""``hf-l2mt``: fine-tune with a recipe, score a fine-tuned model, translate, or start the demo."""
+"""``hf-l2mt``: fine-tune with a recipe, score a fine-tuned model, translate, search λ, plot a run, or start the demo."""
 
 import argparse
 import importlib.util
@@ -10,6 +10,7 @@ import torch
 
 from . import __version__
 from .recipes import load_recipe, recipe_names, recipe_summary
+from .search import METRICS, add_search_arguments, run_search
 from .translate import decode_lines, evaluate_files, load_translation_model, read_lines, report_scores, translate
 
 EXAMPLES = """\
@@ -20,6 +21,9 @@ examples:
   hf-l2mt evaluate runs/en-de --test newstest2016=newstest2016.en,newstest2016.de
   hf-l2mt translate runs/en-de --input sentences.en > sentences.de
   echo "The patient was discharged." | hf-l2mt translate runs/en-de --num_beams 5
+  hf-l2mt search base/ --src_lang en --tgt_lang de --train med.tsv --in_domain_eval med-dev.tsv \
+      --general_eval news-dev.tsv --output_dir runs/search
+  hf-l2mt plot runs/en-de
 """
 
 
@@ -104,6 +108,27 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("model_dir", metavar="MODEL_DIR", help="output_dir of a finished run")
     translate.add_argument("--input", metavar="FILE", help="UTF-8 text file, one sentence per line (default: stdin)")
 
+    search = commands.add_parser(
+        "search", help="search λ: an Optuna study with in-domain and general scores as objectives",
+        description="Fine-tune MODEL_DIR once per trial with a sampled L2-SP λ (optionally schedule and weight "
+        "decay), score in-domain and general evaluation sets, and write the trials and their Pareto front "
+        "(docs/search.md).", formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  hf-l2mt search base/ --src_lang en --tgt_lang de --train med.tsv --in_domain_eval "
+        "med-dev.tsv --general_eval news-dev.tsv --output_dir runs/search --n_trials 20",
+    )
+    add_search_arguments(search)
+
+    plot = commands.add_parser(
+        "plot", help="draw a run's logged losses, penalties, λ schedules and evaluation scores as PNGs",
+        description="Read trainer_state.json in RUN_DIR (or its newest checkpoint-*) and draw loss.png, "
+        "penalties.png, strengths.png, distance.png and eval_METRIC.png, for the keys the run logged.",
+        epilog="example:\n  hf-l2mt plot runs/en-de --output_dir docs/plots",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    plot.add_argument("run_dir", metavar="RUN_DIR", help="a run's output_dir, or one of its checkpoint-* folders")
+    plot.add_argument("--output_dir", metavar="DIR", help="where the PNGs go (default: RUN_DIR/plots)")
+    plot.add_argument("--metric", choices=METRICS, default="bleu", help="evaluation score plotted (default: bleu)")
+
     # The demo parses its own flags, --help included: main() hands it every argument after "demo".
     commands.add_parser("demo", help="start the interactive demo (hf-l2mt demo --help)", add_help=False)
     return parser
@@ -178,13 +203,23 @@ def warn_if_prefix_missing(model_dir: str, source_prefix: str | None) -> None:
                 )
 
 
+def run_plot(args) -> None:
+    from .plots import plot_run
+
+    for path in plot_run(args.run_dir, args.output_dir, metric=args.metric):
+        print(path)
+
+
 def run_demo(args) -> None:
     from .demo import main as demo_main  # the demo and what it needs load only when it starts
 
     demo_main(args.demo_args)
 
 
-COMMANDS = {"train": run_train, "evaluate": run_evaluate, "translate": run_translate, "demo": run_demo}
+COMMANDS = {
+    "train": run_train, "evaluate": run_evaluate, "translate": run_translate, "search": run_search,
+    "plot": run_plot, "demo": run_demo,
+}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -196,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, ImportError) as err:
         parser.exit(2, f"hf-l2mt {args.command}: error: {err}\n")
 
 
