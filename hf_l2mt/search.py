@@ -24,6 +24,8 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 
+import datasets
+import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PrinterCallback, TrainerCallback
 from transformers.utils import logging as hf_logging
 
@@ -176,7 +178,8 @@ class LambdaSearch:
             output_dir=os.path.join(s.output_dir, "trainer"), per_device_train_batch_size=s.batch_size,
             max_steps=s.max_steps, learning_rate=s.learning_rate, lr_scheduler_type="constant", seed=s.seed,
             train_sampling_strategy="group_by_length", remove_unused_columns=False, save_strategy="no",
-            logging_steps=s.max_steps, report_to=[], disable_tqdm=True, dataloader_num_workers=0, **params,
+            logging_steps=s.max_steps, report_to=[], disable_tqdm=True, dataloader_num_workers=0,
+            dataloader_pin_memory=torch.cuda.is_available(), **params,
         )
         first = FirstEvaluation(s.first_eval_step, self.evaluate, decide)
         trainer = L2MTTrainer(model=model, args=args, train_dataset=self.train, callbacks=[first],
@@ -225,6 +228,7 @@ class LambdaSearch:
     def open_study(self):
         optuna = import_optuna()
         s = self.settings
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(storage=s.storage, study_name=s.study_name, load_if_exists=True,
                                     directions=["maximize", "maximize"])
         stored = study.user_attrs.get("settings")
@@ -250,7 +254,6 @@ class LambdaSearch:
         references = self.references(study)
         remaining = self.settings.n_trials - len(finished_trials(study))
         if remaining > 0:
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
             study.optimize(self.objective(study, references["reference"]["first"]), n_trials=remaining)
         rows = trial_rows(study, self.settings.metric)
         write_trials_csv(rows, os.path.join(self.settings.output_dir, "trials.csv"))
@@ -329,8 +332,6 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
 
 def run_search(args: argparse.Namespace) -> list[dict]:
     """Parsed flags → ``LambdaSearch(...).run()``, with a one-line summary of the front."""
-    import torch
-
     options = {k: v for k, v in vars(args).items() if k in SearchSettings.__dataclass_fields__}
     settings = SearchSettings(**options)
     if args.threads is not None:
@@ -338,6 +339,8 @@ def run_search(args: argparse.Namespace) -> list[dict]:
             raise ValueError(f"--threads: got {args.threads}; accepted: an integer >= 1")
         torch.set_num_threads(args.threads)
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
     logger.setLevel(logging.WARNING)  # each trial would log its parameter-group table
     rows = LambdaSearch(settings).run()
     front = [row for row in rows if row["is_pareto"]]
