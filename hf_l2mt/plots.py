@@ -125,8 +125,8 @@ def plot_run(run_dir: str, output_dir: str | None = None, metric: str = "bleu") 
 
 
 def plot_pareto_front(rows: list[dict], path: str, metric: str, marks: dict[str, tuple[float, float]]) -> str:
-    """General-domain against in-domain score of every finished trial, the Pareto front joined and labelled
-    with its λ, and ``marks`` (name → ``(in_domain, general)``, e.g. the base model) as stars."""
+    """General-domain against in-domain score of every completed trial, the Pareto front joined and labelled
+    with its λ (and schedule, unless constant), and ``marks`` (name → ``(in_domain, general)``, e.g. the base model) as stars."""
     plt = import_pyplot()
     figure, axes = plt.subplots(figsize=(7, 5))
     finished = [row for row in rows if row["state"] == "COMPLETE"]
@@ -136,7 +136,8 @@ def plot_pareto_front(rows: list[dict], path: str, metric: str, marks: dict[str,
     axes.plot([r[f"in_domain_{metric}"] for r in front], [r[f"general_{metric}"] for r in front],
               color="tab:red", marker="o", label="Pareto front")
     for row in front:
-        axes.annotate(f"λ={row['l2sp_lambda']:.3g}", (row[f"in_domain_{metric}"], row[f"general_{metric}"]),
+        schedule = "" if row.get("l2sp_schedule", "constant") == "constant" else f" {row['l2sp_schedule']}"
+        axes.annotate(f"λ={row['l2sp_lambda']:.3g}{schedule}", (row[f"in_domain_{metric}"], row[f"general_{metric}"]),
                       textcoords="offset points", xytext=(4, 4), fontsize=8)
     for (name, (in_domain, general)), color in zip(marks.items(), ("tab:blue", "tab:green", "tab:purple")):
         axes.scatter([in_domain], [general], marker="*", s=160, color=color, label=name, zorder=3)
