@@ -1,5 +1,5 @@
 """``hf-l2mt``: fine-tune with a recipe, score a fine-tuned model, translate, estimate a Fisher for EWC,
-or start the demo."""
+search λ, plot a run, or start the demo."""
 
 import argparse
 import importlib.util
@@ -11,6 +11,7 @@ import torch
 
 from . import __version__
 from .recipes import load_recipe, recipe_names, recipe_summary
+from .search import METRICS, add_search_arguments, run_search
 from .translate import decode_lines, evaluate_files, load_translation_model, read_lines, report_scores, translate
 
 EXAMPLES = """\
@@ -23,6 +24,9 @@ examples:
   echo "The patient was discharged." | hf-l2mt translate runs/en-de --num_beams 5
   hf-l2mt fisher --model_name_or_path Helsinki-NLP/opus-mt-en-de --source_file news.en --target_file news.de \
       --output fisher.safetensors
+  hf-l2mt search base/ --src_lang en --tgt_lang de --train med.tsv --in_domain_eval med-dev.tsv \
+      --general_eval news-dev.tsv --output_dir runs/search
+  hf-l2mt plot runs/en-de
 """
 
 
@@ -124,6 +128,27 @@ def build_parser() -> argparse.ArgumentParser:
     fisher.add_argument("--max_target_length", type=positive_int, default=128, help="in tokens (default: 128)")
     fisher.add_argument("--source_prefix", metavar="TEXT", help="text put before every source (T5's task prefix)")
     fisher.add_argument("--device", help="where the model runs, e.g. cpu, cuda (default: cuda if available)")
+
+    search = commands.add_parser(
+        "search", help="search λ: an Optuna study with in-domain and general scores as objectives",
+        description="Fine-tune MODEL_DIR once per trial with a sampled L2-SP λ (optionally schedule and weight "
+        "decay), score in-domain and general evaluation sets, and write the trials and their Pareto front "
+        "(docs/search.md).", formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  hf-l2mt search base/ --src_lang en --tgt_lang de --train med.tsv --in_domain_eval "
+        "med-dev.tsv --general_eval news-dev.tsv --output_dir runs/search --n_trials 20",
+    )
+    add_search_arguments(search)
+
+    plot = commands.add_parser(
+        "plot", help="draw a run's logged losses, penalties, λ schedules and evaluation scores as PNGs",
+        description="Read trainer_state.json in RUN_DIR (or its newest checkpoint-*) and draw loss.png, "
+        "penalties.png, strengths.png, distance.png and eval_METRIC.png, for the keys the run logged.",
+        epilog="example:\n  hf-l2mt plot runs/en-de --output_dir docs/plots",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    plot.add_argument("run_dir", metavar="RUN_DIR", help="a run's output_dir, or one of its checkpoint-* folders")
+    plot.add_argument("--output_dir", metavar="DIR", help="where the PNGs go (default: RUN_DIR/plots)")
+    plot.add_argument("--metric", choices=METRICS, default="bleu", help="evaluation score plotted (default: bleu)")
 
     # The demo parses its own flags, --help included: main() hands it every argument after "demo".
     commands.add_parser("demo", help="start the interactive demo (hf-l2mt demo --help)", add_help=False)
@@ -233,6 +258,13 @@ def warn_if_prefix_missing(model_dir: str, source_prefix: str | None) -> None:
                 )
 
 
+def run_plot(args) -> None:
+    from .plots import plot_run
+
+    for path in plot_run(args.run_dir, args.output_dir, metric=args.metric):
+        print(path)
+
+
 def run_demo(args) -> None:
     from .demo import main as demo_main  # the demo and what it needs load only when it starts
 
@@ -240,7 +272,8 @@ def run_demo(args) -> None:
 
 
 COMMANDS = {
-    "train": run_train, "evaluate": run_evaluate, "translate": run_translate, "fisher": run_fisher, "demo": run_demo,
+    "train": run_train, "evaluate": run_evaluate, "translate": run_translate, "fisher": run_fisher,
+    "search": run_search, "plot": run_plot, "demo": run_demo,
 }
 
 
@@ -253,7 +286,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, ImportError) as err:
         parser.exit(2, f"hf-l2mt {args.command}: error: {err}\n")
 
 
