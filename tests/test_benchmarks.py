@@ -124,7 +124,8 @@ def test_pretraining_resumes_and_refuses_other_settings(tmp_path):
     assert read_progress(cache)["steps"] == 2
     pretrain_base(cache, config, tokenizer, train, max_steps=4, batch_size=4)
     assert read_progress(cache)["steps"] == 4
-    assert sorted(os.listdir(os.path.join(cache, "trainer"))) == ["checkpoint-4"]
+    # save_total_limit=1 keeps the newest checkpoint and the one this run resumed from (docs/resume.md).
+    assert sorted(os.listdir(os.path.join(cache, "trainer"))) == ["checkpoint-2", "checkpoint-4"]
     assert os.path.isfile(os.path.join(cache, "base", "config.json"))
     with pytest.raises(ValueError, match="other settings"):
         pretrain_base(cache, config, tokenizer, train, max_steps=6, batch_size=8)
