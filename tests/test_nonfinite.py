@@ -103,8 +103,10 @@ def test_nonfinite_penalty_stops_whatever_nonfinite_loss_says(tmp_path):
     trainer = build(tmp_path, nonfinite_loss="skip", max_grad_norm=0.0)
 
     class PoisonAnchor(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kwargs):
-            trainer.anchor["model.shared.weight"][2, 0] = math.inf
+        # The anchor is taken at the first training step, so it is poisoned before the first optimizer step.
+        def on_pre_optimizer_step(self, args, state, control, **kwargs):
+            if state.global_step == 0:
+                trainer.anchor["model.shared.weight"][2, 0] = math.inf
 
     trainer.add_callback(PoisonAnchor())
     with pytest.raises(NonFiniteLossError, match=r"^step 1: the L2-SP penalty is (inf|nan)"):
