@@ -19,6 +19,7 @@ from transformers import Seq2SeqTrainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from . import anchor as anchor_io
+from . import preflight
 from .l2sp import add_l2sp_grad_, add_weight_decay_grad_, move_toward_anchor_, scale_toward_zero_, squared_distance
 from .loss import token_cross_entropy
 from .param_groups import ParamGroup, build_param_groups, format_group_table, freeze_fixed_positions
@@ -80,6 +81,7 @@ class L2MTTrainer(Seq2SeqTrainer):
         opt_model = self.model if model is None else model
         if self.optimizer is not None:
             return self.optimizer
+        preflight.check_warmups(self.args, self.state.max_steps)
         freeze_fixed_positions(opt_model)
         groups = build_param_groups(opt_model, self.args, self.get_decay_parameter_names(opt_model))
         if self.optimizer_cls_and_kwargs is not None:
@@ -129,6 +131,8 @@ class L2MTTrainer(Seq2SeqTrainer):
                 )
         if resume_from_checkpoint is False:
             resume_from_checkpoint = None
+        if resume_from_checkpoint is not None:
+            preflight.check_checkpoint_fits(self.model, resume_from_checkpoint)
         self._resume_dir = resume_from_checkpoint
         return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
 
