@@ -78,11 +78,11 @@ def check_checkpoint_fits(model, checkpoint: str) -> None:
             f"e.g. {unknown[0]!r}; the checkpoint comes from another model. Resume with the model it was "
             "trained from, or start a new run in another output_dir"
         )
-    for name, shape in stored.items():
-        if shape != expected[name]:
+    for name, shape in expected.items():
+        if name in stored and stored[name] != shape:
             raise CheckpointMismatchError(
-                f"resume_from_checkpoint: {where}: {name!r} has shape {shape} but {model_name} has "
-                f"{expected[name]}; the checkpoint comes from a model of another size. Resume with the model "
+                f"resume_from_checkpoint: {where}: {name!r} has shape {stored[name]} but {model_name} has "
+                f"{shape}; the checkpoint comes from a model of another size. Resume with the model "
                 "it was trained from, or start a new run in another output_dir"
             )
 
