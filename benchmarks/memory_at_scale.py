@@ -8,7 +8,7 @@ on N pairs, each in a fresh process so that each peak is its own. Both runs read
 before the first update (the line-count check), then as many pairs as the updates consume.
 
     python benchmarks/memory_at_scale.py --threads 1          # 3,000,000 pairs, 300 updates
-    python benchmarks/memory_at_scale.py --pairs 2000 --updates 5
+    python benchmarks/memory_at_scale.py --pairs 2000 --updates 5 --in_memory   # also the recipes' path
 """
 
 import argparse
@@ -18,6 +18,7 @@ import random
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 import torch
@@ -25,7 +26,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import MarianConfig, MarianMTModel, PreTrainedTokenizerFast
 
 from hf_l2mt import L2MTTrainer, L2MTTrainingArguments
-from hf_l2mt.data import make_data_collator, preprocess_pairs, stream_pairs
+from hf_l2mt.data import clean_pairs, load_pairs, make_data_collator, preprocess_pairs, stream_pairs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORDS = 500  # words per "language"; each line holds 3 to 12 of them
@@ -90,36 +91,54 @@ def peak_memory_mib() -> dict[str, float]:
     return peaks
 
 
-def train_streaming(prefix: str, opts) -> dict:
-    """One run: stream the pairs at ``prefix``, train, and return the timing and the peak memory."""
+def in_memory_pairs(prefix: str, tokenizer, config, cache_dir: str):
+    """The recipes' path: Arrow file, cleaning with deduplication, tokenised Arrow file."""
+    pairs = load_pairs(prefix, "en", "de", cache_dir=cache_dir)
+    pairs, _ = clean_pairs(pairs, name=prefix)
+    return preprocess_pairs(pairs, tokenizer, "en", "de", max_source_length=32, max_target_length=32,
+                            model_config=config)
+
+
+def train_once(prefix: str, opts) -> dict:
+    """One run on the pairs at ``prefix``, streamed or in memory; its timing and its peak memory."""
     torch.set_num_threads(opts.threads)
     torch.manual_seed(0)
     tokenizer = word_tokenizer()
     config = marian_config(tokenizer)
     model = MarianMTModel(config)
     start = time.perf_counter()
-    pairs = stream_pairs(prefix, "en", "de")
-    train = preprocess_pairs(pairs, tokenizer, "en", "de", max_source_length=32, max_target_length=32,
-                             model_config=config)
+    with tempfile.TemporaryDirectory(dir=opts.output_dir) as cache_dir:
+        if opts.child_path == "streaming":
+            train = preprocess_pairs(stream_pairs(prefix, "en", "de"), tokenizer, "en", "de", max_source_length=32,
+                                     max_target_length=32, model_config=config)
+        else:
+            train = in_memory_pairs(prefix, tokenizer, config, cache_dir)
+        return train_on(train, model, tokenizer, start, opts)
+
+
+def train_on(train, model, tokenizer, start: float, opts) -> dict:
+    """``opts.updates`` updates with L2-SP; length grouping only where the lengths are known (in memory)."""
     args = L2MTTrainingArguments(
         output_dir=os.path.join(opts.output_dir, "run"), max_steps=opts.updates,
         per_device_train_batch_size=opts.batch_size, learning_rate=1e-3, l2sp_lambda=0.1, save_strategy="no",
         report_to=[], logging_steps=max(opts.updates, 1), disable_tqdm=True, use_cpu=True,
         remove_unused_columns=False, dataloader_num_workers=0, seed=0,
+        train_sampling_strategy="random" if opts.child_path == "streaming" else "group_by_length",
     )
     trainer = L2MTTrainer(model=model, args=args, train_dataset=train, data_collator=make_data_collator(tokenizer))
     result = trainer.train()
     return {
-        "pairs_in_corpus": opts.child_pairs, "updates": trainer.state.global_step,
-        "pairs_read": trainer.state.global_step * opts.batch_size, "seconds": time.perf_counter() - start,
+        "path": opts.child_path, "pairs_in_corpus": opts.child_pairs, "updates": trainer.state.global_step,
+        "pairs_trained_on": trainer.state.global_step * opts.batch_size, "seconds": time.perf_counter() - start,
         "train_loss": result.training_loss, **peak_memory_mib(),
     }
 
 
-def run_child(pairs: int, opts) -> dict:
-    """``train_streaming`` in a fresh Python process, so that its peak memory is its own."""
+def run_child(path: str, pairs: int, opts) -> dict:
+    """``train_once`` in a fresh Python process, so that its peak memory is its own."""
     command = [
-        sys.executable, "-m", "benchmarks.memory_at_scale", "--child_pairs", str(pairs), "--updates",
+        sys.executable, "-m", "benchmarks.memory_at_scale", "--child_path", path, "--child_pairs", str(pairs),
+        "--updates",
         str(opts.updates), "--batch_size", str(opts.batch_size), "--threads", str(opts.threads),
         "--output_dir", os.path.abspath(opts.output_dir),
     ]
@@ -130,12 +149,14 @@ def run_child(pairs: int, opts) -> dict:
 
 def markdown_table(rows: list[dict]) -> str:
     lines = [
-        "| pairs in corpus | corpus on disk | updates | pairs read | seconds | peak RSS (ru_maxrss) | peak RSS (VmHWM) |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| path | pairs in corpus | corpus on disk | updates | pairs trained on | seconds | peak RSS (ru_maxrss) "
+        "| peak RSS (VmHWM) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         lines.append(
-            f"| {row['pairs_in_corpus']:,} | {row['corpus_mib']:,.0f} MiB | {row['updates']} | {row['pairs_read']:,} | "
+            f"| {row['path']} | {row['pairs_in_corpus']:,} | {row['corpus_mib']:,.0f} MiB | {row['updates']} | "
+            f"{row['pairs_trained_on']:,} | "
             f"{row['seconds']:.1f} | {row['ru_maxrss_mib']:.0f} MiB | {row.get('vmhwm_mib', float('nan')):.0f} MiB |"
         )
     return "\n".join(lines)
@@ -148,21 +169,27 @@ def parse_args(argv=None):
     parser.add_argument("--batch_size", type=int, default=16, help="pairs per update")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--output_dir", default="outputs/memory_at_scale", help="where the corpora are written")
+    parser.add_argument(
+        "--in_memory", action="store_true",
+        help="also run the recipes' path (Arrow files, cleaning, length grouping) on both corpora, for comparison",
+    )
     parser.add_argument("--child_pairs", type=int, help=argparse.SUPPRESS)  # set by run_child
+    parser.add_argument("--child_path", default="streaming", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> list[dict]:
     opts = parse_args(argv)
     if opts.child_pairs is not None:
-        print(json.dumps(train_streaming(corpus_prefix(opts.output_dir, opts.child_pairs), opts)))
+        print(json.dumps(train_once(corpus_prefix(opts.output_dir, opts.child_pairs), opts)))
         return []
     rows = []
-    for pairs in (max(opts.pairs // 10, 1), opts.pairs):
-        prefix = corpus_prefix(opts.output_dir, pairs)
-        row = run_child(pairs, opts)
-        row["corpus_mib"] = sum(os.path.getsize(f"{prefix}.{lang}") for lang in ("en", "de")) / 2**20
-        rows.append(row)
+    for path in ("streaming", "in_memory") if opts.in_memory else ("streaming",):
+        for pairs in (max(opts.pairs // 10, 1), opts.pairs):
+            prefix = corpus_prefix(opts.output_dir, pairs)
+            row = run_child(path, pairs, opts)
+            row["corpus_mib"] = sum(os.path.getsize(f"{prefix}.{lang}") for lang in ("en", "de")) / 2**20
+            rows.append(row)
     print(markdown_table(rows))
     return rows
 

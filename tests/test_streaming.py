@@ -11,7 +11,7 @@ from conftest import make_args
 from hf_l2mt import L2MTTrainer
 from hf_l2mt.data import DataFormatError, load_pairs, make_data_collator, preprocess_pairs, stream_pairs
 
-PAIRS = [("one house", "ein Haus"), ("two  cats ", "zwei Katzen"), ("", "leer"), ("ünïcode «quotes»", "„Zitat“")]
+PAIRS = [("one house", "ein Haus"), ("two  cats ", "zwei Katzen"), ("", "leer"), ("ünïcode «q»", "„Zitat“")]
 
 
 def write_sources(folder) -> dict[str, str]:
@@ -67,6 +67,6 @@ def test_l2mt_trainer_trains_from_a_stream(tmp_path):
 def test_memory_benchmark_reports_both_corpus_sizes(tmp_path):
     rows = memory_at_scale.main(["--pairs", "200", "--updates", "2", "--batch_size", "4",
                                  "--output_dir", str(tmp_path)])
-    assert [row["pairs_in_corpus"] for row in rows] == [20, 200]
+    assert [(row["path"], row["pairs_in_corpus"]) for row in rows] == [("streaming", 20), ("streaming", 200)]
     assert all(row["updates"] == 2 and row["ru_maxrss_mib"] > 0 for row in rows)
     assert (tmp_path / "pairs-200.en").read_text().count("\n") == 200
