@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from transformers import Seq2SeqTrainingArguments
 
 from .l2sp import ANCHOR_DTYPES
-from .preflight import check_output_dir, check_warmups
+from .preflight import check_output_dir
 from .schedules import SCHEDULES
 
 MODES = ("decoupled", "coupled")
@@ -167,7 +167,6 @@ class L2MTTrainingArguments(Seq2SeqTrainingArguments):
                 ) from None
         parse_overrides("weight_decay_overrides", self.weight_decay_overrides)
         parse_overrides("l2sp_overrides", self.l2sp_overrides)
-        check_warmups(self, self.max_steps)
         check_output_dir(self.output_dir)
 
     @property

@@ -163,7 +163,7 @@ def case_unknown_mode(ctx):
 
 @case(ValueError, "l2sp_warmup_steps: got 5, but the run has 5 updates")
 def case_warmup_not_shorter_than_max_steps(ctx):
-    return lambda: make_args(ctx.tmp / "out", max_steps=5, l2sp_lambda=0.1, l2sp_warmup_steps=5)
+    return tiny_train(tiny_marian(), str(ctx.tmp / "out"), max_steps=5, l2sp_lambda=0.1, l2sp_warmup_steps=5)
 
 
 @case(ValueError, "weight_decay_warmup_steps: got 3, but the run has 2 updates")
