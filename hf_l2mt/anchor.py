@@ -45,11 +45,23 @@ def gather(anchor: dict[str, torch.Tensor], keep: bool = True) -> dict[str, torc
 
 
 def save(anchor: dict[str, torch.Tensor], directory: str) -> str:
-    """Write the anchor (full tensors, see ``gather``) into ``directory`` atomically (temporary file, then rename)."""
+    """Write the anchor (full tensors, see ``gather``) into ``directory`` atomically (temporary file, then rename).
+
+    On a failed write (a full disk, say) the temporary file is removed, an anchor already there is
+    left as it was, and the ``OSError`` names the file.
+    """
     path = os.path.join(directory, ANCHOR_FILE)
     tmp = path + ".tmp"
-    save_file({n: t.detach().contiguous().cpu() for n, t in anchor.items()}, tmp, metadata={"format": "pt"})
-    os.replace(tmp, path)
+    try:
+        save_file({n: t.detach().contiguous().cpu() for n, t in anchor.items()}, tmp, metadata={"format": "pt"})
+        os.replace(tmp, path)
+    except OSError as err:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        code = err.errno if err.errno is not None else next((a for a in err.args if isinstance(a, int)), None)
+        reason = err.strerror or (os.strerror(code) if code is not None else str(err))
+        raise OSError(code, f"cannot write the L2-SP anchor {path}: {reason}; free space or choose another "
+                      "output_dir, then resume from the last complete checkpoint") from err
     return path
 
 

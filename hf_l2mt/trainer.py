@@ -27,6 +27,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, seed_worker
 from transformers.utils import is_datasets_available
 
 from . import anchor as anchor_io
+from . import preflight
 from .batching import TokenBudgetBatchSampler, pair_lengths
 from .checkpoints import resolve_resume_checkpoint, rotate_checkpoints
 from .fisher import FISHER_FILE, fisher_weights, load_checkpoint_weights, save_fisher
@@ -120,6 +121,7 @@ class L2MTTrainer(Seq2SeqTrainer):
         opt_model = self.model if model is None else model
         if self.optimizer is not None:
             return self.optimizer
+        preflight.check_warmups(self.args, self.state.max_steps)
         freeze_fixed_positions(opt_model)
         groups = build_param_groups(opt_model, self.args, self.get_decay_parameter_names(opt_model))
         if self.optimizer_cls_and_kwargs is not None:
@@ -200,6 +202,8 @@ class L2MTTrainer(Seq2SeqTrainer):
         resume_from_checkpoint = resolve_resume_checkpoint(
             resume_from_checkpoint, self.args.output_dir, self.args.uses_l2sp
         )
+        if resume_from_checkpoint is not None:
+            preflight.check_checkpoint_fits(self.model, resume_from_checkpoint)
         self._resume_dir = resume_from_checkpoint
         return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
 

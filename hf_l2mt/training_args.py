@@ -9,6 +9,7 @@ from transformers import Seq2SeqTrainingArguments
 
 from .l2sp import ANCHOR_DTYPES
 from .nonfinite import NONFINITE_ACTIONS
+from .preflight import check_output_dir
 from .schedules import SCHEDULES
 
 MODES = ("decoupled", "coupled")
@@ -267,6 +268,7 @@ class L2MTTrainingArguments(Seq2SeqTrainingArguments):
                     f"l2sp_fisher_path: {self.l2sp_fisher_path!r} does not exist; create it with hf-l2mt fisher "
                     "--model_name_or_path BASE --source_file ... --target_file ... --output FILE"
                 )
+        check_output_dir(self.output_dir)
 
     @property
     def uses_l2sp(self) -> bool:
