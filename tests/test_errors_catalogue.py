@@ -17,11 +17,13 @@ from transformers import MarianMTModel, T5Config
 from conftest import T5_PAD, make_args, task_dataset, tiny_marian, tiny_t5, train_with
 from hf_l2mt import anchor as anchor_io
 from hf_l2mt.anchor import ANCHOR_FILE, AnchorError
+from hf_l2mt.checkpoints import IncompleteCheckpointError
 from hf_l2mt.cli import main as cli_main
 from hf_l2mt.data import (
     DataFormatError, EmptyCorpusError, LanguageNotFoundError, check_max_lengths, load_pairs,
 )
 from hf_l2mt.data.preprocess import resolve_source_prefix
+from hf_l2mt.nonfinite import NonFiniteLossError
 from hf_l2mt.preflight import CheckpointMismatchError, OutputDirError
 from hf_l2mt.recipe import RecipeArguments, load_recipe_pairs, parse_arguments
 from hf_l2mt.translate import evaluate_files
@@ -227,7 +229,7 @@ def case_test_set_lengths_differ(ctx):
 # ---- Checkpoints --------------------------------------------------------------------------------
 
 
-@case(ValueError, "resume_from_checkpoint: True, but")
+@case(IncompleteCheckpointError, "resume_from_checkpoint: True, but")
 def case_resume_without_checkpoint(ctx):
     os.makedirs(ctx.tmp / "out")
     return tiny_train(tiny_marian(), str(ctx.tmp / "out"), resume=True)
@@ -247,11 +249,27 @@ def case_checkpoint_other_size(ctx):
     return tiny_train(MarianMTModel(config), str(ctx.tmp / "resumed"), resume=checkpoint)
 
 
-@case(AnchorError, "has no l2sp_anchor.safetensors")
+@case(IncompleteCheckpointError, "is incomplete: it has no l2sp_anchor.safetensors")
 def case_anchor_missing(ctx):
     checkpoint = os.path.join(ctx.run_dir(), "checkpoint-2")
     os.remove(os.path.join(checkpoint, ANCHOR_FILE))
     return tiny_train(tiny_marian(), str(ctx.tmp / "resumed"), resume=checkpoint)
+
+
+@case(IncompleteCheckpointError, "is incomplete: it has no trainer_state.json")
+def case_checkpoint_half_written(ctx):
+    checkpoint = os.path.join(ctx.run_dir(), "checkpoint-2")
+    os.remove(os.path.join(checkpoint, "trainer_state.json"))  # as a job killed while saving leaves it
+    return tiny_train(tiny_marian(), str(ctx.tmp / "resumed"), resume=checkpoint)
+
+
+@case(NonFiniteLossError, "step 1: the training loss is nan")
+def case_loss_not_finite(ctx):
+    run = ctx.run_dir()
+    model = tiny_marian()
+    model.register_forward_hook(lambda module, inputs, output: output.__class__(
+        **{**output, "logits": output.logits * float("nan")}))
+    return tiny_train(model, run, save_strategy="steps", save_steps=1)
 
 
 @case(AnchorError, "anchor of 'model.shared.weight' has shape (24, 8) but the parameter has (24, 16)")
