@@ -9,6 +9,10 @@ rate, batch size and data, for several seeds:
   l2sp            L2-SP towards the base weights (the anchor), coupled, constant λ, over a λ grid
   l2sp_sigmoid    the same with RecAdam's sigmoid annealing of λ (strong early, fading out)
   l2sp_decoupled  decoupled L2-SP: θ ← θ − lr·λ(θ − θ₀) before each update, over its own λ grid
+  ewc             L2-SP weighted by the base's diagonal Fisher on the general training pairs
+                  (Thompson et al. 2019), estimated once per study, normalised by its mean
+  kl              KL(p_base ‖ p_θ) per target token on the training batch (Khayrallah et al. 2018)
+  l1_anchor       L1 to the base weights as a soft threshold after each update
   mixed           no regularizer; a share (default 20 %) of general-domain pairs is replayed
                   among the in-domain pairs (mixed fine-tuning, Chu et al. 2017)
 
@@ -20,7 +24,7 @@ while staying within 5 % of plain's in-domain score, on ``--goal_metric``.
 Outputs in ``--output_dir``: ``runs.jsonl`` (one line per fine-tuned model; a rerun skips the runs
 already there), ``results.json``, ``results.md`` (the table) and ``forgetting.png``.
 
-    # numbers task: cardinals → years, 5 seeds (about 25 minutes on one core)
+    # numbers task: cardinals → years, 5 seeds (about 40 minutes on one core; --families to run fewer)
     python -m benchmarks.domain_adaptation --task numbers
     # Ding: base pretrained in the background first (see benchmarks/pretrain_base.py), then
     python -m benchmarks.domain_adaptation --task ding --tag med. --stage study
@@ -45,12 +49,13 @@ from benchmarks.plot_forgetting import plot_forgetting
 from benchmarks.pretrain_base import pretrain_base, read_progress, write_json
 from hf_l2mt import L2MTTrainer, L2MTTrainingArguments
 from hf_l2mt.data import make_data_collator, preprocess_pairs
+from hf_l2mt.fisher import estimate_fisher, save_fisher
 from hf_l2mt.metrics import score_translations
 from hf_l2mt.translate import translate
 
 logger = logging.getLogger("hf_l2mt")
 METRICS = ("exact_match", "chrf", "bleu")
-FAMILIES = ("plain", "weight_decay", "l2sp", "l2sp_sigmoid", "l2sp_decoupled", "mixed")
+FAMILIES = ("plain", "weight_decay", "l2sp", "l2sp_sigmoid", "l2sp_decoupled", "ewc", "kl", "l1_anchor", "mixed")
 # Per-task defaults; every one can be overridden on the command line.
 DEFAULTS = {
     "numbers": dict(
@@ -63,6 +68,13 @@ DEFAULTS = {
         steps=200, batch_size=32, learning_rate=5e-4, seeds=5,
         lambdas=[0.01, 0.03, 0.05, 0.07, 0.1, 1.0], sigmoid_lambdas=[1.0, 3.0, 10.0],
         decoupled_lambdas=[10.0, 30.0, 100.0],
+        # EWC's F is divided by its mean, so λ is on L2-SP's scale; the Fisher is heavy-tailed (most
+        # coordinates get F << 1), so the grid reaches higher. 1,000 general pairs / 32 = 32 backward passes.
+        ewc_lambdas=[0.1, 1.0, 10.0], fisher_examples=1000,
+        # KL is per target token like the task loss: λ_kl = 1 weighs it as much as the cross-entropy.
+        kl_lambdas=[0.3, 1.0, 3.0],
+        # L1 undoes moves smaller than lr·λ₁ per update; Adam moves a weight by about lr, so λ₁ = 1 freezes it.
+        l1_lambdas=[0.03, 0.1, 0.3],
         goal_metric="exact_match",
     ),
     "ding": dict(
@@ -74,6 +86,7 @@ DEFAULTS = {
         # fine-tuning: 600 updates x 32 pairs = 19,200 pairs, about 3 passes over the 6,600 med. pairs
         steps=600, batch_size=32, learning_rate=2e-4, seeds=3,
         lambdas=[0.01, 0.1, 1.0], sigmoid_lambdas=[1.0], decoupled_lambdas=[10.0, 100.0],
+        ewc_lambdas=[1.0], fisher_examples=2000, kl_lambdas=[1.0], l1_lambdas=[0.1],
         goal_metric="chrf",
     ),
 }
@@ -98,8 +111,25 @@ def make_variants(opts) -> list[Variant]:
                  for lam in opts.sigmoid_lambdas]
     variants += [Variant("l2sp_decoupled", lam, {"l2sp_lambda": lam, "l2sp_mode": "decoupled"})
                  for lam in opts.decoupled_lambdas]
+    variants += [Variant("ewc", lam, {"l2sp_lambda": lam, "l2sp_fisher_path": opts.fisher_path})
+                 for lam in opts.ewc_lambdas]
+    variants += [Variant("kl", lam, {"kl_lambda": lam}) for lam in opts.kl_lambdas]
+    variants += [Variant("l1_anchor", lam, {"l1_lambda": lam, "l1_target": "anchor"}) for lam in opts.l1_lambdas]
     variants.append(Variant("mixed", opts.replay, replay=opts.replay))
     return [v for v in variants if v.family in opts.families]
+
+
+def base_fisher(base: MarianMTModel, tokenizer, general, opts, base_steps: int) -> str:
+    """The base's diagonal Fisher on the first ``fisher_examples`` general training pairs, computed once
+    per base (its update count is in the file name)."""
+    path = os.path.join(opts.output_dir, f"fisher_base{base_steps}_{opts.fisher_examples}.safetensors")
+    if not os.path.isfile(path):
+        pairs = general.select(range(min(opts.fisher_examples, len(general))))
+        loader = torch.utils.data.DataLoader(pairs, batch_size=opts.batch_size,
+                                             collate_fn=make_data_collator(tokenizer, base))
+        save_fisher(estimate_fisher(copy.deepcopy(base), loader), path,
+                    metadata={"examples": len(pairs), "batch_size": opts.batch_size, "base_steps": base_steps})
+    return path
 
 
 def load_task(opts) -> tasks.Task:
@@ -172,6 +202,7 @@ def run_study(opts, task: tasks.Task, base_dir: str) -> dict:
                                   "scores": evaluate(base, tokenizer, task, opts)}
         with open(runs_path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(runs[(key, "base", 0)]) + "\n")
+    opts.fisher_path = base_fisher(base, tokenizer, general, opts, progress["steps"]) if "ewc" in opts.families else None
     variants = make_variants(opts)
     # Each fine-tuning run would log the same parameter-group table; results are printed per run instead.
     logger.setLevel(logging.WARNING)
@@ -255,6 +286,10 @@ def parse_args(argv=None):
     parser.add_argument("--lambdas", type=float, nargs="+", help="λ grid of L2-SP (coupled, constant)")
     parser.add_argument("--sigmoid_lambdas", type=float, nargs="+", help="λ grid of L2-SP with sigmoid annealing")
     parser.add_argument("--decoupled_lambdas", type=float, nargs="+", help="λ grid of decoupled L2-SP")
+    parser.add_argument("--ewc_lambdas", type=float, nargs="+", help="λ grid of EWC (Fisher-weighted L2-SP)")
+    parser.add_argument("--fisher_examples", type=int, help="general training pairs the EWC Fisher is estimated on")
+    parser.add_argument("--kl_lambdas", type=float, nargs="+", help="λ grid of the KL to the base")
+    parser.add_argument("--l1_lambdas", type=float, nargs="+", help="λ₁ grid of L1 to the anchor")
     parser.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES),
                         help="variant families to run (plain is always run: the goal is measured against it)")
     parser.add_argument("--weight_decay", type=float, default=0.01)

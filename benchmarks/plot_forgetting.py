@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 FAMILY_STYLE = {
     "plain": ("black", "o"), "weight_decay": ("tab:gray", "s"), "l2sp": ("tab:blue", "o"),
     "l2sp_sigmoid": ("tab:orange", "^"), "l2sp_decoupled": ("tab:green", "D"), "mixed": ("tab:red", "P"),
+    "ewc": ("tab:cyan", "v"), "kl": ("tab:brown", "<"), "l1_anchor": ("tab:pink", ">"),
 }
 
 

@@ -2,12 +2,17 @@
 
 It is stored as ``l2sp_anchor.safetensors`` (no pickle) keyed by parameter name, one entry per
 parameter (a tied weight appears once, under the name ``named_parameters()`` gives it first).
+
+Under FSDP2 the anchor is sharded like the parameters (each process holds its shard of θ₀), but the file
+always holds full tensors, gathered and written by the main process: a checkpoint loads the same way with
+any number of processes, with or without FSDP.
 """
 
 import os
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch.distributed.tensor import DTensor, distribute_tensor
 
 from .l2sp import ANCHOR_DTYPES, snapshot_anchor
 
@@ -25,17 +30,46 @@ def snapshot(named_params: dict[str, torch.nn.Parameter], anchor_dtype: str) -> 
     return dict(zip(names, copies))
 
 
+def gather(anchor: dict[str, torch.Tensor], keep: bool = True) -> dict[str, torch.Tensor]:
+    """Full CPU tensors of ``anchor``, one parameter at a time; sharded entries are all-gathered.
+
+    Every process must call it (the gather is collective); those with ``keep=False`` (all but the one
+    that writes) drop each gathered tensor at once, so no process but the writer holds the full anchor.
+    """
+    full = {}
+    for name, tensor in anchor.items():
+        tensor = tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
+        if keep:
+            full[name] = tensor.detach().cpu()
+    return full
+
+
 def save(anchor: dict[str, torch.Tensor], directory: str) -> str:
-    """Write the anchor into ``directory`` atomically (temporary file, then rename)."""
+    """Write the anchor (full tensors, see ``gather``) into ``directory`` atomically (temporary file, then rename).
+
+    On a failed write (a full disk, say) the temporary file is removed, an anchor already there is
+    left as it was, and the ``OSError`` names the file.
+    """
     path = os.path.join(directory, ANCHOR_FILE)
     tmp = path + ".tmp"
-    save_file({n: t.detach().contiguous().cpu() for n, t in anchor.items()}, tmp, metadata={"format": "pt"})
-    os.replace(tmp, path)
+    try:
+        save_file({n: t.detach().contiguous().cpu() for n, t in anchor.items()}, tmp, metadata={"format": "pt"})
+        os.replace(tmp, path)
+    except OSError as err:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        code = err.errno if err.errno is not None else next((a for a in err.args if isinstance(a, int)), None)
+        reason = err.strerror or (os.strerror(code) if code is not None else str(err))
+        raise OSError(code, f"cannot write the L2-SP anchor {path}: {reason}; free space or choose another "
+                      "output_dir, then resume from the last complete checkpoint") from err
     return path
 
 
 def load(directory: str, named_params: dict[str, torch.nn.Parameter], anchor_dtype: str) -> dict[str, torch.Tensor]:
-    """Read the anchor saved in ``directory`` and check it against the parameters it regularizes."""
+    """Read the anchor saved in ``directory`` and check it against the parameters it regularizes.
+
+    Entries of sharded parameters come back sharded like them (each process keeps its own shard).
+    """
     path = os.path.join(directory, ANCHOR_FILE)
     if not os.path.isfile(path):
         raise AnchorError(
@@ -61,5 +95,8 @@ def load(directory: str, named_params: dict[str, torch.nn.Parameter], anchor_dty
                 f"{path}: anchor of {name!r} has shape {tuple(tensor.shape)} but the parameter has "
                 f"{tuple(param.shape)}; the checkpoint comes from another model"
             )
-        anchor[name] = tensor.to(device=param.device, dtype=ANCHOR_DTYPES[anchor_dtype])
+        tensor = tensor.to(device=param.device, dtype=ANCHOR_DTYPES[anchor_dtype])
+        if isinstance(param, DTensor):
+            tensor = distribute_tensor(tensor, param.device_mesh, param.placements)
+        anchor[name] = tensor
     return anchor

@@ -1,4 +1,5 @@
-"""``hf-l2mt``: fine-tune with a recipe, score a fine-tuned model, translate, or start the demo."""
+"""``hf-l2mt``: fine-tune with a recipe, score a fine-tuned model, translate, estimate a Fisher for EWC,
+search λ, plot a run, or start the demo."""
 
 import argparse
 import importlib.util
@@ -10,6 +11,7 @@ import torch
 
 from . import __version__
 from .recipes import load_recipe, recipe_names, recipe_summary
+from .search import METRICS, add_search_arguments, run_search
 from .translate import decode_lines, evaluate_files, load_translation_model, read_lines, report_scores, translate
 
 EXAMPLES = """\
@@ -20,6 +22,11 @@ examples:
   hf-l2mt evaluate runs/en-de --test newstest2016=newstest2016.en,newstest2016.de
   hf-l2mt translate runs/en-de --input sentences.en > sentences.de
   echo "The patient was discharged." | hf-l2mt translate runs/en-de --num_beams 5
+  hf-l2mt fisher --model_name_or_path Helsinki-NLP/opus-mt-en-de --source_file news.en --target_file news.de \
+      --output fisher.safetensors
+  hf-l2mt search base/ --src_lang en --tgt_lang de --train med.tsv --in_domain_eval med-dev.tsv \
+      --general_eval news-dev.tsv --output_dir runs/search
+  hf-l2mt plot runs/en-de
 """
 
 
@@ -104,6 +111,45 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("model_dir", metavar="MODEL_DIR", help="output_dir of a finished run")
     translate.add_argument("--input", metavar="FILE", help="UTF-8 text file, one sentence per line (default: stdin)")
 
+    fisher = commands.add_parser(
+        "fisher", help="estimate a model's diagonal Fisher on general-domain pairs, for EWC (l2sp_fisher_path)",
+        description="Mean over batches of the squared gradient of the token-level negative log-likelihood "
+        "(docs/regularization.md, EWC), saved as safetensors keyed by parameter name.",
+        epilog="example:\n  hf-l2mt fisher --model_name_or_path Helsinki-NLP/opus-mt-en-de --source_file news.en "
+        "--target_file news.de --output fisher.safetensors", formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fisher.add_argument("--model_name_or_path", required=True, metavar="MODEL", help="the base model to fine-tune")
+    fisher.add_argument("--source_file", required=True, metavar="FILE", help="UTF-8 sources, one sentence per line")
+    fisher.add_argument("--target_file", required=True, metavar="FILE", help="UTF-8 targets, line i translating line i")
+    fisher.add_argument("--output", required=True, metavar="FILE", help="the .safetensors file to write")
+    fisher.add_argument("--batch_size", type=positive_int, default=16, help="pairs per gradient (default: 16)")
+    fisher.add_argument("--max_examples", type=positive_int, help="use only the first N pairs (default: all)")
+    fisher.add_argument("--max_source_length", type=positive_int, default=128, help="in tokens (default: 128)")
+    fisher.add_argument("--max_target_length", type=positive_int, default=128, help="in tokens (default: 128)")
+    fisher.add_argument("--source_prefix", metavar="TEXT", help="text put before every source (T5's task prefix)")
+    fisher.add_argument("--device", help="where the model runs, e.g. cpu, cuda (default: cuda if available)")
+
+    search = commands.add_parser(
+        "search", help="search λ: an Optuna study with in-domain and general scores as objectives",
+        description="Fine-tune MODEL_DIR once per trial with a sampled L2-SP λ (optionally schedule and weight "
+        "decay), score in-domain and general evaluation sets, and write the trials and their Pareto front "
+        "(docs/search.md).", formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  hf-l2mt search base/ --src_lang en --tgt_lang de --train med.tsv --in_domain_eval "
+        "med-dev.tsv --general_eval news-dev.tsv --output_dir runs/search --n_trials 20",
+    )
+    add_search_arguments(search)
+
+    plot = commands.add_parser(
+        "plot", help="draw a run's logged losses, penalties, λ schedules and evaluation scores as PNGs",
+        description="Read trainer_state.json in RUN_DIR (or its newest checkpoint-*) and draw loss.png, "
+        "penalties.png, strengths.png, distance.png and eval_METRIC.png, for the keys the run logged.",
+        epilog="example:\n  hf-l2mt plot runs/en-de --output_dir docs/plots",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    plot.add_argument("run_dir", metavar="RUN_DIR", help="a run's output_dir, or one of its checkpoint-* folders")
+    plot.add_argument("--output_dir", metavar="DIR", help="where the PNGs go (default: RUN_DIR/plots)")
+    plot.add_argument("--metric", choices=METRICS, default="bleu", help="evaluation score plotted (default: bleu)")
+
     # The demo parses its own flags, --help included: main() hands it every argument after "demo".
     commands.add_parser("demo", help="start the interactive demo (hf-l2mt demo --help)", add_help=False)
     return parser
@@ -149,6 +195,40 @@ def run_translate(args) -> None:
     sys.stdout.writelines(" ".join(text.splitlines()) + "\n" for text in translations)
 
 
+def run_fisher(args) -> None:
+    from datasets import Dataset
+    from torch.utils.data import DataLoader
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from .data import make_data_collator, preprocess_pairs
+    from .fisher import estimate_fisher, save_fisher
+
+    output_dir = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(output_dir):
+        raise ValueError(f"--output {args.output}: the directory {output_dir} does not exist")
+    sources, targets = read_lines(args.source_file), read_lines(args.target_file)
+    if len(sources) != len(targets) or not sources:
+        raise ValueError(
+            f"--source_file {args.source_file} has {len(sources)} lines and --target_file {args.target_file} has "
+            f"{len(targets)}; accepted: the same number of lines, at least one"
+        )
+    count = min(len(sources), args.max_examples or len(sources))
+    device = default_device(args.device)
+    warn_if_prefix_missing(args.model_name_or_path, args.source_prefix)
+    tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path)
+    model = AutoModelForSeq2SeqLM.from_pretrained(args.model_name_or_path).to(device)
+    pairs = Dataset.from_dict({"source": sources[:count], "target": targets[:count]})
+    tokenized = preprocess_pairs(pairs, tokenizer, "", "", args.max_source_length, args.max_target_length,
+                                 source_prefix=args.source_prefix or "", model_config=model.config)
+    loader = DataLoader(tokenized, batch_size=args.batch_size, collate_fn=make_data_collator(tokenizer, model))
+    fisher = estimate_fisher(model, loader)
+    save_fisher(fisher, args.output, metadata={
+        "model": args.model_name_or_path, "examples": count, "batch_size": args.batch_size,
+        "estimator": "empirical Fisher per batch: mean over batches of squared gradients of the token-mean NLL",
+    })
+    print(f"Fisher of {len(fisher)} parameter tensors on {count} pairs: {args.output}", file=sys.stderr)
+
+
 def default_device(device: str | None) -> torch.device:
     """``--device`` checked, or CUDA when there is a GPU, else the CPU."""
     if device is None:
@@ -178,13 +258,23 @@ def warn_if_prefix_missing(model_dir: str, source_prefix: str | None) -> None:
                 )
 
 
+def run_plot(args) -> None:
+    from .plots import plot_run
+
+    for path in plot_run(args.run_dir, args.output_dir, metric=args.metric):
+        print(path)
+
+
 def run_demo(args) -> None:
     from .demo import main as demo_main  # the demo and what it needs load only when it starts
 
     demo_main(args.demo_args)
 
 
-COMMANDS = {"train": run_train, "evaluate": run_evaluate, "translate": run_translate, "demo": run_demo}
+COMMANDS = {
+    "train": run_train, "evaluate": run_evaluate, "translate": run_translate, "fisher": run_fisher,
+    "search": run_search, "plot": run_plot, "demo": run_demo,
+}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -196,7 +286,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, ImportError) as err:
         parser.exit(2, f"hf-l2mt {args.command}: error: {err}\n")
 
 

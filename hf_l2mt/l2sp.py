@@ -7,10 +7,14 @@ the *anchor*:  R(θ) = (λ/2)·Σ‖θ − θ₀‖².  Its gradient is λ·(θ 
 All functions work on lists of tensors and use PyTorch's multi-tensor (``torch._foreach_*``)
 kernels, so one call touches every parameter with a handful of kernel launches and allocates no
 per-parameter temporaries. Anchors may be stored in a lower precision (bfloat16); the arithmetic
-then happens in the parameter's dtype.
+then happens in the parameter's dtype. Under FSDP2 parameters and anchors are ``DTensor`` shards with the
+same placements: the element-wise functions act on each process's shard, and ``squared_distance``
+reduces across processes.
 """
 
 import torch
+from torch.distributed.device_mesh import DeviceMesh
+from torch.distributed.tensor import DTensor
 
 ANCHOR_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -74,12 +78,64 @@ def add_weight_decay_grad_(params: list[torch.Tensor], strength: float) -> None:
 
 
 def squared_distance(params: list[torch.Tensor], anchors: list[torch.Tensor]) -> torch.Tensor:
-    """Σ‖p − p₀‖² over all tensors, accumulated in float32.
+    """Σ‖p − p₀‖² over all tensors, accumulated in float32; the same full-model value on every process.
 
-    One tensor at a time, so the peak extra memory is one parameter, not the whole model.
+    One tensor at a time, so the peak extra memory is one parameter, not the whole model. Sharded
+    parameters (FSDP2 ``DTensor``) give per-shard partial sums; these are added up per device mesh and
+    reduced once at the end (one all-reduce per mesh, not one per parameter).
     """
     total = torch.zeros((), dtype=torch.float32, device=params[0].device if params else None)
+    partial_sums: dict[DeviceMesh, DTensor] = {}
     with torch.no_grad():
         for p, a in zip(params, anchors):
-            total += (p.detach().float() - a.float()).pow(2).sum()
+            sq = (p.detach().float() - a.float()).pow(2).sum()
+            if isinstance(sq, DTensor):
+                previous = partial_sums.get(sq.device_mesh)
+                partial_sums[sq.device_mesh] = sq if previous is None else previous + sq
+            else:
+                total += sq
+        for partial in partial_sums.values():
+            total += partial.full_tensor().to(total.device)
+    return total
+
+
+def add_weighted_l2sp_grad_(
+    params: list[torch.Tensor], anchors: list[torch.Tensor], weights: list[torch.Tensor], strength: float
+) -> None:
+    """Coupled EWC (L2-SP with per-coordinate weights F): ``p.grad += strength · F ⊙ (p − p₀)``.
+
+    One parameter at a time, so the only temporary is one parameter's difference.
+    """
+    if strength == 0.0 or not params:
+        return
+    with torch.no_grad():
+        for p, a, w in zip(params, anchors, weights):
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            p.grad.addcmul_(w.to(p.dtype), p.detach() - a.to(p.dtype), value=strength)
+
+
+def move_toward_anchor_weighted_(
+    params: list[torch.Tensor], anchors: list[torch.Tensor], weights: list[torch.Tensor], fraction: float
+) -> None:
+    """Decoupled EWC: ``p ← p − min(fraction · F, 1) ⊙ (p − p₀)``, with ``fraction = lr_t · λ_t``.
+
+    The per-coordinate step is clamped at 1: a coordinate with a large F lands on its anchor
+    instead of overshooting it (an unclamped step > 2 would even diverge).
+    """
+    if fraction == 0.0 or not params:
+        return
+    with torch.no_grad():
+        for p, a, w in zip(params, anchors, weights):
+            p.detach().lerp_(a.to(p.dtype), (w.to(p.dtype) * fraction).clamp_(max=1.0))
+
+
+def weighted_squared_distance(
+    params: list[torch.Tensor], anchors: list[torch.Tensor], weights: list[torch.Tensor]
+) -> torch.Tensor:
+    """Σ F ⊙ (p − p₀)² over all tensors, accumulated in float32, one tensor at a time."""
+    total = torch.zeros((), dtype=torch.float32, device=params[0].device if params else None)
+    with torch.no_grad():
+        for p, a, w in zip(params, anchors, weights):
+            total += (w.float() * (p.detach().float() - a.float()).pow(2)).sum()
     return total

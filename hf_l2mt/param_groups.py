@@ -34,6 +34,11 @@ class ParamGroup:
     def numel(self) -> int:
         return sum(p.numel() for p in self.params)
 
+    @property
+    def decays(self) -> bool:
+        """True for the groups transformers' split gives weight decay (``decay``, ``decay[...]``)."""
+        return self.name.split("[")[0] == "decay"
+
 
 def freeze_fixed_positions(model: nn.Module) -> list[str]:
     """Freeze sinusoidal position tables and return their parameter names.

@@ -258,9 +258,11 @@ def run(config: dict, argv: list[str] | None = None, description: str | None = N
     """
     recipe, args = parse_arguments(config, argv, description)
     publish = args.push_to_hub
-    # Trainer.push_to_hub uploads training_args.bin (a pickle holding hub_token) and checkpoints (with the
-    # anchor); the run publishes the final folder once, through hf_l2mt.hub.push_to_hub, which leaves them out.
+    # Trainer.push_to_hub uploads training_args.bin (a pickle of args) and checkpoints (with the anchor); the
+    # run publishes the final folder once, through hf_l2mt.hub.push_to_hub, which leaves them out. The token
+    # leaves args too, so that no training_args.bin written to output_dir holds it.
     args.push_to_hub = False
+    hub_token, args.hub_token = args.hub_token, None
 
     tokenizer = AutoTokenizer.from_pretrained(recipe.model_name_or_path, trust_remote_code=recipe.trust_remote_code)
     model = AutoModelForSeq2SeqLM.from_pretrained(recipe.model_name_or_path, trust_remote_code=recipe.trust_remote_code)
@@ -317,5 +319,5 @@ def run(config: dict, argv: list[str] | None = None, description: str | None = N
     write_model_card(args.output_dir, make_card(scores))
     if publish:
         repo_id = args.hub_model_id or os.path.basename(os.path.normpath(args.output_dir))
-        push_to_hub(args.output_dir, repo_id, token=args.hub_token, private=bool(args.hub_private_repo))
+        push_to_hub(args.output_dir, repo_id, token=hub_token, private=bool(args.hub_private_repo))
     return scores

@@ -1,32 +1,51 @@
 """`L2MTTrainer`: a Seq2SeqTrainer that adds the regularizers and wires them into the update.
 
 Where each term enters one optimizer update t (``docs/regularization.md`` has the equations):
-1. backward of the token-level task loss (``compute_loss``), accumulated over micro-batches;
-2. coupled L2-SP: ``grad += λ_t (θ − θ₀)`` after the last micro-batch (``training_step``),
-   so gradient clipping sees it exactly as if the penalty were in the loss;
+1. backward of the token-level task loss (``compute_loss``), accumulated over micro-batches,
+   plus ``λ_kl,t · KL(p_base ‖ p_θ)`` per target token when ``kl_lambda > 0``;
+2. coupled L2-SP: ``grad += λ_t F (θ − θ₀)`` after the last micro-batch (``training_step``),
+   so gradient clipping sees it exactly as if the penalty were in the loss (F ≡ 1 unless EWC);
 3. gradient clipping (transformers);
 4. optimizer pre-step hook (``_before_optimizer_step``): coupled weight decay ``grad += wd_t θ``;
-   decoupled L2-SP ``θ ← θ − lr_t λ_t (θ − θ₀)``; decoupled weight decay for optimizers that have
-   none of their own;
-5. the optimizer's step (AdamW applies decoupled weight decay itself).
+   decoupled L2-SP ``θ ← θ − min(lr_t λ_t F, 1) (θ − θ₀)``; decoupled weight decay for optimizers
+   that have none of their own;
+5. the optimizer's step (AdamW applies decoupled weight decay itself);
+6. optimizer post-step hook (``_after_optimizer_step``): the L1 soft threshold.
+
+A non-finite loss is caught at the last micro-batch, before 2 (``hf_l2mt.nonfinite``); a run resumes
+only from a complete checkpoint (``hf_l2mt.checkpoints``).
 """
 
 import logging
 import os
-
 from functools import partial
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 from transformers import Seq2SeqTrainer
-from transformers.trainer_utils import seed_worker
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, seed_worker
 from transformers.utils import is_datasets_available
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from . import anchor as anchor_io
+from . import preflight
 from .batching import TokenBudgetBatchSampler, pair_lengths
-from .l2sp import add_l2sp_grad_, add_weight_decay_grad_, move_toward_anchor_, scale_toward_zero_, squared_distance
-from .loss import token_cross_entropy
+from .checkpoints import resolve_resume_checkpoint, rotate_checkpoints
+from .fisher import FISHER_FILE, fisher_weights, load_checkpoint_weights, save_fisher
+from .kl import base_logits, token_kl_sum
+from .l1 import l1_distance, soft_threshold_
+from .l2sp import (
+    ANCHOR_DTYPES,
+    add_l2sp_grad_,
+    add_weight_decay_grad_,
+    add_weighted_l2sp_grad_,
+    move_toward_anchor_,
+    move_toward_anchor_weighted_,
+    scale_toward_zero_,
+    squared_distance,
+    weighted_squared_distance,
+)
+from .loss import IGNORE_INDEX, token_cross_entropy
+from .nonfinite import SKIPPED_METRIC, NonFiniteGuard, NonFiniteLossError, first_nonfinite_parameter
 from .param_groups import ParamGroup, build_param_groups, format_group_table, freeze_fixed_positions
 from .schedules import schedule_factor
 from .training_args import L2MTTrainingArguments
@@ -58,9 +77,17 @@ class L2MTTrainer(Seq2SeqTrainer):
         self.model_accepts_loss_kwargs = True
         self.regularized_groups: list[ParamGroup] | None = None
         self.anchor: dict[str, torch.Tensor] | None = None
-        self._anchor_lists: list[tuple[list[torch.nn.Parameter], list[torch.Tensor]]] = []
+        # Per parameter group: (its parameters, their anchors), built by _build_anchor.
+        self._anchor_lists: list[tuple[list[torch.nn.Parameter], list[torch.Tensor]]] | None = None
+        self.fisher: dict[str, torch.Tensor] | None = None  # EWC's per-coordinate L2-SP weights F
+        self._fisher_lists: list[list[torch.Tensor] | None] = []
+        self._l1_lists: list[tuple[list[torch.nn.Parameter], list[torch.Tensor] | None]] = []
+        self._kl_sum: torch.Tensor | None = None  # Σ KL and target tokens since the last log
+        self._kl_tokens: torch.Tensor | None = None
         self._resume_dir: str | None = None
         self._optimizer_decays_itself = False
+        self.nonfinite = NonFiniteGuard(self.args.nonfinite_loss)
+        self._skip_update = False
 
     # ---- Schedules --------------------------------------------------------------------------
 
@@ -78,10 +105,15 @@ class L2MTTrainer(Seq2SeqTrainer):
     def current_strengths(self, step: int | None = None) -> dict[str, float]:
         """Base strengths times their schedules at ``step`` (default: the update about to happen)."""
         step = self.state.global_step if step is None else step
-        return {
+        strengths = {
             "l2sp_lambda": self.args.l2sp_lambda * self._factor("l2sp", step),
             "weight_decay": self.args.weight_decay * self._factor("weight_decay", step),
         }
+        if self.args.kl_lambda > 0:
+            strengths["kl_lambda"] = self.args.kl_lambda * self._factor("kl", step)
+        if self.args.l1_lambda > 0:
+            strengths["l1_lambda"] = self.args.l1_lambda
+        return strengths
 
     # ---- Optimizer and anchor ---------------------------------------------------------------
 
@@ -89,6 +121,7 @@ class L2MTTrainer(Seq2SeqTrainer):
         opt_model = self.model if model is None else model
         if self.optimizer is not None:
             return self.optimizer
+        preflight.check_warmups(self.args, self.state.max_steps)
         freeze_fixed_positions(opt_model)
         groups = build_param_groups(opt_model, self.args, self.get_decay_parameter_names(opt_model))
         if self.optimizer_cls_and_kwargs is not None:
@@ -107,37 +140,70 @@ class L2MTTrainer(Seq2SeqTrainer):
         torch_groups = [{"params": g.params, "weight_decay": g.weight_decay if delegate else 0.0} for g in groups]
         self.optimizer = optimizer_cls(torch_groups, **optimizer_kwargs)
         self.regularized_groups = groups
-        self._setup_anchor(opt_model, groups)
+        self.anchor, self._anchor_lists = None, None
         self.optimizer.register_step_pre_hook(self._before_optimizer_step)
+        if self.args.l1_lambda > 0:
+            self.optimizer.register_step_post_hook(self._after_optimizer_step)
         if self.is_world_process_zero():
             logger.info("parameter groups:\n%s", format_group_table(groups))
             if self.frozen_position_tables:
                 logger.info("froze fixed position tables: %s", ", ".join(self.frozen_position_tables))
         return self.optimizer
 
-    def _setup_anchor(self, model, groups: list[ParamGroup]) -> None:
-        named = {n: p for g in groups if g.l2sp_lambda > 0 for n, p in zip(g.names, g.params)}
-        if not named:
-            self.anchor, self._anchor_lists = None, [([], []) for _ in groups]
-            return
-        if self._resume_dir is not None:
+    def _build_anchor(self) -> None:
+        """Snapshot (or, on resume, read) the anchor, and set up EWC's weights and L1's targets.
+
+        Done at the first training step, not in ``create_optimizer``: by then ``accelerator.prepare`` has
+        broadcast rank 0's weights to every DDP process and put FSDP2's sharded parameters into the
+        optimizer, so the anchor is the same on every process and sharded like the parameters it pulls on.
+        The anchor covers the groups with λ > 0; KL-to-base needs the base's full set of trainable
+        weights and L1-to-anchor its target, so with either it covers every group.
+        """
+        groups = self.regularized_groups
+        live = [list(torch_group["params"]) for torch_group in self.optimizer.param_groups]
+        everything = self.args.kl_lambda > 0 or (self.args.l1_lambda > 0 and self.args.l1_target == "anchor")
+        named = {n: p for g, params in zip(groups, live) if g.l2sp_lambda > 0 or everything
+                 for n, p in zip(g.names, params)}
+        self.anchor, self.fisher = None, None
+        if named and self._resume_dir is not None:
             self.anchor = anchor_io.load(self._resume_dir, named, self.args.anchor_dtype)
-        else:
+        elif named:
             self.anchor = anchor_io.snapshot(named, self.args.anchor_dtype)
         self._anchor_lists = [
-            (list(g.params), [self.anchor[n] for n in g.names]) if g.l2sp_lambda > 0 else ([], []) for g in groups
+            (list(params), [self.anchor[n] for n in g.names]) if g.l2sp_lambda > 0 else ([], [])
+            for g, params in zip(groups, live)
         ]
+        if self.args.l2sp_fisher_path is not None:
+            self._setup_fisher(self.model, groups)
+        self._fisher_lists = [
+            [self.fisher[n] for n in g.names] if self.fisher is not None and g.l2sp_lambda > 0 else None for g in groups
+        ]
+        if self.args.l1_lambda == 0:
+            self._l1_lists = [([], None) for _ in groups]
+        elif self.args.l1_target == "anchor":
+            self._l1_lists = [(params, [self.anchor[n] for n in g.names]) for g, params in zip(groups, live)]
+        else:
+            self._l1_lists = [(params if g.decays else [], None) for g, params in zip(groups, live)]
+
+    def _setup_fisher(self, model, groups: list[ParamGroup]) -> None:
+        """EWC's weights F: from ``l2sp_fisher_path`` (normalised) or, on resume, as the checkpoint saved them."""
+        regularized = {n: p for g in groups if g.l2sp_lambda > 0 for n, p in zip(g.names, g.params)}
+        model_names = {n for n, _ in model.named_parameters()}
+        dtype = ANCHOR_DTYPES[self.args.anchor_dtype]
+        if self._resume_dir is not None:
+            self.fisher = load_checkpoint_weights(self._resume_dir, regularized, model_names, dtype)
+        else:
+            self.fisher = fisher_weights(self.args.l2sp_fisher_path, regularized, model_names,
+                                         self.args.l2sp_fisher_normalize, dtype)
 
     def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, **kwargs):
-        """As ``Trainer.train``; on resume the anchor is read from the checkpoint, never re-snapshotted."""
-        if resume_from_checkpoint is True:
-            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
-            if resume_from_checkpoint is None:
-                raise ValueError(
-                    f"resume_from_checkpoint: True, but {self.args.output_dir!r} holds no checkpoint-* folder"
-                )
-        if resume_from_checkpoint is False:
-            resume_from_checkpoint = None
+        """As ``Trainer.train``, but only from a complete checkpoint (``hf_l2mt.checkpoints``): ``True`` or
+        ``"latest"`` take the newest complete one; the anchor is read from it, never re-snapshotted."""
+        resume_from_checkpoint = resolve_resume_checkpoint(
+            resume_from_checkpoint, self.args.output_dir, self.args.uses_l2sp
+        )
+        if resume_from_checkpoint is not None:
+            preflight.check_checkpoint_fits(self.model, resume_from_checkpoint)
         self._resume_dir = resume_from_checkpoint
         return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
 
@@ -179,31 +245,66 @@ class L2MTTrainer(Seq2SeqTrainer):
             inputs["labels"] = labels  # the model builds its decoder inputs; its own loss is ignored
         outputs = model(**inputs)
         loss = token_cross_entropy(outputs.logits, labels, num_items_in_batch, self.args.label_smoothing_factor)
+        if self.args.kl_lambda > 0 and model.training and self.anchor is not None:
+            loss = loss + self._kl_to_base(unwrapped, inputs, outputs.logits, labels, num_items_in_batch)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             # num_items_in_batch counts every process's tokens while DDP averages gradients over processes.
             loss = loss * (self.accelerator.num_processes if self.args.n_gpu <= 1 else self.args.n_gpu)
         return (loss, outputs) if return_outputs else loss
 
+    def _kl_to_base(self, model, inputs, logits, labels, num_items_in_batch) -> torch.Tensor:
+        """λ_kl,t · Σ_tokens KL(p_base ‖ p_θ) / num_items_in_batch: token-level like the task loss, so
+        gradient accumulation stays exact. Costs one forward pass without autograd per micro-batch."""
+        kl_sum = token_kl_sum(logits, base_logits(model, self.anchor, inputs), labels, self.args.kl_temperature)
+        tokens = labels.ne(IGNORE_INDEX).sum()
+        self._kl_sum = kl_sum.detach() if self._kl_sum is None else self._kl_sum + kl_sum.detach()
+        self._kl_tokens = tokens if self._kl_tokens is None else self._kl_tokens + tokens
+        denominator = tokens.clamp(min=1) if num_items_in_batch is None else num_items_in_batch
+        if torch.is_tensor(denominator):
+            denominator = denominator.to(kl_sum.device)
+        return self.args.kl_lambda * self._factor("kl", self.state.global_step) * kl_sum / denominator
+
     def training_step(self, model, inputs, num_items_in_batch=None):
+        if self._anchor_lists is None:
+            self._build_anchor()
         loss = super().training_step(model, inputs, num_items_in_batch)
-        if self.accelerator.sync_gradients and self.anchor is not None and self.args.l2sp_mode == "coupled":
+        self.nonfinite.observe(loss)
+        if not self.accelerator.sync_gradients:
+            return loss
+        across = (lambda t: self.accelerator.reduce(t, "sum")) if self.accelerator.num_processes > 1 else None
+        self._skip_update = self.nonfinite.update_is_skipped(self.state.global_step + 1, across)
+        if self._skip_update:
+            # The optimizer leaves parameters without a gradient as they are, its state included. An fp16
+            # GradScaler skips the step itself on the non-finite gradients (and refuses a step with none).
+            if self._grad_scaler() is None:
+                model.zero_grad(set_to_none=True)
+        elif self.anchor is not None and self.args.l2sp_mode == "coupled":
             self._add_coupled_l2sp()
         return loss
 
+    def _grad_scaler(self):
+        scaler = getattr(self.accelerator, "scaler", None)
+        return scaler if scaler is not None and scaler.is_enabled() else None
+
     def _add_coupled_l2sp(self) -> None:
         factor = self._factor("l2sp", self.state.global_step)
-        scaler = getattr(self.accelerator, "scaler", None)
-        loss_scale = scaler.get_scale() if scaler is not None and scaler.is_enabled() else 1.0
-        for group, (params, anchors) in zip(self.regularized_groups, self._anchor_lists):
-            add_l2sp_grad_(params, anchors, group.l2sp_lambda * factor * loss_scale)
+        scaler = self._grad_scaler()
+        loss_scale = scaler.get_scale() if scaler is not None else 1.0
+        for group, (params, anchors), weights in zip(self.regularized_groups, self._anchor_lists, self._fisher_lists):
+            if weights is None:
+                add_l2sp_grad_(params, anchors, group.l2sp_lambda * factor * loss_scale)
+            else:
+                add_weighted_l2sp_grad_(params, anchors, weights, group.l2sp_lambda * factor * loss_scale)
 
     def _before_optimizer_step(self, optimizer, args, kwargs) -> None:
+        if self._skip_update:
+            return
         step = self.state.global_step
         wd_factor = self._factor("weight_decay", step)
         l2sp_factor = self._factor("l2sp", step)
         mode = self.args.weight_decay_mode
-        for torch_group, group, (params, anchors) in zip(
-            optimizer.param_groups, self.regularized_groups, self._anchor_lists
+        for torch_group, group, (params, anchors), weights in zip(
+            optimizer.param_groups, self.regularized_groups, self._anchor_lists, self._fisher_lists
         ):
             lr = float(torch_group["lr"])
             weight_decay = group.weight_decay * wd_factor
@@ -213,8 +314,18 @@ class L2MTTrainer(Seq2SeqTrainer):
                 torch_group["weight_decay"] = weight_decay
             else:
                 scale_toward_zero_(torch_group["params"], lr * weight_decay)
-            if self.args.l2sp_mode == "decoupled" and params:
+            if self.args.l2sp_mode == "decoupled" and params and weights is None:
                 move_toward_anchor_(params, anchors, lr * group.l2sp_lambda * l2sp_factor)
+            elif self.args.l2sp_mode == "decoupled" and params:
+                move_toward_anchor_weighted_(params, anchors, weights, lr * group.l2sp_lambda * l2sp_factor)
+
+    def _after_optimizer_step(self, optimizer, args, kwargs) -> None:
+        """L1's proximal step after the update, so the exact zeros (or exact anchor values) it makes are
+        the weights the next forward pass sees; a pre-step threshold would be undone by the step."""
+        if self._skip_update:
+            return
+        for torch_group, (params, targets) in zip(optimizer.param_groups, self._l1_lists):
+            soft_threshold_(params, targets, float(torch_group["lr"]) * self.args.l1_lambda)
 
     # ---- Logging and checkpoints -------------------------------------------------------------
 
@@ -222,27 +333,60 @@ class L2MTTrainer(Seq2SeqTrainer):
         """The logged values: strengths used by the latest update, the penalty and ‖θ − θ₀‖₂."""
         strengths = self.current_strengths(max(self.state.global_step - 1, 0))
         metrics = dict(strengths)
-        if self.anchor is not None:
+        if self._anchor_lists is not None and any(params for params, _ in self._anchor_lists):
             l2sp_factor = self._factor("l2sp", max(self.state.global_step - 1, 0))
             penalty, distance_sq = 0.0, 0.0
-            for group, (params, anchors) in zip(self.regularized_groups, self._anchor_lists):
+            for group, (params, anchors), weights in zip(
+                self.regularized_groups, self._anchor_lists, self._fisher_lists
+            ):
                 if params:
                     sq = float(squared_distance(params, anchors))
-                    penalty += 0.5 * group.l2sp_lambda * l2sp_factor * sq
+                    weighted = sq if weights is None else float(weighted_squared_distance(params, anchors, weights))
+                    penalty += 0.5 * group.l2sp_lambda * l2sp_factor * weighted
                     distance_sq += sq
+            self.nonfinite.check_penalty(self.state.global_step, penalty)
             metrics["l2sp_penalty"] = penalty
             metrics["l2sp_distance"] = distance_sq**0.5
+        if self.args.l1_lambda > 0:
+            metrics["l1_penalty"] = self.args.l1_lambda * sum(
+                float(l1_distance(params, targets)) for params, targets in self._l1_lists if params
+            )
+        if self._kl_tokens is not None:
+            metrics["kl_to_base"] = float(self._kl_sum) / max(int(self._kl_tokens), 1)
+            self._kl_sum, self._kl_tokens = None, None
         return metrics
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self.regularized_groups is not None:
             logs = {**logs, **self.regularization_metrics()}
+        if "loss" in logs and self.args.nonfinite_loss == "skip":
+            logged = next((row[SKIPPED_METRIC] for row in reversed(self.state.log_history) if SKIPPED_METRIC in row), 0)
+            logs[SKIPPED_METRIC], self.nonfinite.skipped = logged + self.nonfinite.skipped, 0
         super().log(logs, start_time)
 
     def _save_checkpoint(self, model, trial) -> None:
+        bad = first_nonfinite_parameter(self.model)
+        if bad is not None:
+            raise NonFiniteLossError(
+                f"step {self.state.global_step}: parameter {bad!r} holds NaN or infinite values; no checkpoint "
+                "was written, and the earlier ones in output_dir are left as they are"
+            )
+        run_dir = self._get_output_dir(trial=trial)
         # The anchor goes in first, so a checkpoint that has trainer_state.json also has its anchor.
-        if self.anchor is not None and self.args.should_save:
-            output_dir = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-            os.makedirs(output_dir, exist_ok=True)
-            anchor_io.save(self.anchor, output_dir)
-        super()._save_checkpoint(model, trial)
+        # Every process takes part in gathering a sharded (FSDP2) anchor; only the main process writes it.
+        if self.anchor is not None:
+            full_anchor = anchor_io.gather(self.anchor, keep=self.args.should_save)
+            if self.args.should_save:
+                output_dir = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+                os.makedirs(output_dir, exist_ok=True)
+                anchor_io.save(full_anchor, output_dir)
+                if self.fisher is not None:
+                    save_fisher(self.fisher, os.path.join(output_dir, FISHER_FILE))
+        # transformers' rotation knows nothing of the resumed-from checkpoint; rotate here instead.
+        limit, self.args.save_total_limit = self.args.save_total_limit, None
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+        if self.args.should_save:
+            rotate_checkpoints(run_dir, limit, keep=[self._resume_dir, self.state.best_model_checkpoint])

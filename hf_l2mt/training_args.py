@@ -1,15 +1,20 @@
 """`L2MTTrainingArguments`: Seq2SeqTrainingArguments plus the regularization settings."""
 
 import math
+import os
 import re
 from dataclasses import dataclass, field
 
 from transformers import Seq2SeqTrainingArguments
 
 from .l2sp import ANCHOR_DTYPES
+from .nonfinite import NONFINITE_ACTIONS
+from .preflight import check_output_dir
 from .schedules import SCHEDULES
 
 MODES = ("decoupled", "coupled")
+FISHER_NORMALIZATIONS = ("mean", "none")
+L1_TARGETS = ("anchor", "zero")
 
 
 def parse_overrides(flag: str, entries: list[str]) -> list[tuple[re.Pattern, float]]:
@@ -61,6 +66,17 @@ class L2MTTrainingArguments(Seq2SeqTrainingArguments):
             "Unset: a fixed number of pairs per batch."
         },
     )
+
+    # Parameters that control what a non-finite (NaN or infinite) training loss does.
+    nonfinite_loss: str = field(
+        default="stop",
+        metadata={
+            "help": "What a NaN or infinite training loss does: 'stop' (raise an error naming the update; the "
+            "checkpoints already written stay as they are) or 'skip' (drop that update: no optimizer step, "
+            "counted in the logged nonfinite_skipped_updates)."
+        },
+    )
+
     # Parameters that control weight decay (L2 towards zero); its strength is `weight_decay`.
     weight_decay_mode: str = field(
         default="decoupled",
@@ -145,25 +161,83 @@ class L2MTTrainingArguments(Seq2SeqTrainingArguments):
         metadata={"help": f"Precision in which the anchor is kept: one of {', '.join(ANCHOR_DTYPES)} "
         "(bfloat16 halves its memory)."},
     )
+    l2sp_fisher_path: str | None = field(
+        default=None,
+        metadata={"help": "EWC: a safetensors file of the diagonal Fisher of the base model (made by "
+        "`hf-l2mt fisher`). Its values F weight the L2-SP penalty per coordinate: (lambda/2)*sum F*(theta - "
+        "theta_0)^2. Needs l2sp_lambda > 0 (or l2sp_overrides)."},
+    )
+    l2sp_fisher_normalize: str = field(
+        default="mean",
+        metadata={"help": "'mean': F is divided by its mean over the regularized coordinates, so lambda keeps "
+        "the scale of plain L2-SP; 'none': F is used as stored."},
+    )
+
+    # Parameters that control the KL term lambda_kl * KL(p_base || p_theta) per target token.
+    kl_lambda: float = field(
+        default=0.0,
+        metadata={"help": "Strength of the KL divergence from the base model's (the anchor's) next-token "
+        "distribution to the fine-tuned model's, averaged over target tokens. 0 turns it off."},
+    )
+    kl_temperature: float = field(
+        default=1.0,
+        metadata={"help": "Temperature T of both distributions in the KL term; the term is multiplied by T^2."},
+    )
+    kl_schedule: str = field(
+        default="constant",
+        metadata={"help": f"Schedule of the KL strength over updates: one of {', '.join(SCHEDULES)}."},
+    )
+    kl_warmup_steps: int = field(
+        default=0, metadata={"help": "Updates over which the KL strength ramps up linearly from 0."}
+    )
+    kl_sigmoid_k: float | None = field(
+        default=None,
+        metadata={"help": "Steepness per update of the 'sigmoid' KL schedule (default: 10/updates)."},
+    )
+    kl_sigmoid_t0: float | None = field(
+        default=None,
+        metadata={"help": "Update at which the 'sigmoid' KL schedule passes 0.5 (default: half-way)."},
+    )
+
+    # Parameters that control L1, applied as a soft-threshold step after each update.
+    l1_lambda: float = field(
+        default=0.0,
+        metadata={"help": "Strength of the L1 penalty lambda_1*sum|theta - c|, applied after each optimizer step "
+        "as theta <- c + sign(theta - c)*max(|theta - c| - lr*lambda_1, 0). 0 turns it off."},
+    )
+    l1_target: str = field(
+        default="anchor",
+        metadata={"help": "c of the L1 penalty: 'anchor' (theta_0, every trainable parameter: few weights change) "
+        "or 'zero' (the weights that get weight decay: sparse weights)."},
+    )
 
     def __post_init__(self):
         super().__post_init__()
+        _one_of("nonfinite_loss", self.nonfinite_loss, NONFINITE_ACTIONS)
         _one_of("weight_decay_mode", self.weight_decay_mode, MODES)
         _one_of("l2sp_mode", self.l2sp_mode, MODES)
         _one_of("weight_decay_schedule", self.weight_decay_schedule, SCHEDULES)
         _one_of("l2sp_schedule", self.l2sp_schedule, SCHEDULES)
         _one_of("anchor_dtype", self.anchor_dtype, tuple(ANCHOR_DTYPES))
+        _one_of("kl_schedule", self.kl_schedule, SCHEDULES)
+        _one_of("l2sp_fisher_normalize", self.l2sp_fisher_normalize, FISHER_NORMALIZATIONS)
+        _one_of("l1_target", self.l1_target, L1_TARGETS)
         self.l2sp_lambda = _non_negative("l2sp_lambda", self.l2sp_lambda)
         self.weight_decay = _non_negative("weight_decay", self.weight_decay)
-        for flag in ("weight_decay_warmup_steps", "l2sp_warmup_steps"):
+        self.kl_lambda = _non_negative("kl_lambda", self.kl_lambda)
+        self.l1_lambda = _non_negative("l1_lambda", self.l1_lambda)
+        if not (isinstance(self.kl_temperature, (int, float)) and math.isfinite(self.kl_temperature)
+                and self.kl_temperature > 0):
+            raise ValueError(f"kl_temperature: got {self.kl_temperature!r}; accepted: a finite number > 0")
+        for flag in ("weight_decay_warmup_steps", "l2sp_warmup_steps", "kl_warmup_steps"):
             value = getattr(self, flag)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{flag}: got {value!r}; accepted: an integer >= 0")
-        for flag in ("weight_decay_sigmoid_k", "l2sp_sigmoid_k"):
+        for flag in ("weight_decay_sigmoid_k", "l2sp_sigmoid_k", "kl_sigmoid_k"):
             value = getattr(self, flag)
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{flag}: got {value!r}; accepted: a finite number > 0, or unset")
-        for flag in ("weight_decay_sigmoid_t0", "l2sp_sigmoid_t0"):
+        for flag in ("weight_decay_sigmoid_t0", "l2sp_sigmoid_t0", "kl_sigmoid_t0"):
             value = getattr(self, flag)
             if value is not None:
                 _non_negative(flag, value)
@@ -183,6 +257,18 @@ class L2MTTrainingArguments(Seq2SeqTrainingArguments):
             )
         parse_overrides("weight_decay_overrides", self.weight_decay_overrides)
         parse_overrides("l2sp_overrides", self.l2sp_overrides)
+        if self.l2sp_fisher_path is not None:
+            if not self.uses_l2sp:
+                raise ValueError(
+                    f"l2sp_fisher_path: {self.l2sp_fisher_path!r} is set but L2-SP is off; the Fisher weights the "
+                    "L2-SP penalty, so set l2sp_lambda > 0 (or l2sp_overrides), or drop l2sp_fisher_path"
+                )
+            if not os.path.isfile(self.l2sp_fisher_path):
+                raise ValueError(
+                    f"l2sp_fisher_path: {self.l2sp_fisher_path!r} does not exist; create it with hf-l2mt fisher "
+                    "--model_name_or_path BASE --source_file ... --target_file ... --output FILE"
+                )
+        check_output_dir(self.output_dir)
 
     @property
     def uses_l2sp(self) -> bool:

@@ -124,7 +124,8 @@ def test_pretraining_resumes_and_refuses_other_settings(tmp_path):
     assert read_progress(cache)["steps"] == 2
     pretrain_base(cache, config, tokenizer, train, max_steps=4, batch_size=4)
     assert read_progress(cache)["steps"] == 4
-    assert sorted(os.listdir(os.path.join(cache, "trainer"))) == ["checkpoint-4"]
+    # save_total_limit=1 keeps the newest checkpoint and the one this run resumed from (docs/resume.md).
+    assert sorted(os.listdir(os.path.join(cache, "trainer"))) == ["checkpoint-2", "checkpoint-4"]
     assert os.path.isfile(os.path.join(cache, "base", "config.json"))
     with pytest.raises(ValueError, match="other settings"):
         pretrain_base(cache, config, tokenizer, train, max_steps=6, batch_size=8)
@@ -132,18 +133,20 @@ def test_pretraining_resumes_and_refuses_other_settings(tmp_path):
 
 def _study_args(tmp_path, *extra):
     return [*extra, "--heldout", "3", "--pretrain_steps", "3", "--pretrain_batch_size", "8", "--steps", "2",
-            "--batch_size", "4", "--seeds", "2", "--lambdas", "0.1", "--sigmoid_lambdas", "0.1", "--decoupled_lambdas", "1", "--vocab_size", "60",
+            "--batch_size", "4", "--seeds", "2", "--lambdas", "0.1", "--sigmoid_lambdas", "0.1", "--decoupled_lambdas", "1", "--ewc_lambdas", "1",
+            "--fisher_examples", "8", "--kl_lambdas", "1", "--l1_lambdas", "0.1", "--vocab_size", "60",
             "--max_length", "24", "--cache_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path / "out")]
 
 
-EXPECTED_VARIANTS = ["plain", "weight_decay 0.01", "l2sp 0.1", "l2sp_sigmoid 0.1", "l2sp_decoupled 1", "mixed 0.2"]
+EXPECTED_VARIANTS = ["plain", "weight_decay 0.01", "l2sp 0.1", "l2sp_sigmoid 0.1", "l2sp_decoupled 1", "ewc 1", "kl 1",
+                     "l1_anchor 0.1", "mixed 0.2"]
 
 
 def _check_outputs(result, out, seeds):
     assert list(result["summary"]) == EXPECTED_VARIANTS
     assert all(len(result["runs"][name]) == seeds for name in EXPECTED_VARIANTS)
     table = (out / "results.md").read_text().splitlines()
-    assert [line.split(" | ")[0].lstrip("| ") for line in table[2:9]] == ["base (before fine-tuning)", *EXPECTED_VARIANTS]
+    assert [line.split(" | ")[0].lstrip("| ") for line in table[2:3 + len(EXPECTED_VARIANTS)]] == ["base (before fine-tuning)", *EXPECTED_VARIANTS]
     assert json.loads((out / "results.json").read_text())["summary"].keys() == result["summary"].keys()
     assert (out / "forgetting.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len((out / "runs.jsonl").read_text().splitlines()) == 1 + seeds * len(EXPECTED_VARIANTS)

@@ -10,6 +10,7 @@ from transformers import MarianMTModel, TrainerCallback
 from conftest import PadCollator, assert_same_params, make_args, params_of, task_dataset, tiny_marian, train_with
 from hf_l2mt import L2MTTrainer
 from hf_l2mt.anchor import ANCHOR_FILE, AnchorError
+from hf_l2mt.checkpoints import IncompleteCheckpointError
 
 SETTINGS = dict(
     max_steps=6, save_strategy="steps", save_steps=3, lr_scheduler_type="linear", l2sp_lambda=0.5,
@@ -102,7 +103,7 @@ def test_resume_from_checkpoint_without_anchor_is_refused(base_dir, tmp_path):
     train_with(from_pretrained(base_dir), data, make_args(tmp_path / "run", **{**SETTINGS, "max_steps": 3}))
     checkpoint = tmp_path / "run" / "checkpoint-3"
     os.remove(checkpoint / ANCHOR_FILE)
-    with pytest.raises(AnchorError, match=rf"checkpoint-3.*has no {ANCHOR_FILE}"):
+    with pytest.raises(IncompleteCheckpointError, match=rf"checkpoint-3.*has no {ANCHOR_FILE}"):
         train_with(from_pretrained(base_dir), data, make_args(tmp_path / "run", **SETTINGS), resume_from_checkpoint=str(checkpoint))
 
 

@@ -10,10 +10,12 @@ from .memories import load_mo, load_po, load_tmx
 from .preprocess import PairCollator, check_max_lengths, make_data_collator, preprocess_pairs, t5_prefix
 from .sources import load_pairs
 from .splits import split_pairs
+from .streaming import stream_pairs
 
 __all__ = [
     "DING_PATH", "SUBJECT_TAGS", "CleaningReport", "DataFormatError", "EmptyCorpusError", "LanguageNotFoundError",
     "PairCollator", "check_max_lengths", "clean_pairs", "load_csv", "load_ding", "load_hub_pairs", "load_jsonl",
     "load_mo", "load_pairs", "load_po", "load_text_pair", "load_tmx", "load_tsv", "make_data_collator",
-    "normalize_whitespace", "parse_ding_line", "preprocess_pairs", "split_pairs", "t5_prefix", "translation_pairs",
+    "normalize_whitespace", "parse_ding_line", "preprocess_pairs", "split_pairs", "stream_pairs", "t5_prefix",
+    "translation_pairs",
 ]

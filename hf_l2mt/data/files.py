@@ -27,12 +27,12 @@ from .textio import count_lines, iter_lines
 
 def load_tsv(path, src_lang: str, tgt_lang: str, header: bool | None = None, columns=None, cache_dir=None) -> Dataset:
     """Pairs from a tab-separated file (one pair per line, no quoting)."""
-    return _load_delimited(path, src_lang, tgt_lang, "\t", header, columns, cache_dir)
+    return pairs_from_generator(*delimited_rows(path, src_lang, tgt_lang, "\t", header, columns), cache_dir=cache_dir)
 
 
 def load_csv(path, src_lang: str, tgt_lang: str, header: bool | None = None, columns=None, cache_dir=None) -> Dataset:
     """Pairs from a comma-separated file with RFC 4180 quoting."""
-    return _load_delimited(path, src_lang, tgt_lang, ",", header, columns, cache_dir)
+    return pairs_from_generator(*delimited_rows(path, src_lang, tgt_lang, ",", header, columns), cache_dir=cache_dir)
 
 
 def load_jsonl(path, src_lang: str, tgt_lang: str, cache_dir=None) -> Dataset:
@@ -41,13 +41,22 @@ def load_jsonl(path, src_lang: str, tgt_lang: str, cache_dir=None) -> Dataset:
     A ``.json`` file whose first character is ``[`` is read as one array of such records.
     Blank lines are skipped.
     """
-    return pairs_from_generator(
-        _json_pairs, {"path": str(path), "src_lang": src_lang, "tgt_lang": tgt_lang}, [path], cache_dir=cache_dir
-    )
+    return pairs_from_generator(*json_rows(path, src_lang, tgt_lang), cache_dir=cache_dir)
+
+
+def json_rows(path, src_lang: str, tgt_lang: str):
+    """``(generator, gen_kwargs, files)`` of ``load_jsonl``: the pairs are read when the generator runs."""
+    return _json_pairs, {"path": str(path), "src_lang": src_lang, "tgt_lang": tgt_lang}, [path]
 
 
 def load_text_pair(prefix, src_lang: str, tgt_lang: str, cache_dir=None) -> Dataset:
     """Pairs from ``PREFIX.SRC`` and ``PREFIX.TGT``: line i of one translates line i of the other."""
+    return pairs_from_generator(*text_pair_rows(prefix, src_lang, tgt_lang), cache_dir=cache_dir)
+
+
+def text_pair_rows(prefix, src_lang: str, tgt_lang: str):
+    """``(generator, gen_kwargs, files)`` of ``load_text_pair``, after checking that both files exist and
+    have as many lines (counted in 1 MiB chunks, so a corpus of any size is checked in bounded memory)."""
     src_path, tgt_path = text_pair_paths(prefix, src_lang, tgt_lang)
     missing = [path for path in (src_path, tgt_path) if not os.path.isfile(path)]
     if missing:
@@ -61,9 +70,7 @@ def load_text_pair(prefix, src_lang: str, tgt_lang: str, cache_dir=None) -> Data
             f"plain-text pair {prefix!r}: {src_path} has {src_count} lines but {tgt_path} has {tgt_count}; "
             "both files need one sentence per line, line i of one translating line i of the other"
         )
-    return pairs_from_generator(
-        _text_pairs, {"src_path": src_path, "tgt_path": tgt_path}, [src_path, tgt_path], cache_dir=cache_dir
-    )
+    return _text_pairs, {"src_path": src_path, "tgt_path": tgt_path}, [src_path, tgt_path]
 
 
 def text_pair_paths(prefix, src_lang: str, tgt_lang: str) -> tuple[str, str]:
@@ -90,13 +97,14 @@ def _rows(path: str, delimiter: str):
         raise DataFormatError(f"{path} line {reader.line_num}: not valid CSV ({error})") from None
 
 
-def _load_delimited(path, src_lang, tgt_lang, delimiter, header, columns, cache_dir) -> Dataset:
+def delimited_rows(path, src_lang: str, tgt_lang: str, delimiter: str, header=None, columns=None):
+    """``(generator, gen_kwargs, files)`` of ``load_tsv`` / ``load_csv``; only the first line is read now."""
     path = str(path)
     first = next(_rows(path, delimiter), (1, []))[1]
     has_header, indices = _choose_columns(path, first, src_lang, tgt_lang, header, columns)
     gen_kwargs = {"path": path, "delimiter": delimiter, "indices": indices, "skip_first": has_header,
                   "langs": (src_lang, tgt_lang)}
-    return pairs_from_generator(_delimited_pairs, gen_kwargs, [path], cache_dir=cache_dir)
+    return _delimited_pairs, gen_kwargs, [path]
 
 
 def _choose_columns(path, first_row, src_lang, tgt_lang, header, columns) -> tuple[bool, tuple[int, int]]:

@@ -13,7 +13,7 @@ row at a time.
 
 from dataclasses import dataclass
 
-from datasets import Dataset
+from datasets import Dataset, IterableDataset
 from transformers import DataCollatorForSeq2Seq
 
 from .languages import LANGUAGE_NAMES, language_name
@@ -59,7 +59,7 @@ def check_max_lengths(model_config, max_source_length: int, max_target_length: i
 
 
 def preprocess_pairs(
-    dataset: Dataset,
+    dataset: Dataset | IterableDataset,
     tokenizer,
     src_lang: str,
     tgt_lang: str,
@@ -67,8 +67,10 @@ def preprocess_pairs(
     max_target_length: int,
     source_prefix: str | None = None,
     model_config=None,
-) -> Dataset:
+) -> Dataset | IterableDataset:
     """Tokenised pairs: ``input_ids``, ``attention_mask``, ``labels``, ``length``; text columns dropped.
+
+    A stream (``stream_pairs``) stays a stream, tokenised batch by batch as it is read.
 
     Sources get the prefix of ``resolve_source_prefix``; both sides are truncated to their
     maximum length. Tokenisers that need language codes (NLLB, mBART) take them from their own
@@ -87,6 +89,8 @@ def preprocess_pairs(
         return model_inputs
 
     removed = [name for name in dataset.column_names if name in PAIR_TEXT_COLUMNS]
+    if isinstance(dataset, IterableDataset):  # tokenised batch by batch as the Trainer pulls them
+        return dataset.map(tokenize, batched=True, remove_columns=removed)
     return dataset.map(tokenize, batched=True, remove_columns=removed, desc="Tokenizing pairs")
 
 

@@ -1,0 +1,373 @@
+"""Every row of docs/errors.md, triggered for real: its error type, its message, and no user file damaged.
+
+Each case sets up what the user had (files under ``tmp_path``), then returns the call that fails.
+Every file under ``tmp_path`` is snapshotted between the two and compared after the failure.
+"""
+
+import errno
+import os
+import re
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import MarianMTModel, T5Config
+
+from conftest import T5_PAD, make_args, task_dataset, tiny_marian, tiny_t5, train_with
+from hf_l2mt import anchor as anchor_io
+from hf_l2mt.anchor import ANCHOR_FILE, AnchorError
+from hf_l2mt.checkpoints import IncompleteCheckpointError
+from hf_l2mt.cli import main as cli_main
+from hf_l2mt.data import (
+    DataFormatError, EmptyCorpusError, LanguageNotFoundError, check_max_lengths, load_pairs,
+)
+from hf_l2mt.data.preprocess import resolve_source_prefix
+from hf_l2mt.nonfinite import NonFiniteLossError
+from hf_l2mt.preflight import CheckpointMismatchError, OutputDirError
+from hf_l2mt.recipe import RecipeArguments, load_recipe_pairs, parse_arguments
+from hf_l2mt.translate import evaluate_files
+
+DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "errors.md")
+CASES = {}
+
+
+def case(error, fragment):
+    """Register ``setup(ctx) -> call`` as the row named after the function (``case_`` removed)."""
+
+    def register(setup):
+        CASES[setup.__name__.removeprefix("case_")] = (error, fragment, setup)
+        return setup
+
+    return register
+
+
+class Context:
+    """What a case sets up with: its folder, monkeypatch, and a copy of a real L2-SP checkpoint."""
+
+    def __init__(self, tmp_path, monkeypatch, checkpoint_run):
+        self.tmp, self.monkeypatch, self._checkpoint_run = tmp_path, monkeypatch, checkpoint_run
+
+    def write(self, name: str, content) -> str:
+        path = self.tmp / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
+        return str(path)
+
+    def run_dir(self) -> str:
+        """A copy of an output_dir holding ``checkpoint-2`` (model, optimizer, anchor) of a tiny Marian."""
+        target = self.tmp / "run"
+        shutil.copytree(self._checkpoint_run(), target)
+        return str(target)
+
+
+def tiny_train(model, output_dir, pad_id=1, resume=None, dataset_size=16, **overrides):
+    settings = dict(max_steps=3, l2sp_lambda=0.1) | overrides
+    return lambda: train_with(
+        model, task_dataset(dataset_size), make_args(output_dir, **settings), pad_id=pad_id,
+        resume_from_checkpoint=resume,
+    )
+
+
+# ---- Data files ---------------------------------------------------------------------------------
+
+
+@case(DataFormatError, "has 3 lines but")
+def case_misaligned_text_pair(ctx):
+    ctx.write("train.en", "one\ntwo\nthree\n")
+    ctx.write("train.de", "eins\nzwei\n")
+    return lambda: load_pairs(str(ctx.tmp / "train"), "en", "de", cache_dir=str(ctx.tmp / "cache"))
+
+
+@case(DataFormatError, "invalid UTF-8 at byte offset 12 (line 2")
+def case_invalid_utf8(ctx):
+    path = ctx.write("train.tsv", b"hello\thallo\n\xff bad\tschlecht\n")
+    return lambda: load_pairs(path, "en", "de", cache_dir=str(ctx.tmp / "cache"))
+
+
+@case(FileNotFoundError, "train.de not found")
+def case_text_pair_side_missing(ctx):
+    ctx.write("train.en", "one\n")
+    return lambda: load_pairs(str(ctx.tmp / "train"), "en", "de")
+
+
+@case(FileNotFoundError, "corpus.tsv not found")
+def case_source_file_missing(ctx):
+    return lambda: load_pairs(str(ctx.tmp / "corpus.tsv"), "en", "de")
+
+
+@case(ValueError, "cannot tell how to read")
+def case_unknown_source_format(ctx):
+    path = ctx.write("corpus.xlsx", b"PK\x03\x04")
+    return lambda: load_pairs(path, "en", "de")
+
+
+@case(DataFormatError, "line 2: found 1 column(s)")
+def case_missing_column(ctx):
+    path = ctx.write("train.tsv", "hello\thallo\nonly one side\n")
+    return lambda: load_pairs(path, "en", "de", cache_dir=str(ctx.tmp / "cache"))
+
+
+@case(DataFormatError, "line 2: not valid JSON")
+def case_invalid_json_line(ctx):
+    path = ctx.write("train.jsonl", '{"en": "hi", "de": "hallo"}\n{"en": "hi", "de": \n')
+    return lambda: load_pairs(path, "en", "de", cache_dir=str(ctx.tmp / "cache"))
+
+
+@case(LanguageNotFoundError, "language code 'fr' not in this dataset; it has: de, en")
+def case_language_not_in_corpus(ctx):
+    path = ctx.write("train.jsonl", '{"en": "hi", "de": "hallo"}\n')
+    return lambda: load_pairs(path, "en", "fr", cache_dir=str(ctx.tmp / "cache"))
+
+
+@case(ValueError, "name the same language")
+def case_same_language(ctx):
+    path = ctx.write("train.tsv", "hello\thallo\n")
+    return lambda: load_pairs(path, "en", "EN")
+
+
+@case(EmptyCorpusError, "no pair left after cleaning (0 pairs in")
+def case_empty_corpus(ctx):
+    path = ctx.write("train.tsv", "")
+    recipe = RecipeArguments(model_name_or_path="base", src_lang="en", tgt_lang="de", train_source=path,
+                             eval_holdout=1)
+    ctx.monkeypatch.setenv("HF_DATASETS_CACHE", str(ctx.tmp / "cache"))
+    return lambda: load_recipe_pairs(recipe, seed=0)
+
+
+@case(ValueError, "no English name for language code 'xx'")
+def case_unknown_language_code(ctx):
+    return lambda: resolve_source_prefix("xx", "de", None, T5Config())
+
+
+@case(ValueError, "max_source_length=512 exceeds the model's max_position_embeddings=32")
+def case_max_length_beyond_model(ctx):
+    return lambda: check_max_lengths(tiny_marian().config, 512, 32)
+
+
+# ---- Arguments ----------------------------------------------------------------------------------
+
+
+@case(ValueError, "l2sp_lambda: got -0.1; accepted: a finite number >= 0")
+def case_negative_l2sp_lambda(ctx):
+    return lambda: make_args(ctx.tmp / "out", l2sp_lambda=-0.1)
+
+
+@case(ValueError, "l2sp_schedule: got 'exponential'; accepted: 'constant', 'linear', 'cosine', 'sigmoid'")
+def case_unknown_schedule(ctx):
+    return lambda: make_args(ctx.tmp / "out", l2sp_schedule="exponential")
+
+
+@case(ValueError, "weight_decay_mode: got 'adamw'; accepted: 'decoupled', 'coupled'")
+def case_unknown_mode(ctx):
+    return lambda: make_args(ctx.tmp / "out", weight_decay_mode="adamw")
+
+
+@case(ValueError, "l2sp_warmup_steps: got 5, but the run has 5 updates")
+def case_warmup_not_shorter_than_max_steps(ctx):
+    return tiny_train(tiny_marian(), str(ctx.tmp / "out"), max_steps=5, l2sp_lambda=0.1, l2sp_warmup_steps=5)
+
+
+@case(ValueError, "weight_decay_warmup_steps: got 3, but the run has 2 updates")
+def case_warmup_not_shorter_than_epochs(ctx):
+    return tiny_train(tiny_marian(), str(ctx.tmp / "out"), dataset_size=8, max_steps=-1, num_train_epochs=1,
+                      weight_decay=0.01, weight_decay_warmup_steps=3)
+
+
+@case(ValueError, "l2sp_overrides: entry 'encoder' is not of the form REGEX=VALUE")
+def case_override_syntax(ctx):
+    return lambda: make_args(ctx.tmp / "out", l2sp_overrides=["encoder"])
+
+
+@case(ValueError, "l2sp_include_regex: '(' is not a valid regular expression")
+def case_invalid_regex(ctx):
+    return lambda: make_args(ctx.tmp / "out", l2sp_include_regex="(")
+
+
+@case(ValueError, "l2sp_overrides: regex 'encoder\\\\.layer\\\\.' matches no trainable parameter of MarianMTModel")
+def case_override_matches_nothing(ctx):
+    return tiny_train(tiny_marian(), str(ctx.tmp / "out"), l2sp_overrides=[r"encoder\.layer\.=0.5"])
+
+
+@case(SystemExit, "model_name_or_path: not set; give --model_name_or_path")
+def case_recipe_flag_missing(ctx):
+    return lambda: parse_arguments({}, ["--output_dir", str(ctx.tmp / "out")])
+
+
+@case(SystemExit, "'l2sp_lamda' is not a setting of this parser; did you mean 'l2sp_lambda'?")
+def case_config_unknown_setting(ctx):
+    path = ctx.write("settings.yaml", "l2sp_lamda: 0.1\n")
+    return lambda: parse_arguments({}, ["--config", path])
+
+
+# ---- Command line -------------------------------------------------------------------------------
+
+
+@case(SystemExit, "'news.en,news.de' is not NAME=SOURCE_FILE,REFERENCE_FILE")
+def case_bad_test_set_syntax(ctx):
+    return lambda: cli_main(["evaluate", str(ctx.tmp / "run"), "--test", "news.en,news.de"])
+
+
+@case(SystemExit, "no-such-run' does not exist; pass a directory written by save_pretrained")
+def case_missing_model_dir(ctx):
+    path = ctx.write("input.en", "hello\n")
+    return lambda: cli_main(["translate", str(ctx.tmp / "no-such-run"), "--input", path, "--device", "cpu"])
+
+
+@case(SystemExit, "not valid UTF-8 at byte 6")
+def case_translate_input_not_utf8(ctx):
+    path = ctx.write("input.en", b"hello\n\xe9t\xe9\n")
+    return lambda: cli_main(["translate", str(ctx.tmp / "run"), "--input", path, "--device", "cpu"])
+
+
+@case(ValueError, "has 2 sentences and")
+def case_test_set_lengths_differ(ctx):
+    sources, references = ctx.write("test.en", "a\nb\n"), ctx.write("test.de", "a\n")
+    return lambda: evaluate_files(str(ctx.tmp / "run"), {"news": (sources, references)})
+
+
+# ---- Checkpoints --------------------------------------------------------------------------------
+
+
+@case(IncompleteCheckpointError, "resume_from_checkpoint: True, but")
+def case_resume_without_checkpoint(ctx):
+    os.makedirs(ctx.tmp / "out")
+    return tiny_train(tiny_marian(), str(ctx.tmp / "out"), resume=True)
+
+
+@case(CheckpointMismatchError, "tensor(s) that T5ForConditionalGeneration does not have")
+def case_checkpoint_other_model(ctx):
+    checkpoint = os.path.join(ctx.run_dir(), "checkpoint-2")
+    return tiny_train(tiny_t5(), str(ctx.tmp / "resumed"), pad_id=T5_PAD, resume=checkpoint)
+
+
+@case(CheckpointMismatchError, "'model.shared.weight' has shape (24, 16) but MarianMTModel has (24, 8)")
+def case_checkpoint_other_size(ctx):
+    checkpoint = os.path.join(ctx.run_dir(), "checkpoint-2")
+    config = tiny_marian().config
+    config.d_model = 8
+    return tiny_train(MarianMTModel(config), str(ctx.tmp / "resumed"), resume=checkpoint)
+
+
+@case(IncompleteCheckpointError, "is incomplete: it has no l2sp_anchor.safetensors")
+def case_anchor_missing(ctx):
+    checkpoint = os.path.join(ctx.run_dir(), "checkpoint-2")
+    os.remove(os.path.join(checkpoint, ANCHOR_FILE))
+    return tiny_train(tiny_marian(), str(ctx.tmp / "resumed"), resume=checkpoint)
+
+
+@case(IncompleteCheckpointError, "is incomplete: it has no trainer_state.json")
+def case_checkpoint_half_written(ctx):
+    checkpoint = os.path.join(ctx.run_dir(), "checkpoint-2")
+    os.remove(os.path.join(checkpoint, "trainer_state.json"))  # as a job killed while saving leaves it
+    return tiny_train(tiny_marian(), str(ctx.tmp / "resumed"), resume=checkpoint)
+
+
+@case(NonFiniteLossError, "step 1: the training loss is nan")
+def case_loss_not_finite(ctx):
+    run = ctx.run_dir()
+    model = tiny_marian()
+    model.register_forward_hook(lambda module, inputs, output: output.__class__(
+        **{**output, "logits": output.logits * float("nan")}))
+    return tiny_train(model, run, save_strategy="steps", save_steps=1)
+
+
+@case(AnchorError, "anchor of 'model.shared.weight' has shape (24, 8) but the parameter has (24, 16)")
+def case_anchor_shape_mismatch(ctx):
+    checkpoint = os.path.join(ctx.run_dir(), "checkpoint-2")
+    path = os.path.join(checkpoint, ANCHOR_FILE)
+    stored = load_file(path)
+    stored["model.shared.weight"] = stored["model.shared.weight"][:, :8].contiguous()
+    save_file(stored, path)
+    return tiny_train(tiny_marian(), str(ctx.tmp / "resumed"), resume=checkpoint)
+
+
+@case(AnchorError, "cannot read the anchor")
+def case_anchor_damaged(ctx):
+    checkpoint = os.path.join(ctx.run_dir(), "checkpoint-2")
+    ctx.write(os.path.join("run", "checkpoint-2", ANCHOR_FILE), b"not a safetensors file")
+    return tiny_train(tiny_marian(), str(ctx.tmp / "resumed"), resume=checkpoint)
+
+
+# ---- Environment --------------------------------------------------------------------------------
+
+
+@case(OutputDirError, "results' is a file, not a directory")
+def case_output_dir_not_writable(ctx):
+    path = ctx.write("results", "a file the user keeps, not a directory\n")
+    return tiny_train(tiny_marian(), path, save_strategy="steps", save_steps=2)
+
+
+@case(OSError, "cannot write the L2-SP anchor")
+def case_disk_full_while_saving(ctx):
+    run = ctx.run_dir()
+
+    def full_disk(tensors, filename, metadata=None):
+        with open(filename, "wb") as handle:
+            handle.write(b"\0" * 10)
+        raise OSError(errno.ENOSPC)
+
+    ctx.monkeypatch.setattr(anchor_io, "save_file", full_disk)
+    return tiny_train(tiny_marian(), run, max_steps=2, save_strategy="steps", save_steps=2)
+
+
+@case(SystemExit, "this machine has no CUDA GPU that torch can use; pass --device cpu")
+def case_cuda_without_gpu(ctx):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    path = ctx.write("input.en", "hello\n")
+    return lambda: cli_main(["translate", str(ctx.tmp / "run"), "--input", path, "--device", "cuda"])
+
+
+# ---- The tests ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checkpoint_run(tmp_path_factory):
+    """Builds, once and only when a case asks, a run folder with an L2-SP checkpoint at update 2."""
+    made = []
+
+    def build():
+        if not made:
+            run = tmp_path_factory.mktemp("checkpoint") / "run"
+            tiny_train(tiny_marian(), str(run), max_steps=2, save_strategy="steps", save_steps=2)()
+            made.append(run)
+        return made[0]
+
+    return build
+
+
+def snapshot(folder) -> dict[str, bytes]:
+    return {
+        os.path.relpath(os.path.join(root, name), folder): open(os.path.join(root, name), "rb").read()
+        for root, _, names in os.walk(folder) for name in names
+    }
+
+
+@pytest.mark.parametrize("name", list(CASES), ids=list(CASES))
+def test_bad_input_is_reported_and_harms_no_file(name, tmp_path, monkeypatch, capsys, checkpoint_run):
+    error, fragment, setup = CASES[name]
+    call = setup(Context(tmp_path, monkeypatch, checkpoint_run))
+    before = snapshot(tmp_path)
+    with pytest.raises(error) as raised:
+        call()
+    message = str(raised.value)
+    if error is SystemExit:
+        assert raised.value.code == 2
+        message = capsys.readouterr().err
+    assert fragment in message
+    after = snapshot(tmp_path)
+    assert {path: after.get(path) for path in before} == before, "a file the user had was changed or removed"
+    assert not [path for path in after if path.endswith((".tmp", ".incomplete"))], "a temporary file was left"
+
+
+def documented_ids() -> list[str]:
+    with open(DOC, encoding="utf-8") as handle:
+        return re.findall(r"^\|\s*`([a-z0-9_]+)`\s*\|", handle.read(), flags=re.MULTILINE)
+
+
+def test_every_documented_row_has_a_case_and_every_case_a_row():
+    ids = documented_ids()
+    assert len(ids) == len(set(ids)), "a row id appears twice in docs/errors.md"
+    assert sorted(ids) == sorted(CASES)
+    assert len(ids) >= 22
