@@ -4,7 +4,7 @@ import random
 
 import torch
 from datasets import Dataset
-from transformers import MarianConfig, MarianMTModel, T5Config, T5ForConditionalGeneration
+from transformers import MarianConfig, MarianMTModel, T5Config, T5ForConditionalGeneration, TrainerCallback
 
 # Tiny models run fastest on one thread, and pytest-xdist runs one worker per core.
 torch.set_num_threads(1)
@@ -83,6 +83,15 @@ class PadCollator:
         }
 
 
+class StopAfter(TrainerCallback):
+    """Ends training after ``step`` updates, as a pre-empted job would (its checkpoint already written)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.step:
+            control.should_training_stop = True
 
 
 def make_args(output_dir, **overrides):

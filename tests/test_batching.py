@@ -3,9 +3,9 @@
 import random
 
 import pytest
-from transformers import TrainerCallback
 
-from conftest import PadCollator, assert_same_params, make_args, params_of, task_dataset, tiny_marian, train_with
+from conftest import (PadCollator, StopAfter, assert_same_params, make_args, params_of, task_dataset, tiny_marian,
+                      train_with)
 from hf_l2mt import L2MTTrainer
 from hf_l2mt.batching import TokenBudgetBatchSampler, cut_batches, pair_lengths
 
@@ -73,15 +73,6 @@ def test_trainer_uses_token_budget_batches(tmp_path):
     seen = [batch["labels"] for batch in loader]
     assert trainer.state.global_step == len(loader) == len(TokenBudgetBatchSampler(pair_lengths(data), 30))
     assert sum(int((labels != -100).sum()) for labels in seen) == sum(len(r["labels"]) for r in data)
-
-
-class StopAfter(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step >= self.step:
-            control.should_training_stop = True
 
 
 def test_resumed_run_sees_the_same_batches(tmp_path):

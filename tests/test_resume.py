@@ -5,9 +5,9 @@ import os
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import MarianMTModel, TrainerCallback
+from transformers import MarianMTModel
 
-from conftest import PadCollator, assert_same_params, make_args, params_of, task_dataset, tiny_marian, train_with
+from conftest import PadCollator, StopAfter, assert_same_params, make_args, params_of, task_dataset, tiny_marian, train_with
 from hf_l2mt import L2MTTrainer
 from hf_l2mt.anchor import ANCHOR_FILE, AnchorError
 from hf_l2mt.checkpoints import IncompleteCheckpointError
@@ -28,17 +28,6 @@ def base_dir(tmp_path):
 
 def from_pretrained(path):
     return MarianMTModel.from_pretrained(path)
-
-
-class StopAfter(TrainerCallback):
-    """Ends training after ``step`` updates, as a pre-empted job would (its checkpoint already written)."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step >= self.step:
-            control.should_training_stop = True
 
 
 def test_fixed_position_tables_from_pretrained_are_frozen(base_dir, tmp_path):
