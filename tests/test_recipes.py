@@ -4,6 +4,7 @@ import ast
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 
@@ -274,3 +275,31 @@ def test_accelerate_launch_runs_the_recipe_script_with_a_config_file(marian_dir,
     card = (out / "README.md").read_text(encoding="utf-8")
     assert "| `max_steps` | `2` |" in card and "| `l2sp_lambda` | `0.25` |" in card
     assert f"en_de.py --model_name_or_path {os.path.basename(marian_dir)} " in card
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_run_the_recipe_and_the_main_process_writes_the_outputs(marian_dir, data, tmp_path):
+    out = tmp_path / "two-processes"
+    config = os.path.join(ROOT, "recipes", "accelerate_configs", "cpu_multi_process.yaml")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", config, "--main_process_port", port,
+        "recipes/en_de.py", "--model_name_or_path", marian_dir, "--train_source", data["train"],
+        "--eval_sources", f"general={data['general']}", *TINY, "--l2sp_lambda", "0.25",
+        "--save_strategy", "steps", "--save_steps", "2", "--output_dir", str(out),
+    ]
+    env = {**os.environ, "PYTHONPATH": ROOT, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"),
+           "OMP_NUM_THREADS": "1"}
+
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+    assert result.returncode == 0, result.stderr[-4000:]
+    checkpoint = out / "checkpoint-2"
+    # Each process saves its RNG state for resuming; rank 1's file shows that two processes trained.
+    assert (checkpoint / "rng_state_1.pth").is_file(), sorted(os.listdir(checkpoint))
+    scores = json.loads((out / "scores.json").read_text(encoding="utf-8"))
+    assert_finished_run(out, scores, ["general"], marian_dir)
+    assert (checkpoint / ANCHOR_FILE).is_file()
+    assert not [name for name in os.listdir(out) if name.endswith(".tmp")]
