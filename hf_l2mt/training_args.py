@@ -13,6 +13,8 @@ from .preflight import check_output_dir
 from .schedules import SCHEDULES
 
 MODES = ("decoupled", "coupled")
+# The terms with a schedule of their own: <term>_schedule, _warmup_steps, _sigmoid_k, _sigmoid_t0.
+SCHEDULED_TERMS = ("weight_decay", "l2sp", "kl")
 FISHER_NORMALIZATIONS = ("mean", "none")
 L1_TARGETS = ("anchor", "zero")
 
@@ -216,10 +218,9 @@ class L2MTTrainingArguments(Seq2SeqTrainingArguments):
         _one_of("nonfinite_loss", self.nonfinite_loss, NONFINITE_ACTIONS)
         _one_of("weight_decay_mode", self.weight_decay_mode, MODES)
         _one_of("l2sp_mode", self.l2sp_mode, MODES)
-        _one_of("weight_decay_schedule", self.weight_decay_schedule, SCHEDULES)
-        _one_of("l2sp_schedule", self.l2sp_schedule, SCHEDULES)
+        for term in SCHEDULED_TERMS:
+            _one_of(f"{term}_schedule", getattr(self, f"{term}_schedule"), SCHEDULES)
         _one_of("anchor_dtype", self.anchor_dtype, tuple(ANCHOR_DTYPES))
-        _one_of("kl_schedule", self.kl_schedule, SCHEDULES)
         _one_of("l2sp_fisher_normalize", self.l2sp_fisher_normalize, FISHER_NORMALIZATIONS)
         _one_of("l1_target", self.l1_target, L1_TARGETS)
         self.l2sp_lambda = _non_negative("l2sp_lambda", self.l2sp_lambda)
@@ -229,18 +230,14 @@ class L2MTTrainingArguments(Seq2SeqTrainingArguments):
         if not (isinstance(self.kl_temperature, (int, float)) and math.isfinite(self.kl_temperature)
                 and self.kl_temperature > 0):
             raise ValueError(f"kl_temperature: got {self.kl_temperature!r}; accepted: a finite number > 0")
-        for flag in ("weight_decay_warmup_steps", "l2sp_warmup_steps", "kl_warmup_steps"):
-            value = getattr(self, flag)
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"{flag}: got {value!r}; accepted: an integer >= 0")
-        for flag in ("weight_decay_sigmoid_k", "l2sp_sigmoid_k", "kl_sigmoid_k"):
-            value = getattr(self, flag)
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{flag}: got {value!r}; accepted: a finite number > 0, or unset")
-        for flag in ("weight_decay_sigmoid_t0", "l2sp_sigmoid_t0", "kl_sigmoid_t0"):
-            value = getattr(self, flag)
-            if value is not None:
-                _non_negative(flag, value)
+        for term in SCHEDULED_TERMS:
+            warmup, k, t0 = (getattr(self, f"{term}_{name}") for name in ("warmup_steps", "sigmoid_k", "sigmoid_t0"))
+            if not isinstance(warmup, int) or warmup < 0:
+                raise ValueError(f"{term}_warmup_steps: got {warmup!r}; accepted: an integer >= 0")
+            if k is not None and not (math.isfinite(k) and k > 0):
+                raise ValueError(f"{term}_sigmoid_k: got {k!r}; accepted: a finite number > 0, or unset")
+            if t0 is not None:
+                _non_negative(f"{term}_sigmoid_t0", t0)
         if self.l2sp_include_regex is not None:
             try:
                 re.compile(self.l2sp_include_regex)
