@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from benchmarks import domain_adaptation, eval_speed, plot_forgetting, throughput
+from benchmarks import domain_adaptation, eval_speed, plot_forgetting, source_check, throughput
 from benchmarks.pretrain_base import pretrain_base, read_progress
 from hf_l2mt.data import preprocess_pairs
 from hf_l2mt.spm_tokenizer import train_marian_tokenizer
@@ -181,3 +181,22 @@ def test_plot_forgetting_from_results_json(tmp_path):
     assert output.endswith("forgetting_bleu.png")
     with open(output, "rb") as handle:
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_source_check_tells_a_model_that_reads_its_source_from_one_that_does_not(sample_dir):
+    import torch
+
+    sample, tokenizer = throughput.read_sample(sample_dir)
+    model = throughput.MarianMTModel(throughput.marian_config("tiny", 0, tokenizer)).eval()
+    sources, targets = sample["sources"][:8], sample["targets"][:8]
+    shuffled = sources[1:] + sources[:1]
+    with torch.inference_mode():
+        reads = source_check.held_out_loss(model, tokenizer, sources, targets, 4, 32)
+        assert reads != source_check.held_out_loss(model, tokenizer, shuffled, targets, 4, 32)
+        assert source_check.encoder_spread(model, tokenizer, sources, 32) > 0
+        # An encoder whose last layer norm outputs a constant: the source no longer matters.
+        final_norm = model.model.encoder.layers[-1].final_layer_norm
+        torch.nn.init.zeros_(final_norm.weight)
+        assert source_check.held_out_loss(model, tokenizer, sources, targets, 4, 32) == pytest.approx(
+            source_check.held_out_loss(model, tokenizer, shuffled, targets, 4, 32))
+        assert source_check.encoder_spread(model, tokenizer, sources, 32) == pytest.approx(0.0, abs=1e-6)
