@@ -113,7 +113,7 @@ def make_variants(opts) -> list[Variant]:
                  for lam in opts.sigmoid_lambdas]
     variants += [Variant("l2sp_decoupled", lam, {"l2sp_lambda": lam, "l2sp_mode": "decoupled"})
                  for lam in opts.decoupled_lambdas]
-    variants += [Variant("ewc", lam, {"l2sp_lambda": lam, "l2sp_fisher_path": opts.fisher_path})
+    variants += [Variant("ewc", lam, {"l2sp_lambda": lam})  # the Fisher path is added by fine_tune
                  for lam in opts.ewc_lambdas]
     variants += [Variant("kl", lam, {"kl_lambda": lam}) for lam in opts.kl_lambdas]
     variants += [Variant("l1_anchor", lam, {"l1_lambda": lam, "l1_target": "anchor"}) for lam in opts.l1_lambdas]
@@ -167,8 +167,8 @@ def fine_tune(variant: Variant, seed: int, base: MarianMTModel, tokenizer, train
         output_dir=os.path.join(opts.output_dir, "trainer"), per_device_train_batch_size=opts.batch_size,
         max_steps=opts.steps, learning_rate=opts.learning_rate, lr_scheduler_type="constant", seed=seed,
         train_sampling_strategy="group_by_length", remove_unused_columns=False, save_strategy="no",
-        logging_steps=10**9, report_to=[], disable_tqdm=True, use_cpu=True, dataloader_num_workers=0,
-        **variant.arguments,
+        logging_steps=10**9, report_to=[], disable_tqdm=True, use_cpu=opts.device == "cpu", dataloader_num_workers=0,
+        **variant.arguments, **({"l2sp_fisher_path": opts.fisher_path} if variant.family == "ewc" else {}),
     )
     trainer = L2MTTrainer(model=model, args=args, train_dataset=train,
                           data_collator=make_data_collator(tokenizer, model))
@@ -190,7 +190,7 @@ def read_runs(path: str) -> dict:
 def run_study(opts, task: tasks.Task, base_dir: str) -> dict:
     # Loaded once: pretraining may go on in the background and replace base_dir during the study.
     progress = read_progress(opts.cache_dir)
-    base = MarianMTModel.from_pretrained(base_dir)
+    base = MarianMTModel.from_pretrained(base_dir).to(opts.device)
     tokenizer = MarianTokenizer.from_pretrained(base_dir)
     train = tokenized(task.domain_train, tokenizer, opts, base.config)
     general = tokenized(task.general_train, tokenizer, opts, base.config)
@@ -199,27 +199,38 @@ def run_study(opts, task: tasks.Task, base_dir: str) -> dict:
         "general_size", "domain_size", "heldout", "max_length", "steps", "batch_size", "learning_rate")}}, sort_keys=True)
     runs_path = os.path.join(opts.output_dir, "runs.jsonl")
     runs = read_runs(runs_path)
-    if (key, "base", 0) not in runs:
+    if (key, "base", 0) not in runs and opts.shard[0] == 0:
         runs[(key, "base", 0)] = {"key": key, "variant": "base", "seed": 0,
                                   "scores": evaluate(base, tokenizer, task, opts)}
         with open(runs_path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(runs[(key, "base", 0)]) + "\n")
-    opts.fisher_path = base_fisher(base, tokenizer, general, opts, progress["steps"]) if "ewc" in opts.families else None
     variants = make_variants(opts)
     # Each fine-tuning run would log the same parameter-group table; results are printed per run instead.
     logger.setLevel(logging.WARNING)
-    for variant in variants:
-        for seed in range(opts.seeds):
-            if (key, variant.name, seed) in runs:
-                continue
-            start = time.perf_counter()
-            model = fine_tune(variant, seed, base, tokenizer, train, general, opts)
-            run = {"key": key, "variant": variant.name, "seed": seed, "scores": evaluate(model, tokenizer, task, opts),
-                   "seconds": time.perf_counter() - start}
-            runs[(key, variant.name, seed)] = run
-            with open(runs_path, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(run) + "\n")
-            print(f"{variant.name} seed {seed} ({run['seconds']:.0f} s): {json.dumps(run['scores'])}", flush=True)
+    # Seed-major, so that an interrupted study has every variant at its first seeds; shard I/N takes
+    # every N-th run (each shard loads the base and data, and the Fisher if it runs EWC).
+    jobs = [(variant, seed) for seed in range(opts.seeds) for variant in variants]
+    index, count = opts.shard
+    pending = [(variant, seed) for variant, seed in jobs[index::count] if (key, variant.name, seed) not in runs]
+    if any(variant.family == "ewc" for variant, _ in pending):
+        opts.fisher_path = base_fisher(base, tokenizer, general, opts, progress["steps"])
+    for variant, seed in pending:
+        start = time.perf_counter()
+        model = fine_tune(variant, seed, base, tokenizer, train, general, opts)
+        run = {"key": key, "variant": variant.name, "seed": seed, "scores": evaluate(model, tokenizer, task, opts),
+               "seconds": time.perf_counter() - start, "device": opts.device}
+        runs[(key, variant.name, seed)] = run
+        with open(runs_path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(run) + "\n")
+        print(f"{variant.name} seed {seed} ({run['seconds']:.0f} s): {json.dumps(run['scores'])}", flush=True)
+    runs = read_runs(runs_path)  # with what other shards wrote meanwhile
+    missing = [f"{v.name} seed {s}" for v, s in jobs if (key, v.name, s) not in runs]
+    if (key, "base", 0) not in runs:
+        missing.insert(0, "base")
+    if missing:
+        print(f"{runs_path}: {len(missing)} run(s) still missing ({', '.join(missing[:5])}"
+              f"{', ...' if len(missing) > 5 else ''}); rerun without --shard once the other shards are done", flush=True)
+        return None
     base = runs[(key, "base", 0)]["scores"]
     per_variant = {v.name: [runs[(key, v.name, s)]["scores"] for s in range(opts.seeds)] for v in variants}
     return {"base": base, "base_progress": progress, "variants": [asdict(v) | {"name": v.name} for v in variants],
@@ -277,6 +288,12 @@ def parse_args(argv=None):
     parser.add_argument("--cache_dir", help="base model cache (default: ~/.cache/hf_l2mt/<task>_base)")
     parser.add_argument("--output_dir", help="default: outputs/domain_adaptation/<task>_<domain or tag>")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 leaves a core for other work)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where pretraining, fine-tuning and "
+                        "evaluation run (the scores of a run do not depend on it beyond floating-point noise)")
+    parser.add_argument("--shard", default="0/1", metavar="I/N",
+                        help="run only every N-th fine-tuning run, starting at the I-th (0-based), so that N processes "
+                             "or machines share a study through one --output_dir; a run without --shard then "
+                             "writes the table from runs.jsonl")
     for name, kind in (("general_size", int), ("general_high", int), ("domain_size", int), ("heldout", int),
                        ("vocab_size", int), ("pretrain_steps", int), ("pretrain_minutes", float),
                        ("pretrain_batch_size", int), ("pretrain_lr", float), ("pretrain_warmup", int), ("steps", int),
@@ -304,6 +321,13 @@ def parse_args(argv=None):
             setattr(opts, name, value)
     if not 0 <= opts.replay < 1:
         parser.error(f"--replay {opts.replay}: accepted: a share in [0, 1)")
+    shard = opts.shard.split("/")
+    if len(shard) != 2 or not all(part.isdigit() for part in shard) or not 0 <= int(shard[0]) < int(shard[1]):
+        parser.error(f"--shard {opts.shard!r}: accepted: I/N with 0 <= I < N, e.g. 0/4")
+    opts.shard = (int(shard[0]), int(shard[1]))
+    opts.fisher_path = None  # set by the study when it runs EWC
+    if opts.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device here; accepted: cpu, or cuda on a machine with a GPU")
     if opts.seeds < 1 or opts.steps < 1:
         parser.error("--seeds and --steps: accepted: integers >= 1")
     where = opts.domain if opts.task == "numbers" else opts.tag.rstrip(".")
@@ -329,12 +353,15 @@ def main(argv=None) -> dict:
         base_dir = pretrain_base(opts.cache_dir, config, tokenizer, tokenized(task.general_train, tokenizer, opts, config),
                                  minutes=opts.pretrain_minutes, max_steps=opts.pretrain_steps,
                                  batch_size=opts.pretrain_batch_size, learning_rate=opts.pretrain_lr,
-                                 warmup_steps=opts.pretrain_warmup, lr_scheduler_type=opts.pretrain_schedule)
+                                 warmup_steps=opts.pretrain_warmup, lr_scheduler_type=opts.pretrain_schedule,
+                                 use_cpu=opts.device == "cpu")
     if opts.stage == "pretrain":
         return read_progress(opts.cache_dir)
     if not os.path.isfile(os.path.join(base_dir, "config.json")):
         raise FileNotFoundError(f"{base_dir}: no base model yet; run with --stage pretrain (or all) first")
     result = run_study(opts, task, base_dir)
+    if result is None:  # a shard, and other shards' runs are still missing
+        return None
     result["settings"] = {k: v for k, v in vars(opts).items()}
     table = markdown_table(result, opts.goal_metric, opts.seeds)
     write_json(os.path.join(opts.output_dir, "results.json"), result)

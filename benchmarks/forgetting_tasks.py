@@ -119,7 +119,8 @@ def ding_task(tag: str = "med.", *, heldout: int, seed: int = 0, max_chars: int 
     tag = subject_tag(tag)
     pairs = load_ding(path or DING_PATH, src_lang=SRC_LANG, tgt_lang=TGT_LANG, synonyms="first")
     pairs, _ = clean_pairs(pairs, max_length=max_chars, name="Ding")
-    tagged_sources = {source for source, domain in zip(pairs["source"], pairs["domain"]) if domain}
+    # [:] reads each column in one go (a datasets Column iterated item by item took over a minute here)
+    tagged_sources = {source for source, domain in zip(pairs["source"][:], pairs["domain"][:]) if domain}
     general = pairs.filter(lambda s, d: d == "" and s not in tagged_sources, input_columns=["source", "domain"])
     domain = pairs.filter(lambda d: tag in d.split(","), input_columns="domain")
     if len(domain) < 2 * heldout:

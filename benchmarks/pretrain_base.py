@@ -100,13 +100,13 @@ def write_json(path: str, data: dict) -> None:
 def pretrain_base(cache_dir: str, config, tokenizer, train_dataset, *, minutes: float | None = None,
                   max_steps: int | None = None, batch_size: int = 64, learning_rate: float = 5e-4,
                   warmup_steps: int = 500, lr_scheduler_type: str = "constant_with_warmup", save_minutes: float = 10.0,
-                  seed: int = 0) -> str:
+                  seed: int = 0, use_cpu: bool = True) -> str:
     """Train (or continue training) the base in ``cache_dir`` until ``minutes`` or ``max_steps`` in total.
 
     ``train_dataset`` is tokenised (``preprocess_pairs``). Returns the folder of the base model.
     ``config`` and the other settings must match those the cache was started with. With the default
     ``constant_with_warmup`` a budget can be extended; a decaying schedule (``"linear"``) decays over
-    ``max_steps`` and suits a fixed step budget.
+    ``max_steps`` and suits a fixed step budget. ``use_cpu=False`` trains on the GPU when there is one.
     """
     if minutes is None and max_steps is None:
         raise ValueError("pretraining needs a budget: give --pretrain_minutes or --pretrain_steps")
@@ -137,7 +137,7 @@ def pretrain_base(cache_dir: str, config, tokenizer, train_dataset, *, minutes: 
         lr_scheduler_type=lr_scheduler_type, warmup_steps=warmup_steps, max_steps=max_steps or 10**8,
         train_sampling_strategy="group_by_length", remove_unused_columns=False, save_strategy="steps",
         save_steps=10**9, save_total_limit=1, logging_steps=200, report_to=[], disable_tqdm=True, seed=seed,
-        use_cpu=True, dataloader_num_workers=0,
+        use_cpu=use_cpu, dataloader_num_workers=0,
     )
     budget = Budget(cache_dir, settings, progress["train_seconds"], seconds, 60.0 * save_minutes)
     model = MarianMTModel(copy.deepcopy(config))

@@ -72,7 +72,7 @@ def estimate_fisher(model: torch.nn.Module, dataloader, max_batches: int | None 
 
 def save_fisher(fisher: dict[str, torch.Tensor], path: str, metadata: dict[str, str] | None = None) -> str:
     """Write ``fisher`` to ``path`` atomically (temporary file, then rename); metadata values are strings."""
-    tmp = path + ".tmp"
+    tmp = f"{path}.{os.getpid()}.tmp"  # per process: several may write the same Fisher at once
     tensors = {n: t.detach().contiguous().cpu() for n, t in fisher.items()}
     save_file(tensors, tmp, metadata={"format": "pt", **{k: str(v) for k, v in (metadata or {}).items()}})
     os.replace(tmp, path)

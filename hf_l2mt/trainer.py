@@ -28,7 +28,7 @@ from transformers.utils import is_datasets_available
 
 from . import anchor as anchor_io
 from . import preflight
-from .batching import TokenBudgetBatchSampler, pair_lengths
+from .batching import TokenBudgetBatchSampler, column_as_list, pair_lengths
 from .checkpoints import resolve_resume_checkpoint, rotate_checkpoints
 from .fisher import FISHER_FILE, fisher_weights, load_checkpoint_weights, save_fisher
 from .kl import base_logits, token_kl_sum
@@ -208,6 +208,18 @@ class L2MTTrainer(Seq2SeqTrainer):
         return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
 
     # ---- Batches ------------------------------------------------------------------------------
+
+    def _get_train_sampler(self, train_dataset=None):
+        """As ``Trainer._get_train_sampler``, with the length column read once into a list: transformers
+        hands ``group_by_length`` a lazy datasets ``Column`` and reads it one pair at a time (minutes per
+        epoch on a few hundred thousand pairs)."""
+        sampler = super()._get_train_sampler(train_dataset)
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        lengths = getattr(sampler, "lengths", None)
+        if lengths is not None and not isinstance(lengths, list) and is_datasets_available() \
+                and isinstance(dataset, datasets.Dataset) and self.args.length_column_name in dataset.column_names:
+            sampler.lengths = column_as_list(dataset, self.args.length_column_name)
+        return sampler
 
     def get_train_dataloader(self) -> DataLoader:
         """As ``Trainer.get_train_dataloader``, with token-budget batches when ``max_tokens_per_batch`` is set."""

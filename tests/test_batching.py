@@ -89,3 +89,15 @@ def test_resumed_run_sees_the_same_batches(tmp_path):
     train_with(resumed_model, data, make_args(tmp_path / "run", **settings),
                resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-5"))
     assert_same_params(params_of(resumed_model), params_of(full))
+
+
+def test_group_by_length_reads_the_length_column_into_a_list(tmp_path):
+    # transformers passes datasets' lazy Column to LengthGroupedSampler, which reads it pair by pair.
+    data = task_dataset(30, seed=5, min_len=1, max_len=12)
+    data = data.add_column("length", [max(len(r["input_ids"]), len(r["labels"])) for r in data]).shuffle(seed=3)
+    args = make_args(tmp_path, train_sampling_strategy="group_by_length", max_steps=-1, num_train_epochs=1)
+    trainer = L2MTTrainer(model=tiny_marian(), args=args, train_dataset=data, data_collator=PadCollator())
+    sampler = trainer._get_train_sampler()
+    assert type(sampler.lengths) is list
+    assert sampler.lengths == [data[i]["length"] for i in range(len(data))]
+    assert sorted(sampler) == list(range(len(data)))
