@@ -183,9 +183,12 @@ def run_rounds(opts, sample, tokenizer) -> dict:
     rows = rows_for(sample, opts.batch_size * opts.steps)
     config = marian_config(opts.model, opts.vocab_size, tokenizer)
     torch.manual_seed(0)
-    base_state = MarianMTModel(config).state_dict()
+    base_model = MarianMTModel(config)
+    base_state = base_model.state_dict()
     results = {v: {"tokens_per_s": [], "batches": None, "peak_cuda_bytes": 0} for v in VARIANTS}
-    results["num_params"] = sum(t.numel() for name, t in base_state.items() if "embed_positions" not in name)
+    # named_parameters counts the tied embedding once; the state dict lists it under four names
+    results["num_params"] = sum(p.numel() for name, p in base_model.named_parameters() if "embed_positions" not in name)
+    del base_model
     for round_index in range(opts.rounds):
         for variant in VARIANTS if round_index % 2 == 0 else reversed(VARIANTS):
             model = MarianMTModel(config)

@@ -161,6 +161,31 @@ def test_numbers_study_writes_table_json_and_plot(tmp_path):
     assert len((tmp_path / "out" / "runs.jsonl").read_text().splitlines()) == 1 + 2 * len(EXPECTED_VARIANTS)
 
 
+def test_sharded_study_equals_one_process(tmp_path):
+    common = ["--task", "numbers", "--general_size", "60", "--domain_size", "20", "--families", "ewc", "mixed"]
+    whole = domain_adaptation.main(_study_args(tmp_path, *common))
+    sharded = tmp_path / "sharded"  # same cached base, another output folder
+    # shard 1 has no base scores (shard 0 writes them): it stops without a table
+    assert domain_adaptation.main([*_study_args(tmp_path, *common, "--shard", "1/2"), "--output_dir", str(sharded)]) is None
+    assert not (sharded / "results.md").exists()
+    together = domain_adaptation.main([*_study_args(tmp_path, *common, "--shard", "0/2"), "--output_dir", str(sharded)])
+    assert together["summary"] == whole["summary"]
+    assert (sharded / "results.md").exists()
+    runs = [json.loads(line) for line in (sharded / "runs.jsonl").read_text().splitlines()]
+    assert sorted((r["variant"], r["seed"]) for r in runs) == sorted(
+        [("base", 0)] + [(v, s) for v in ("plain", "ewc 1", "mixed 0.2") for s in (0, 1)])
+
+
+@pytest.mark.parametrize("flag, message", [
+    (["--shard", "2/2"], "--shard '2/2': accepted: I/N with 0 <= I < N"),
+    (["--shard", "a"], "--shard 'a': accepted: I/N with 0 <= I < N"),
+])
+def test_bad_shard_is_refused(tmp_path, capsys, flag, message):
+    with pytest.raises(SystemExit):
+        domain_adaptation.parse_args(["--task", "numbers", *flag])
+    assert message in capsys.readouterr().err
+
+
 def test_ding_study_on_a_toy_dictionary(tmp_path):
     ding = tmp_path / "de-en"
     ding.write_text("\n".join(DING_LINES) + "\n", encoding="utf-8")
