@@ -13,7 +13,7 @@
 #   # back here, with the base and runs.jsonl unpacked (see docs/benchmarks.md):
 #   python -m benchmarks.domain_adaptation --task ding --stage study --cache_dir CACHE --output_dir STUDY
 #
-# Outputs in $OUT: ding_gpu_results.tgz (logs, every progress.json, runs.jsonl, the Fisher) and the chosen
+# Outputs in $OUT: ding_gpu_results.tgz (logs, every progress.json, runs.jsonl; not the Fisher) and the chosen
 # base (model, tokenizer, progress.json; no optimizer state) as ding_gpu_base.tgz.part-aa, -ab, ...
 set -uo pipefail
 cd "$(dirname "$0")/.."

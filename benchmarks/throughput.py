@@ -188,7 +188,6 @@ def run_rounds(opts, sample, tokenizer) -> dict:
     results = {v: {"tokens_per_s": [], "batches": None, "peak_cuda_bytes": 0} for v in VARIANTS}
     # named_parameters counts the tied embedding once; the state dict lists it under four names
     results["num_params"] = sum(p.numel() for name, p in base_model.named_parameters() if "embed_positions" not in name)
-    del base_model
     for round_index in range(opts.rounds):
         for variant in VARIANTS if round_index % 2 == 0 else reversed(VARIANTS):
             model = MarianMTModel(config)

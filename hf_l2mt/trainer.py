@@ -28,7 +28,7 @@ from transformers.utils import is_datasets_available
 
 from . import anchor as anchor_io
 from . import preflight
-from .batching import TokenBudgetBatchSampler, column_as_list, pair_lengths
+from .batching import TokenBudgetBatchSampler, int_list, pair_lengths
 from .checkpoints import resolve_resume_checkpoint, rotate_checkpoints
 from .fisher import FISHER_FILE, fisher_weights, load_checkpoint_weights, save_fisher
 from .kl import base_logits, token_kl_sum
@@ -214,11 +214,9 @@ class L2MTTrainer(Seq2SeqTrainer):
         hands ``group_by_length`` a lazy datasets ``Column`` and reads it one pair at a time (minutes per
         epoch on a few hundred thousand pairs)."""
         sampler = super()._get_train_sampler(train_dataset)
-        dataset = self.train_dataset if train_dataset is None else train_dataset
         lengths = getattr(sampler, "lengths", None)
-        if lengths is not None and not isinstance(lengths, list) and is_datasets_available() \
-                and isinstance(dataset, datasets.Dataset) and self.args.length_column_name in dataset.column_names:
-            sampler.lengths = column_as_list(dataset, self.args.length_column_name)
+        if lengths is not None and not isinstance(lengths, list):
+            sampler.lengths = int_list(lengths)
         return sampler
 
     def get_train_dataloader(self) -> DataLoader:
