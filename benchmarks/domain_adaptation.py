@@ -49,9 +49,9 @@ from benchmarks.plot_forgetting import plot_forgetting
 from benchmarks.pretrain_base import pretrain_base, read_progress, write_json
 from hf_l2mt import L2MTTrainer, L2MTTrainingArguments
 from hf_l2mt.data import make_data_collator, preprocess_pairs
-from hf_l2mt.fisher import estimate_fisher, save_fisher
-from hf_l2mt.metrics import score_translations
-from hf_l2mt.translate import translate
+from hf_l2mt.core.fisher import estimate_fisher, save_fisher
+from hf_l2mt.evaluation.metrics import score_translations
+from hf_l2mt.evaluation.translate import translate
 
 logger = logging.getLogger("hf_l2mt")
 METRICS = ("exact_match", "chrf", "bleu")

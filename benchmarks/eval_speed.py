@@ -1,13 +1,13 @@
-"""Evaluation speed, side by side in one run: Seq2SeqTrainer.predict vs hf_l2mt.translate.translate.
+"""Evaluation speed, side by side in one run: Seq2SeqTrainer.predict vs hf_l2mt.evaluation.translate.translate.
 
 Both translate the same held-out sentences with the same model and generation settings (same
 beams, same ``max_new_tokens``, same precision) and score them with sacreBLEU
-(``hf_l2mt.metrics.score_translations``):
+(``hf_l2mt.evaluation.metrics.score_translations``):
 
   baseline  transformers' ``run_translation.py`` way: ``Seq2SeqTrainer.predict`` with
             ``predict_with_generate=True`` over the set in file order, fixed batch size, labels
             included (so it also computes the loss, as that script does), then ``batch_decode``.
-  ours      ``hf_l2mt.translate.translate``: batches of sentences sorted by length, under
+  ours      ``hf_l2mt.evaluation.translate.translate``: batches of sentences sorted by length, under
             ``torch.inference_mode``, hypotheses returned in input order.
 
 The two must produce the same hypotheses: the script prints how many differ and BLEU of both, and
@@ -38,8 +38,8 @@ from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, DataCollatorForS
 from transformers.utils import logging as hf_logging
 
 from benchmarks.throughput import SHAPES, marian_config, read_sample
-from hf_l2mt.metrics import decode_predictions, score_translations
-from hf_l2mt.translate import translate
+from hf_l2mt.evaluation.metrics import decode_predictions, score_translations
+from hf_l2mt.evaluation.translate import translate
 
 VARIANTS = ("baseline", "ours")
 

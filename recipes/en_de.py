@@ -3,11 +3,11 @@
     accelerate launch recipes/en_de.py --output_dir runs/opus-mt-en-de-wmt16
     python recipes/en_de.py --max_steps 50 --max_train_samples 5000 --output_dir runs/trial
 
-The recipe, its settings and their arithmetic, is hf_l2mt/recipes/en_de.py; every flag of
+The recipe, its settings and their arithmetic, is hf_l2mt/apps/recipes/en_de.py; every flag of
 `python recipes/en_de.py --help` overrides it (docs/recipes.md).
 """
 
-from hf_l2mt.recipes.en_de import main
+from hf_l2mt.apps.recipes.en_de import main
 
 if __name__ == "__main__":
     main()

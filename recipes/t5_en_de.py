@@ -3,11 +3,11 @@
     accelerate launch recipes/t5_en_de.py --output_dir runs/t5-small-en-de-wmt16
     python recipes/t5_en_de.py --max_steps 50 --max_train_samples 5000 --output_dir runs/trial
 
-The recipe, its settings and their arithmetic, is hf_l2mt/recipes/t5_en_de.py; every flag of
+The recipe, its settings and their arithmetic, is hf_l2mt/apps/recipes/t5_en_de.py; every flag of
 `python recipes/t5_en_de.py --help` overrides it (docs/recipes.md).
 """
 
-from hf_l2mt.recipes.t5_en_de import main
+from hf_l2mt.apps.recipes.t5_en_de import main
 
 if __name__ == "__main__":
     main()

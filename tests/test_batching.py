@@ -7,7 +7,7 @@ import pytest
 from conftest import (PadCollator, StopAfter, assert_same_params, make_args, params_of, task_dataset, tiny_marian,
                       train_with)
 from hf_l2mt import L2MTTrainer
-from hf_l2mt.batching import TokenBudgetBatchSampler, cut_batches, pair_lengths
+from hf_l2mt.core.batching import TokenBudgetBatchSampler, cut_batches, pair_lengths
 
 
 def lengths_of(n, seed=0):

@@ -14,7 +14,7 @@ import pytest
 from benchmarks import domain_adaptation, eval_speed, plot_forgetting, source_check, throughput
 from benchmarks.pretrain_base import pretrain_base, read_progress
 from hf_l2mt.data import preprocess_pairs
-from hf_l2mt.spm_tokenizer import train_marian_tokenizer
+from hf_l2mt.apps.spm_tokenizer import train_marian_tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAIRS = [

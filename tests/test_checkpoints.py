@@ -10,8 +10,8 @@ from transformers import MarianMTModel, TrainerCallback
 
 from conftest import PadCollator, assert_same_params, make_args, params_of, task_dataset, tiny_marian, train_with
 from hf_l2mt import L2MTTrainer
-from hf_l2mt.anchor import ANCHOR_FILE
-from hf_l2mt.checkpoints import (
+from hf_l2mt.core.anchor import ANCHOR_FILE
+from hf_l2mt.core.checkpoints import (
     IncompleteCheckpointError,
     latest_complete_checkpoint,
     missing_parts,

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from hf_l2mt.cli import main
-from hf_l2mt.metrics import score_translations
-from hf_l2mt.translate import load_translation_model, translate
+from hf_l2mt.apps.cli import main
+from hf_l2mt.evaluation.metrics import score_translations
+from hf_l2mt.evaluation.translate import load_translation_model, translate
 from tiny_checkpoints import save_checkpoint, sentence_pairs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -21,7 +21,7 @@ PAIRS = sentence_pairs(7, seed=11)
 def console_script() -> list[str]:
     """The installed ``hf-l2mt`` entry point of this environment, else the module it runs."""
     script = os.path.join(os.path.dirname(sys.executable), "hf-l2mt")
-    return [script] if os.path.isfile(script) else [sys.executable, "-m", "hf_l2mt.cli"]
+    return [script] if os.path.isfile(script) else [sys.executable, "-m", "hf_l2mt.apps.cli"]
 
 
 def run_console(args, **kwargs) -> subprocess.CompletedProcess:

@@ -6,7 +6,7 @@ import os
 import pytest
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from hf_l2mt import demo
+from hf_l2mt.apps import demo
 
 LAMBDAS = ["0", "3"]
 

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from conftest import assert_same_params
 from distributed.train_tiny import L2SP_MODES, build_model, train
-from hf_l2mt.anchor import ANCHOR_FILE
+from hf_l2mt.core.anchor import ANCHOR_FILE
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(REPO, "tests", "distributed")

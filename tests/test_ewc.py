@@ -6,9 +6,9 @@ from safetensors import safe_open
 from transformers import MarianMTModel
 
 from conftest import PadCollator, assert_same_params, make_args, marian, params_of, task_dataset, tiny_marian, train_with
-from hf_l2mt.cli import main
-from hf_l2mt.fisher import FISHER_FILE, FisherError, estimate_fisher, save_fisher
-from hf_l2mt.loss import token_cross_entropy
+from hf_l2mt.apps.cli import main
+from hf_l2mt.core.fisher import FISHER_FILE, FisherError, estimate_fisher, save_fisher
+from hf_l2mt.core.loss import token_cross_entropy
 from regularizer_reference import LR, adamw, reference_run, sgd
 from tiny_checkpoints import save_checkpoint, sentence_pairs
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import PadCollator, assert_same_params, make_args, marian, params_of, task_dataset, tiny_marian, tiny_t5, T5_PAD, train_with
-from hf_l2mt.loss import token_cross_entropy
+from hf_l2mt.core.loss import token_cross_entropy
 
 
 def test_token_loss_is_sum_over_tokens_divided_by_update_token_count():

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from conftest import PadCollator, assert_same_params, make_args, marian, params_of, task_dataset, tiny_marian, train_with
-from hf_l2mt.kl import token_kl_sum
-from hf_l2mt.schedules import schedule_factor
+from hf_l2mt.core.regularizers.kl import token_kl_sum
+from hf_l2mt.core.schedules import schedule_factor
 from regularizer_reference import adamw, forward, kl_per_token, reference_run, sgd
 
 

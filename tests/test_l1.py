@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import assert_same_params, make_args, marian, params_of, task_dataset, train_with
-from hf_l2mt.l1 import soft_threshold_
+from hf_l2mt.core.regularizers.l1 import soft_threshold_
 from regularizer_reference import LR, adamw, decays, reference_run
 
 

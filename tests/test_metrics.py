@@ -3,7 +3,7 @@ import json
 import pytest
 import sacrebleu
 
-from hf_l2mt.metrics import save_scores, score_translations
+from hf_l2mt.evaluation.metrics import save_scores, score_translations
 
 HYP = ["the cat sat on the mat", "a dog barks loudly", "hello world"]
 REF = ["the cat sat on the mat", "the dog barked loudly", "hello there world"]

@@ -2,8 +2,8 @@ import pytest
 from huggingface_hub import ModelCard
 
 from conftest import make_args
-from hf_l2mt.metrics import score_translations
-from hf_l2mt.model_card import REGULARIZATION_FIELDS, build_model_card, redact_secrets, write_model_card
+from hf_l2mt.evaluation.metrics import score_translations
+from hf_l2mt.apps.model_card import REGULARIZATION_FIELDS, build_model_card, redact_secrets, write_model_card
 
 TOKEN = "hf_abcdefghijklmnopqrstuvwxyz012345"
 

@@ -10,7 +10,7 @@ from transformers import TrainerCallback
 
 from conftest import PadCollator, make_args, params_of, task_dataset, tiny_marian
 from hf_l2mt import L2MTTrainer
-from hf_l2mt.nonfinite import SKIPPED_METRIC, NonFiniteLossError
+from hf_l2mt.core.nonfinite import SKIPPED_METRIC, NonFiniteLossError
 
 SETTINGS = dict(
     max_steps=6, save_strategy="steps", save_steps=2, save_total_limit=1, l2sp_lambda=0.5, weight_decay=0.05,

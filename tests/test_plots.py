@@ -5,9 +5,9 @@ import sys
 
 import pytest
 
-from hf_l2mt import cli
-from hf_l2mt.plots import find_trainer_state, import_pyplot, plot_groups, read_log_history
-from hf_l2mt.recipes import domain_adapt
+from hf_l2mt.apps import cli
+from hf_l2mt.apps.plots import find_trainer_state, import_pyplot, plot_groups, read_log_history
+from hf_l2mt.apps.recipes import domain_adapt
 from tiny_checkpoints import save_checkpoint, sentence_pairs, write_tsv
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

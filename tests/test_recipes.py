@@ -11,11 +11,11 @@ import sys
 import pytest
 from safetensors.torch import load_file
 
-import hf_l2mt.recipe
-from hf_l2mt.anchor import ANCHOR_FILE
-from hf_l2mt.recipe import RecipeArguments, load_recipe_pairs, parse_arguments
-from hf_l2mt.recipes import de_en, domain_adapt, en_de, load_recipe, recipe_names, t5_en_de
-from hf_l2mt.translate import load_translation_model, translate
+import hf_l2mt.apps.recipe
+from hf_l2mt.core.anchor import ANCHOR_FILE
+from hf_l2mt.apps.recipe import RecipeArguments, load_recipe_pairs, parse_arguments
+from hf_l2mt.apps.recipes import de_en, domain_adapt, en_de, load_recipe, recipe_names, t5_en_de
+from hf_l2mt.evaluation.translate import load_translation_model, translate
 from hub_server import TOKEN, fake_hub  # noqa: F401 (fake_hub is a fixture)
 from tiny_checkpoints import save_checkpoint, sentence_pairs, write_ding, write_tsv
 
@@ -54,7 +54,7 @@ def translated(monkeypatch):
         calls.append((list(texts), kwargs))
         return translate(texts, *args, **kwargs)
 
-    monkeypatch.setattr(hf_l2mt.recipe, "translate", recording_translate)
+    monkeypatch.setattr(hf_l2mt.apps.recipe, "translate", recording_translate)
     return calls
 
 
@@ -250,7 +250,7 @@ def test_every_recipe_has_an_entry_script_that_runs_the_packaged_recipe():
         tree = ast.parse(open(os.path.join(ROOT, "recipes", f"{name}.py"), encoding="utf-8").read())
         imports = [(node.module, [alias.name for alias in node.names]) for node in ast.walk(tree)
                    if isinstance(node, ast.ImportFrom)]
-        assert imports == [(f"hf_l2mt.recipes.{name}", ["main"])], name
+        assert imports == [(f"hf_l2mt.apps.recipes.{name}", ["main"])], name
     with pytest.raises(ValueError, match="recipe 'en_fr' does not exist; accepted: de_en, domain_adapt, en_de"):
         load_recipe("en_fr")
 

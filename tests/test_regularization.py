@@ -7,7 +7,7 @@ import torch
 
 from conftest import make_args, marian, params_of, task_dataset, tiny_marian, tiny_t5, T5_PAD, train_with
 from hf_l2mt import L2MTTrainer
-from hf_l2mt.param_groups import build_param_groups
+from hf_l2mt.core.param_groups import build_param_groups
 
 
 def groups_of(model, tmp_path, **kwargs):

@@ -9,8 +9,8 @@ from transformers import MarianMTModel
 
 from conftest import PadCollator, StopAfter, assert_same_params, make_args, params_of, task_dataset, tiny_marian, train_with
 from hf_l2mt import L2MTTrainer
-from hf_l2mt.anchor import ANCHOR_FILE, AnchorError
-from hf_l2mt.checkpoints import IncompleteCheckpointError
+from hf_l2mt.core.anchor import ANCHOR_FILE, AnchorError
+from hf_l2mt.core.checkpoints import IncompleteCheckpointError
 
 SETTINGS = dict(
     max_steps=6, save_strategy="steps", save_steps=3, lr_scheduler_type="linear", l2sp_lambda=0.5,

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from hf_l2mt.schedules import SCHEDULES, schedule_factor
+from hf_l2mt.core.schedules import SCHEDULES, schedule_factor
 
 
 @pytest.mark.parametrize(

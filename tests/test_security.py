@@ -15,11 +15,11 @@ from transformers import AutoConfig
 
 import hf_l2mt
 from conftest import make_args, tiny_marian
-from hf_l2mt import anchor as anchor_io
-from hf_l2mt.model_card import build_model_card, write_model_card
-from hf_l2mt.recipe import parse_arguments, run
-from hf_l2mt.recipes import en_de, load_recipe, recipe_names
-from hf_l2mt.translate import load_translation_model
+from hf_l2mt.core import anchor as anchor_io
+from hf_l2mt.apps.model_card import build_model_card, write_model_card
+from hf_l2mt.apps.recipe import parse_arguments, run
+from hf_l2mt.apps.recipes import en_de, load_recipe, recipe_names
+from hf_l2mt.evaluation.translate import load_translation_model
 from hub_server import TOKEN, fake_hub  # noqa: F401 (fake_hub is a fixture)
 from tiny_checkpoints import save_checkpoint, sentence_pairs, write_tsv
 

@@ -7,7 +7,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
 from conftest import EOS, PAD, VOCAB, tiny_marian
-from hf_l2mt.translate import (
+from hf_l2mt.evaluation.translate import (
     ModelDirectoryError, evaluate_files, load_translation_model, read_lines, report_scores, translate,
 )
 
@@ -92,7 +92,7 @@ def test_source_prefix_is_prepended(loaded):
 def test_too_long_sentences_are_truncated_with_a_warning(model_dir, caplog):
     model, tokenizer = load_translation_model(model_dir)
     tokenizer.model_max_length = 4
-    with caplog.at_level(logging.WARNING, logger="hf_l2mt.translate"):
+    with caplog.at_level(logging.WARNING, logger="hf_l2mt.evaluation.translate"):
         long = translate(["sun", "the house is small a dog"], model, tokenizer, num_beams=1, max_new_tokens=8)
     assert "1 source sentence(s) longer than model_max_length=4 tokens are truncated (first: #1)" in caplog.text
     assert long[1] == translate(["the house is"], model, tokenizer, num_beams=1, max_new_tokens=8)[0]

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
 
 from conftest import PadCollator, assert_same_params, make_args, marian, params_of, task_dataset, tiny_t5, T5_PAD, train_with
-from hf_l2mt.schedules import schedule_factor
+from hf_l2mt.core.schedules import schedule_factor
 
 LR = 1e-2
 # Adam turns any gradient, however small, into a step of about lr. eps=1e-4 keeps float round-off

@@ -23,7 +23,8 @@ TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [TESTS_DIR, os.path.dirname(TESTS_DIR)]  # conftest's helpers and this checkout's hf_l2mt
 from conftest import make_args  # noqa: E402
 from distributed.train_tiny import build_model  # noqa: E402
-from hf_l2mt import L2MTTrainer, anchor  # noqa: E402
+from hf_l2mt import L2MTTrainer  # noqa: E402
+from hf_l2mt.core import anchor  # noqa: E402
 
 SETTINGS = dict(l2sp_lambda=0.5, weight_decay=0.05, max_steps=4)
 

@@ -4,12 +4,12 @@
     python recipes/de_en.py --max_steps 50 --max_train_samples 5000 --output_dir runs/trial
     hf-l2mt train de_en --l2sp_lambda 0.05
 
-Data, batches, λ and its schedule are those of en_de (hf_l2mt/recipes/en_de.py); every setting is a
+Data, batches, λ and its schedule are those of en_de (hf_l2mt/apps/recipes/en_de.py); every setting is a
 flag, and flags win over it (docs/recipes.md).
 """
 
-from hf_l2mt.recipe import run
-from hf_l2mt.recipes.en_de import CONFIG as EN_DE
+from hf_l2mt.apps.recipe import run
+from hf_l2mt.apps.recipes.en_de import CONFIG as EN_DE
 
 CONFIG = {
     **EN_DE,

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from .loss import IGNORE_INDEX
+from ..loss import IGNORE_INDEX
 
 
 def base_logits(model: torch.nn.Module, base_weights: dict[str, torch.Tensor], inputs: dict) -> torch.Tensor:

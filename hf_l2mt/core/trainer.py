@@ -12,8 +12,8 @@ Where each term enters one optimizer update t (``docs/regularization.md`` has th
 5. the optimizer's step (AdamW applies decoupled weight decay itself);
 6. optimizer post-step hook (``_after_optimizer_step``): the L1 soft threshold.
 
-A non-finite loss is caught at the last micro-batch, before 2 (``hf_l2mt.nonfinite``); a run resumes
-only from a complete checkpoint (``hf_l2mt.checkpoints``).
+A non-finite loss is caught at the last micro-batch, before 2 (``hf_l2mt.core.nonfinite``); a run resumes
+only from a complete checkpoint (``hf_l2mt.core.checkpoints``).
 """
 
 import logging
@@ -31,9 +31,9 @@ from . import preflight
 from .batching import TokenBudgetBatchSampler, int_list, pair_lengths
 from .checkpoints import resolve_resume_checkpoint, rotate_checkpoints
 from .fisher import FISHER_FILE, fisher_weights, load_checkpoint_weights, save_fisher
-from .kl import base_logits, token_kl_sum
-from .l1 import l1_distance, soft_threshold_
-from .l2sp import (
+from .regularizers.kl import base_logits, token_kl_sum
+from .regularizers.l1 import l1_distance, soft_threshold_
+from .regularizers.l2sp import (
     ANCHOR_DTYPES,
     add_l2sp_grad_,
     add_weight_decay_grad_,
@@ -197,7 +197,7 @@ class L2MTTrainer(Seq2SeqTrainer):
                                          self.args.l2sp_fisher_normalize, dtype)
 
     def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, **kwargs):
-        """As ``Trainer.train``, but only from a complete checkpoint (``hf_l2mt.checkpoints``): ``True`` or
+        """As ``Trainer.train``, but only from a complete checkpoint (``hf_l2mt.core.checkpoints``): ``True`` or
         ``"latest"`` take the newest complete one; the anchor is read from it, never re-snapshotted."""
         resume_from_checkpoint = resolve_resume_checkpoint(
             resume_from_checkpoint, self.args.output_dir, self.args.uses_l2sp
@@ -243,7 +243,7 @@ class L2MTTrainer(Seq2SeqTrainer):
     # ---- The update -------------------------------------------------------------------------
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """Token-level cross-entropy normalised by ``num_items_in_batch`` (see ``hf_l2mt.loss``)."""
+        """Token-level cross-entropy normalised by ``num_items_in_batch`` (see ``hf_l2mt.core.loss``)."""
         if "labels" not in inputs or self.compute_loss_func is not None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         inputs = dict(inputs)

@@ -2,7 +2,7 @@
 
 ``translate`` sorts the sentences by length so that each batch holds sentences of similar length
 (little compute is spent on padding) and returns the translations in input order.
-``evaluate_files`` translates each test set and scores it with ``hf_l2mt.metrics.score_translations``;
+``evaluate_files`` translates each test set and scores it with ``hf_l2mt.evaluation.metrics.score_translations``;
 ``report_scores`` prints the scores as a table and saves them, signatures included, as JSON.
 """
 

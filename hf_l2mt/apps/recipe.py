@@ -1,4 +1,4 @@
-"""The recipe runner: ``RecipeArguments`` and ``run``, which every recipe in ``hf_l2mt.recipes`` calls.
+"""The recipe runner: ``RecipeArguments`` and ``run``, which every recipe in ``hf_l2mt.apps.recipes`` calls.
 
 A recipe is a dict of settings (flag name → value). ``run(CONFIG, argv)`` parses ``RecipeArguments``
 and ``L2MTTrainingArguments`` with one ``HfArgumentParser``, where later sources win:
@@ -26,15 +26,15 @@ from dataclasses import dataclass, field
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .data import DING_PATH, clean_pairs, load_pairs, make_data_collator, preprocess_pairs, split_pairs
-from .data.preprocess import resolve_source_prefix
+from ..data import DING_PATH, clean_pairs, load_pairs, make_data_collator, preprocess_pairs, split_pairs
+from ..data.preprocess import resolve_source_prefix
 from .hub import push_to_hub
-from .metrics import SCORE_NAMES, make_compute_metrics, score_translations
+from ..evaluation.metrics import SCORE_NAMES, make_compute_metrics, score_translations
 from .model_card import build_model_card, write_model_card
 from .settings import parse_settings
-from .trainer import L2MTTrainer
-from .training_args import L2MTTrainingArguments
-from .translate import report_scores, translate
+from ..core.trainer import L2MTTrainer
+from ..core.training_args import L2MTTrainingArguments
+from ..evaluation.translate import report_scores, translate
 
 logger = logging.getLogger("hf_l2mt")
 
@@ -246,7 +246,7 @@ def parse_arguments(
     config: dict, argv: list[str] | None = None, description: str | None = None
 ) -> tuple[RecipeArguments, L2MTTrainingArguments]:
     """The settings of a run: ``RUNNER_DEFAULTS``, then ``config``, then ``--config FILE``, then ``argv``."""
-    layers = {"hf_l2mt.recipe.RUNNER_DEFAULTS": RUNNER_DEFAULTS, "the recipe's CONFIG": config}
+    layers = {"hf_l2mt.apps.recipe.RUNNER_DEFAULTS": RUNNER_DEFAULTS, "the recipe's CONFIG": config}
     return parse_settings((RecipeArguments, L2MTTrainingArguments), layers, argv, description=description)
 
 
@@ -259,7 +259,7 @@ def run(config: dict, argv: list[str] | None = None, description: str | None = N
     recipe, args = parse_arguments(config, argv, description)
     publish = args.push_to_hub
     # Trainer.push_to_hub uploads training_args.bin (a pickle of args) and checkpoints (with the anchor); the
-    # run publishes the final folder once, through hf_l2mt.hub.push_to_hub, which leaves them out. The token
+    # run publishes the final folder once, through hf_l2mt.apps.hub.push_to_hub, which leaves them out. The token
     # leaves args too, so that no training_args.bin written to output_dir holds it.
     args.push_to_hub = False
     hub_token, args.hub_token = args.hub_token, None

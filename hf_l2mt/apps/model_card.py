@@ -13,8 +13,8 @@ from enum import Enum
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .metrics import SCORE_NAMES
-from .training_args import L2MTTrainingArguments
+from ..evaluation.metrics import SCORE_NAMES
+from ..core.training_args import L2MTTrainingArguments
 
 REGULARIZATION_FIELDS = (
     "weight_decay", "weight_decay_mode", "weight_decay_schedule", "weight_decay_warmup_steps",
@@ -75,7 +75,7 @@ def build_model_card(
 ) -> ModelCard:
     """Card for a model fine-tuned from ``base_model`` with ``training_args`` (an ``L2MTTrainingArguments``).
 
-    ``scores`` maps each evaluation set to the output of ``hf_l2mt.metrics.score_translations``;
+    ``scores`` maps each evaluation set to the output of ``hf_l2mt.evaluation.metrics.score_translations``;
     ``command`` is the command line that trained the model (secrets and local paths are removed).
     """
     if not isinstance(training_args, L2MTTrainingArguments):
@@ -138,7 +138,7 @@ def _check_scores(scores: dict) -> None:
         if missing:
             raise ValueError(
                 f"build_model_card: scores[{name!r}] has no number for {', '.join(missing)}; expected the output "
-                "of hf_l2mt.metrics.score_translations"
+                "of hf_l2mt.evaluation.metrics.score_translations"
             )
 
 

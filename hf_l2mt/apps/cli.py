@@ -9,16 +9,16 @@ import sys
 
 import torch
 
-from . import __version__
+from .. import __version__
 from .recipes import load_recipe, recipe_names, recipe_summary
 from .search import METRICS, add_search_arguments, run_search
-from .translate import decode_lines, evaluate_files, load_translation_model, read_lines, report_scores, translate
+from ..evaluation.translate import decode_lines, evaluate_files, load_translation_model, read_lines, report_scores, translate
 
 EXAMPLES = """\
 examples:
   hf-l2mt train en_de --output_dir runs/en-de --l2sp_lambda 0.05
   hf-l2mt train domain_adapt --config my_settings.yaml --max_steps 500
-  accelerate launch -m hf_l2mt.cli train en_de --bf16
+  accelerate launch -m hf_l2mt.apps.cli train en_de --bf16
   hf-l2mt evaluate runs/en-de --test newstest2016=newstest2016.en,newstest2016.de
   hf-l2mt translate runs/en-de --input sentences.en > sentences.de
   echo "The patient was discharged." | hf-l2mt translate runs/en-de --num_beams 5
@@ -200,8 +200,8 @@ def run_fisher(args) -> None:
     from torch.utils.data import DataLoader
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    from .data import make_data_collator, preprocess_pairs
-    from .fisher import estimate_fisher, save_fisher
+    from ..data import make_data_collator, preprocess_pairs
+    from ..core.fisher import estimate_fisher, save_fisher
 
     output_dir = os.path.dirname(os.path.abspath(args.output))
     if not os.path.isdir(output_dir):

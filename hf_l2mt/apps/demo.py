@@ -1,8 +1,8 @@
 """Catastrophic forgetting in miniature, and what L2-SP does about it: English → German number words.
 
-    python -m hf_l2mt.demo                                # the full run: about 6 minutes on 2 CPU cores
-    python -m hf_l2mt.demo --l2sp_lambdas 0.3 3           # other strengths: about a minute, the base is cached
-    python -m hf_l2mt.demo --tiny --output_dir /tmp/demo  # an end-to-end check in seconds
+    python -m hf_l2mt.apps.demo                                # the full run: about 6 minutes on 2 CPU cores
+    python -m hf_l2mt.apps.demo --l2sp_lambdas 0.3 3           # other strengths: about a minute, the base is cached
+    python -m hf_l2mt.apps.demo --tiny --output_dir /tmp/demo  # an end-to-end check in seconds
 
 1. data: cardinals ("four hundred and seventy-two" → "vierhundertzweiundsiebzig") are the general
    domain, years ("nineteen eighty-four" → "neunzehnhundertvierundachtzig") the new one; each has a
@@ -38,12 +38,12 @@ from transformers import (
     set_seed,
 )
 
-from .metrics import make_compute_metrics, save_scores
+from ..evaluation.metrics import make_compute_metrics, save_scores
 from .numbers_task import numbers_splits
 from .spm_tokenizer import load_marian_tokenizer, train_marian_tokenizer
-from .trainer import L2MTTrainer
-from .training_args import L2MTTrainingArguments
-from .translate import translate
+from ..core.trainer import L2MTTrainer
+from ..core.training_args import L2MTTrainingArguments
+from ..evaluation.translate import translate
 
 GENERAL_DOMAIN = "cardinal"
 NEW_DOMAINS = ("year", "ordinal")
@@ -95,7 +95,7 @@ class OutputDirError(ValueError):
 
 @dataclass
 class DemoArguments:
-    """Flags of ``python -m hf_l2mt.demo``; unset ones take the value of the preset (full or --tiny)."""
+    """Flags of ``python -m hf_l2mt.apps.demo``; unset ones take the value of the preset (full or --tiny)."""
 
     output_dir: str = field(
         default=os.path.join("outputs", "numbers_demo"),
@@ -177,14 +177,14 @@ def check_output_dir(args: DemoArguments) -> None:
     if os.listdir(path) and not _is_demo_output(path):
         raise OutputDirError(
             f"--output_dir: {path!r} exists and is not a previous demo output (it has no {RESULTS_FILE} written by "
-            "hf_l2mt.demo); choose another folder, or pass --overwrite_output_dir to replace it"
+            "hf_l2mt.apps.demo); choose another folder, or pass --overwrite_output_dir to replace it"
         )
 
 
 def _is_demo_output(path: str) -> bool:
     try:
         with open(os.path.join(path, RESULTS_FILE), encoding="utf-8") as handle:
-            return json.load(handle).get("demo") == "hf_l2mt.demo"
+            return json.load(handle).get("demo") == "hf_l2mt.apps.demo"
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -386,7 +386,7 @@ def save_output(args: DemoArguments, model, tokenizer, results: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = HfArgumentParser(DemoArguments, prog="python -m hf_l2mt.demo", description=__doc__.splitlines()[0])
+    parser = HfArgumentParser(DemoArguments, prog="python -m hf_l2mt.apps.demo", description=__doc__.splitlines()[0])
     (args,) = parser.parse_args_into_dataclasses(args=argv)
     check_output_dir(args)
     torch.set_num_threads(args.num_threads)
@@ -439,8 +439,8 @@ def main(argv: list[str] | None = None) -> dict:
     # Best balance: the fine-tuned model with the highest mean exact match over the two domains.
     best = max(rows[1:], key=lambda r: r[f"{general_set}_exact_match"] + r[f"{new_set}_exact_match"])
     results = {
-        "demo": "hf_l2mt.demo",
-        "command": " ".join(["python -m hf_l2mt.demo", *(sys.argv[1:] if argv is None else argv)]),
+        "demo": "hf_l2mt.apps.demo",
+        "command": " ".join(["python -m hf_l2mt.apps.demo", *(sys.argv[1:] if argv is None else argv)]),
         "base_from_cache": cached,
         "base_dir": base_dir(args),
         "best_balanced": best["model"],

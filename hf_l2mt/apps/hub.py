@@ -10,7 +10,7 @@ import os
 
 from huggingface_hub import HfApi
 
-from .anchor import ANCHOR_FILE
+from ..core.anchor import ANCHOR_FILE
 
 logger = logging.getLogger(__name__)
 

@@ -29,12 +29,12 @@ import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PrinterCallback, TrainerCallback
 from transformers.utils import logging as hf_logging
 
-from .data import load_pairs, make_data_collator, preprocess_pairs
-from .metrics import score_translations
+from ..data import load_pairs, make_data_collator, preprocess_pairs
+from ..evaluation.metrics import score_translations
 from .plots import plot_pareto_front
-from .trainer import L2MTTrainer
-from .training_args import L2MTTrainingArguments
-from .translate import translate
+from ..core.trainer import L2MTTrainer
+from ..core.training_args import L2MTTrainingArguments
+from ..evaluation.translate import translate
 
 logger = logging.getLogger("hf_l2mt")
 

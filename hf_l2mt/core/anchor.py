@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.distributed.tensor import DTensor, distribute_tensor
 
-from .l2sp import ANCHOR_DTYPES, snapshot_anchor
+from .regularizers.l2sp import ANCHOR_DTYPES, snapshot_anchor
 
 ANCHOR_FILE = "l2sp_anchor.safetensors"
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from transformers import Seq2SeqTrainingArguments
 
-from .l2sp import ANCHOR_DTYPES
+from .regularizers.l2sp import ANCHOR_DTYPES
 from .nonfinite import NONFINITE_ACTIONS
 from .preflight import check_output_dir
 from .schedules import SCHEDULES
@@ -58,7 +58,7 @@ class L2MTTrainingArguments(Seq2SeqTrainingArguments):
     ``docs/regularization.md`` gives the update equations.
     """
 
-    # Batching by tokens instead of sentences (hf_l2mt.batching).
+    # Batching by tokens instead of sentences (hf_l2mt.core.batching).
     max_tokens_per_batch: int | None = field(
         default=None,
         metadata={

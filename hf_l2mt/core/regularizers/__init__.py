@@ -1,0 +1,1 @@
+"""The regularizers' maths as pure tensor functions, testable without a Trainer (one module per term)."""
