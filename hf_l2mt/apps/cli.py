@@ -10,9 +10,16 @@ import sys
 import torch
 
 from .. import __version__
+from ..evaluation.translate import (
+    decode_lines,
+    evaluate_files,
+    load_translation_model,
+    read_lines,
+    report_scores,
+    translate,
+)
 from .recipes import load_recipe, recipe_names, recipe_summary
 from .search import METRICS, add_search_arguments, run_search
-from ..evaluation.translate import decode_lines, evaluate_files, load_translation_model, read_lines, report_scores, translate
 
 EXAMPLES = """\
 examples:
@@ -200,8 +207,8 @@ def run_fisher(args) -> None:
     from torch.utils.data import DataLoader
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    from ..data import make_data_collator, preprocess_pairs
     from ..core.fisher import estimate_fisher, save_fisher
+    from ..data import make_data_collator, preprocess_pairs
 
     output_dir = os.path.dirname(os.path.abspath(args.output))
     if not os.path.isdir(output_dir):
@@ -266,7 +273,9 @@ def run_plot(args) -> None:
 
 
 def run_demo(args) -> None:
-    from .demo import main as demo_main  # the demo and what it needs load only when it starts
+    from .demo import (
+        main as demo_main,  # the demo and what it needs load only when it starts
+    )
 
     demo_main(args.demo_args)
 

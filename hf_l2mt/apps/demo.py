@@ -38,12 +38,12 @@ from transformers import (
     set_seed,
 )
 
-from ..evaluation.metrics import make_compute_metrics, save_scores
-from .numbers_task import numbers_splits
-from .spm_tokenizer import load_marian_tokenizer, train_marian_tokenizer
 from ..core.trainer import L2MTTrainer
 from ..core.training_args import L2MTTrainingArguments
+from ..evaluation.metrics import make_compute_metrics, save_scores
 from ..evaluation.translate import translate
+from .numbers_task import numbers_splits
+from .spm_tokenizer import load_marian_tokenizer, train_marian_tokenizer
 
 GENERAL_DOMAIN = "cardinal"
 NEW_DOMAINS = ("year", "ordinal")

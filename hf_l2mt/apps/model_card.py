@@ -13,8 +13,9 @@ from enum import Enum
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from ..evaluation.metrics import SCORE_NAMES
+from ..atomic_write import atomic_path
 from ..core.training_args import L2MTTrainingArguments
+from ..evaluation.metrics import SCORE_NAMES
 
 REGULARIZATION_FIELDS = (
     "weight_decay", "weight_decay_mode", "weight_decay_schedule", "weight_decay_warmup_steps",
@@ -123,9 +124,8 @@ def write_model_card(output_dir: str, card: ModelCard) -> str:
     if not os.path.isdir(output_dir):
         raise ValueError(f"write_model_card: {output_dir!r} is not a directory; save the model there first")
     path = os.path.join(output_dir, "README.md")
-    tmp = f"{path}.tmp"
-    card.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        card.save(tmp)
     return path
 
 

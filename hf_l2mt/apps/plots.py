@@ -21,6 +21,8 @@ import re
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from ..atomic_write import atomic_path
+
 STATE_FILE = "trainer_state.json"
 
 
@@ -94,9 +96,8 @@ def plot_groups(log_history: list[dict], metric: str = "bleu") -> dict[str, dict
 
 def save_figure(figure, path: str) -> str:
     """Save as PNG through a temporary file, so a failed write leaves an older plot whole."""
-    tmp = f"{path}.tmp"
-    figure.savefig(tmp, format="png", dpi=120)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=120)
     return path
 
 

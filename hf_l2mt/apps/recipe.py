@@ -26,15 +26,22 @@ from dataclasses import dataclass, field
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from ..data import DING_PATH, clean_pairs, load_pairs, make_data_collator, preprocess_pairs, split_pairs
-from ..data.preprocess import resolve_source_prefix
-from .hub import push_to_hub
-from ..evaluation.metrics import SCORE_NAMES, make_compute_metrics, score_translations
-from .model_card import build_model_card, write_model_card
-from .settings import parse_settings
 from ..core.trainer import L2MTTrainer
 from ..core.training_args import L2MTTrainingArguments
+from ..data import (
+    DING_PATH,
+    clean_pairs,
+    load_pairs,
+    make_data_collator,
+    preprocess_pairs,
+    split_pairs,
+)
+from ..data.preprocess import resolve_source_prefix
+from ..evaluation.metrics import SCORE_NAMES, make_compute_metrics, score_translations
 from ..evaluation.translate import report_scores, translate
+from .hub import push_to_hub
+from .model_card import build_model_card, write_model_card
+from .settings import parse_settings
 
 logger = logging.getLogger("hf_l2mt")
 

@@ -26,15 +26,21 @@ from dataclasses import asdict, dataclass, field
 
 import datasets
 import torch
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PrinterCallback, TrainerCallback
+from transformers import (
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    PrinterCallback,
+    TrainerCallback,
+)
 from transformers.utils import logging as hf_logging
 
-from ..data import load_pairs, make_data_collator, preprocess_pairs
-from ..evaluation.metrics import score_translations
-from .plots import plot_pareto_front
+from ..atomic_write import atomic_path
 from ..core.trainer import L2MTTrainer
 from ..core.training_args import L2MTTrainingArguments
+from ..data import load_pairs, make_data_collator, preprocess_pairs
+from ..evaluation.metrics import score_translations
 from ..evaluation.translate import translate
+from .plots import plot_pareto_front
 
 logger = logging.getLogger("hf_l2mt")
 
@@ -285,12 +291,10 @@ def trial_rows(study, metric: str) -> list[dict]:
 
 
 def write_trials_csv(rows: list[dict], path: str) -> str:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8", newline="") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["number"])
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
     return path
 
 

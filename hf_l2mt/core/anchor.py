@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.distributed.tensor import DTensor, distribute_tensor
 
+from ..atomic_write import atomic_path
 from .regularizers.l2sp import ANCHOR_DTYPES, snapshot_anchor
 
 ANCHOR_FILE = "l2sp_anchor.safetensors"
@@ -51,13 +52,10 @@ def save(anchor: dict[str, torch.Tensor], directory: str) -> str:
     left as it was, and the ``OSError`` names the file.
     """
     path = os.path.join(directory, ANCHOR_FILE)
-    tmp = path + ".tmp"
     try:
-        save_file({n: t.detach().contiguous().cpu() for n, t in anchor.items()}, tmp, metadata={"format": "pt"})
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save_file({n: t.detach().contiguous().cpu() for n, t in anchor.items()}, tmp, metadata={"format": "pt"})
     except OSError as err:
-        if os.path.exists(tmp):
-            os.remove(tmp)
         code = err.errno if err.errno is not None else next((a for a in err.args if isinstance(a, int)), None)
         reason = err.strerror or (os.strerror(code) if code is not None else str(err))
         raise OSError(code, f"cannot write the L2-SP anchor {path}: {reason}; free space or choose another "

@@ -23,6 +23,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ..atomic_write import atomic_path
 from .loss import token_cross_entropy
 
 FISHER_FILE = "l2sp_fisher.safetensors"
@@ -72,10 +73,9 @@ def estimate_fisher(model: torch.nn.Module, dataloader, max_batches: int | None 
 
 def save_fisher(fisher: dict[str, torch.Tensor], path: str, metadata: dict[str, str] | None = None) -> str:
     """Write ``fisher`` to ``path`` atomically (temporary file, then rename); metadata values are strings."""
-    tmp = f"{path}.{os.getpid()}.tmp"  # per process: several may write the same Fisher at once
     tensors = {n: t.detach().contiguous().cpu() for n, t in fisher.items()}
-    save_file(tensors, tmp, metadata={"format": "pt", **{k: str(v) for k, v in (metadata or {}).items()}})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # per process: several may write the same Fisher at once
+        save_file(tensors, tmp, metadata={"format": "pt", **{k: str(v) for k, v in (metadata or {}).items()}})
     return path
 
 

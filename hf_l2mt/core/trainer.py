@@ -31,6 +31,19 @@ from . import preflight
 from .batching import TokenBudgetBatchSampler, int_list, pair_lengths
 from .checkpoints import resolve_resume_checkpoint, rotate_checkpoints
 from .fisher import FISHER_FILE, fisher_weights, load_checkpoint_weights, save_fisher
+from .loss import IGNORE_INDEX, token_cross_entropy
+from .nonfinite import (
+    SKIPPED_METRIC,
+    NonFiniteGuard,
+    NonFiniteLossError,
+    first_nonfinite_parameter,
+)
+from .param_groups import (
+    ParamGroup,
+    build_param_groups,
+    format_group_table,
+    freeze_fixed_positions,
+)
 from .regularizers.kl import base_logits, token_kl_sum
 from .regularizers.l1 import l1_distance, soft_threshold_
 from .regularizers.l2sp import (
@@ -44,9 +57,6 @@ from .regularizers.l2sp import (
     squared_distance,
     weighted_squared_distance,
 )
-from .loss import IGNORE_INDEX, token_cross_entropy
-from .nonfinite import SKIPPED_METRIC, NonFiniteGuard, NonFiniteLossError, first_nonfinite_parameter
-from .param_groups import ParamGroup, build_param_groups, format_group_table, freeze_fixed_positions
 from .schedules import schedule_factor
 from .training_args import L2MTTrainingArguments
 

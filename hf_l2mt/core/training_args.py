@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 from transformers import Seq2SeqTrainingArguments
 
-from .regularizers.l2sp import ANCHOR_DTYPES
 from .nonfinite import NONFINITE_ACTIONS
 from .preflight import check_output_dir
+from .regularizers.l2sp import ANCHOR_DTYPES
 from .schedules import SCHEDULES
 
 MODES = ("decoupled", "coupled")

@@ -7,7 +7,13 @@ from .errors import DataFormatError, EmptyCorpusError, LanguageNotFoundError
 from .files import load_csv, load_jsonl, load_text_pair, load_tsv
 from .hub import load_hub_pairs, translation_pairs
 from .memories import load_mo, load_po, load_tmx
-from .preprocess import PairCollator, check_max_lengths, make_data_collator, preprocess_pairs, t5_prefix
+from .preprocess import (
+    PairCollator,
+    check_max_lengths,
+    make_data_collator,
+    preprocess_pairs,
+    t5_prefix,
+)
 from .sources import load_pairs
 from .splits import split_pairs
 from .streaming import stream_pairs

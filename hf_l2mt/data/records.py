@@ -16,6 +16,8 @@ import pyarrow as pa
 from datasets import Dataset, Features, Value
 from datasets.fingerprint import Hasher
 
+from ..atomic_write import atomic_path
+
 PAIR_FEATURES = Features({"source": Value("string"), "target": Value("string")})
 DOMAIN_PAIR_FEATURES = Features({**PAIR_FEATURES, "domain": Value("string")})
 
@@ -43,13 +45,7 @@ def pairs_from_generator(
 
 def _write_arrow(rows, features: Features, path: str) -> None:
     schema, columns = features.arrow_schema, list(features)
-    partial = f"{path}.{os.getpid()}.incomplete"
-    try:
-        with pa.OSFile(partial, "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-            while batch := list(islice(rows, _ROWS_PER_BATCH)):
-                arrays = {name: [row[name] for row in batch] for name in columns}
-                writer.write_batch(pa.RecordBatch.from_pydict(arrays, schema=schema))
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
+    with atomic_path(path) as partial, pa.OSFile(partial, "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        while batch := list(islice(rows, _ROWS_PER_BATCH)):
+            arrays = {name: [row[name] for row in batch] for name in columns}
+            writer.write_batch(pa.RecordBatch.from_pydict(arrays, schema=schema))

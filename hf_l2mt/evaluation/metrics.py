@@ -7,10 +7,11 @@ match. ``make_compute_metrics`` adapts it to ``Seq2SeqTrainer(predict_with_gener
 """
 
 import json
-import os
 
 import numpy as np
 from sacrebleu.metrics import BLEU, CHRF, TER
+
+from ..atomic_write import atomic_path
 
 SCORE_NAMES = ("bleu", "chrf", "ter", "exact_match")
 
@@ -48,11 +49,9 @@ def score_translations(hypotheses: list[str], references: list[str]) -> dict:
 
 def save_scores(scores: dict, path: str) -> str:
     """Write scores with their signatures as JSON (temporary file, then rename)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
         json.dump(scores, handle, indent=2, ensure_ascii=False)
         handle.write("\n")
-    os.replace(tmp, path)
     return path
 
 
