@@ -15,9 +15,15 @@ from safetensors.torch import load_file, save_file
 from torch.distributed.tensor import DTensor, distribute_tensor
 
 from ..atomic_write import atomic_path
-from .regularizers.l2sp import ANCHOR_DTYPES, snapshot_anchor
 
 ANCHOR_FILE = "l2sp_anchor.safetensors"
+# The precisions the anchor can be kept in (``anchor_dtype``); bfloat16 halves its memory.
+ANCHOR_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def snapshot_anchor(params: list[torch.Tensor], dtype: torch.dtype) -> list[torch.Tensor]:
+    """Detached copies of ``params`` in ``dtype``: θ₀."""
+    return [p.detach().to(dtype=dtype, copy=True) for p in params]
 
 
 class AnchorError(ValueError):

@@ -27,7 +27,8 @@ from ..atomic_write import atomic_path
 from .loss import token_cross_entropy
 
 FISHER_FILE = "l2sp_fisher.safetensors"
-NORMALIZATIONS = ("mean", "none")
+# How F is scaled before it weights the penalty (``l2sp_fisher_normalize``).
+FISHER_NORMALIZATIONS = ("mean", "none")
 
 
 class FisherError(ValueError):
@@ -106,8 +107,10 @@ def fisher_weights(
     have means the file was estimated on another model. ``normalize="mean"`` divides F by its mean
     over the regularized coordinates, so that F ≡ const gives plain L2-SP with the same λ.
     """
-    if normalize not in NORMALIZATIONS:
-        raise FisherError(f"l2sp_fisher_normalize: got {normalize!r}; accepted: {', '.join(map(repr, NORMALIZATIONS))}")
+    if normalize not in FISHER_NORMALIZATIONS:
+        raise FisherError(
+            f"l2sp_fisher_normalize: got {normalize!r}; accepted: {', '.join(map(repr, FISHER_NORMALIZATIONS))}"
+        )
     stored, _ = read_fisher(path)
     unknown = sorted(set(stored) - model_names)
     if unknown:

@@ -13,6 +13,8 @@ import os
 from safetensors import safe_open
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
+from .schedules import SCHEDULED_TERMS
+
 
 class OutputDirError(ValueError):
     """An output directory that cannot be created or written."""
@@ -88,11 +90,10 @@ def check_checkpoint_fits(model, checkpoint: str) -> None:
 
 
 def check_warmups(args, total_steps: int) -> None:
-    """Each regularizer in use warms up in fewer updates than the run has."""
-    in_use = {"weight_decay": args.weight_decay > 0 or bool(args.weight_decay_overrides), "l2sp": args.uses_l2sp}
-    for term, used in in_use.items():
+    """Each scheduled regularizer in use (``SCHEDULED_TERMS``) warms up in fewer updates than the run has."""
+    for term in SCHEDULED_TERMS:
         warmup = getattr(args, f"{term}_warmup_steps")
-        if used and total_steps > 0 and warmup >= total_steps:
+        if args.uses(term) and total_steps > 0 and warmup >= total_steps:
             raise ValueError(
                 f"{term}_warmup_steps: got {warmup}, but the run has {total_steps} updates, so the strength "
                 f"would never reach its full value; accepted: fewer than {total_steps} (or 0)"

@@ -17,6 +17,8 @@ T − warmup updates.
 import math
 
 SCHEDULES = ("constant", "linear", "cosine", "sigmoid")
+# The terms with a schedule of their own: <term>_schedule, _warmup_steps, _sigmoid_k, _sigmoid_t0.
+SCHEDULED_TERMS = ("weight_decay", "l2sp", "kl")
 
 
 def schedule_factor(

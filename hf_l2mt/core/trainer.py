@@ -38,25 +38,9 @@ from .nonfinite import (
     NonFiniteLossError,
     first_nonfinite_parameter,
 )
-from .param_groups import (
-    ParamGroup,
-    build_param_groups,
-    format_group_table,
-    freeze_fixed_positions,
-)
+from .param_groups import build_param_groups, format_group_table, freeze_fixed_positions
+from .regularized_group import RegularizedGroup, weight_decay_by
 from .regularizers.kl import base_logits, token_kl_sum
-from .regularizers.l1 import l1_distance, soft_threshold_
-from .regularizers.l2sp import (
-    ANCHOR_DTYPES,
-    add_l2sp_grad_,
-    add_weight_decay_grad_,
-    add_weighted_l2sp_grad_,
-    move_toward_anchor_,
-    move_toward_anchor_weighted_,
-    scale_toward_zero_,
-    squared_distance,
-    weighted_squared_distance,
-)
 from .schedules import schedule_factor
 from .training_args import L2MTTrainingArguments
 
@@ -85,17 +69,14 @@ class L2MTTrainer(Seq2SeqTrainer):
         self.frozen_position_tables = freeze_fixed_positions(self.model)
         # compute_loss divides by num_items_in_batch for every model, so ask the Trainer to count them.
         self.model_accepts_loss_kwargs = True
-        self.regularized_groups: list[ParamGroup] | None = None
+        # One record per optimizer parameter group; bound to the live parameters by _build_anchor.
+        self.regularized_groups: list[RegularizedGroup] | None = None
+        self._groups_bound = False
         self.anchor: dict[str, torch.Tensor] | None = None
-        # Per parameter group: (its parameters, their anchors), built by _build_anchor.
-        self._anchor_lists: list[tuple[list[torch.nn.Parameter], list[torch.Tensor]]] | None = None
         self.fisher: dict[str, torch.Tensor] | None = None  # EWC's per-coordinate L2-SP weights F
-        self._fisher_lists: list[list[torch.Tensor] | None] = []
-        self._l1_lists: list[tuple[list[torch.nn.Parameter], list[torch.Tensor] | None]] = []
         self._kl_sum: torch.Tensor | None = None  # Σ KL and target tokens since the last log
         self._kl_tokens: torch.Tensor | None = None
         self._resume_dir: str | None = None
-        self._optimizer_decays_itself = False
         self.nonfinite = NonFiniteGuard(self.args.nonfinite_loss)
         self._skip_update = False
 
@@ -143,14 +124,10 @@ class L2MTTrainer(Seq2SeqTrainer):
                 f"optim: {self.args.optim!r} builds its own parameter groups, which L2MTTrainer cannot regularize; "
                 "use a torch.optim-style optimizer such as adamw_torch, adamw_torch_fused, adafactor or sgd"
             )
-        # AdamW decays decoupled by itself (Loshchilov & Hutter 2019); for other optimizers (SGD, Adam,
-        # Adagrad, ...) whose own weight_decay is coupled, the decoupled decay is applied in the hook.
-        self._optimizer_decays_itself = issubclass(optimizer_cls, torch.optim.AdamW)
-        delegate = self.args.weight_decay_mode == "decoupled" and self._optimizer_decays_itself
-        torch_groups = [{"params": g.params, "weight_decay": g.weight_decay if delegate else 0.0} for g in groups]
-        self.optimizer = optimizer_cls(torch_groups, **optimizer_kwargs)
-        self.regularized_groups = groups
-        self.anchor, self._anchor_lists = None, None
+        decay_by = weight_decay_by(self.args.weight_decay_mode, optimizer_cls)
+        self.regularized_groups = [RegularizedGroup(g, decay_by) for g in groups]
+        self.optimizer = optimizer_cls([g.optimizer_kwargs for g in self.regularized_groups], **optimizer_kwargs)
+        self.anchor, self._groups_bound = None, False
         self.optimizer.register_step_pre_hook(self._before_optimizer_step)
         if self.args.l1_lambda > 0:
             self.optimizer.register_step_post_hook(self._after_optimizer_step)
@@ -179,27 +156,18 @@ class L2MTTrainer(Seq2SeqTrainer):
             self.anchor = anchor_io.load(self._resume_dir, named, self.args.anchor_dtype)
         elif named:
             self.anchor = anchor_io.snapshot(named, self.args.anchor_dtype)
-        self._anchor_lists = [
-            (list(params), [self.anchor[n] for n in g.names]) if g.l2sp_lambda > 0 else ([], [])
-            for g, params in zip(groups, live)
-        ]
         if self.args.l2sp_fisher_path is not None:
             self._setup_fisher(self.model, groups)
-        self._fisher_lists = [
-            [self.fisher[n] for n in g.names] if self.fisher is not None and g.l2sp_lambda > 0 else None for g in groups
-        ]
-        if self.args.l1_lambda == 0:
-            self._l1_lists = [([], None) for _ in groups]
-        elif self.args.l1_target == "anchor":
-            self._l1_lists = [(params, [self.anchor[n] for n in g.names]) for g, params in zip(groups, live)]
-        else:
-            self._l1_lists = [(params if g.decays else [], None) for g, params in zip(groups, live)]
+        l1_target = self.args.l1_target if self.args.l1_lambda > 0 else None
+        for group, torch_group in zip(groups, self.optimizer.param_groups):
+            group.bind(torch_group, self.anchor, self.fisher, l1_target)
+        self._groups_bound = True
 
-    def _setup_fisher(self, model, groups: list[ParamGroup]) -> None:
+    def _setup_fisher(self, model, groups: list[RegularizedGroup]) -> None:
         """EWC's weights F: from ``l2sp_fisher_path`` (normalised) or, on resume, as the checkpoint saved them."""
-        regularized = {n: p for g in groups if g.l2sp_lambda > 0 for n, p in zip(g.names, g.params)}
+        regularized = {n: p for g in groups if g.l2sp_lambda > 0 for n, p in zip(g.names, g.settings.params)}
         model_names = {n for n, _ in model.named_parameters()}
-        dtype = ANCHOR_DTYPES[self.args.anchor_dtype]
+        dtype = anchor_io.ANCHOR_DTYPES[self.args.anchor_dtype]
         if self._resume_dir is not None:
             self.fisher = load_checkpoint_weights(self._resume_dir, regularized, model_names, dtype)
         else:
@@ -285,7 +253,7 @@ class L2MTTrainer(Seq2SeqTrainer):
         return self.args.kl_lambda * self._factor("kl", self.state.global_step) * kl_sum / denominator
 
     def training_step(self, model, inputs, num_items_in_batch=None):
-        if self._anchor_lists is None:
+        if not self._groups_bound:
             self._build_anchor()
         loss = super().training_step(model, inputs, num_items_in_batch)
         self.nonfinite.observe(loss)
@@ -310,11 +278,8 @@ class L2MTTrainer(Seq2SeqTrainer):
         factor = self._factor("l2sp", self.state.global_step)
         scaler = self._grad_scaler()
         loss_scale = scaler.get_scale() if scaler is not None else 1.0
-        for group, (params, anchors), weights in zip(self.regularized_groups, self._anchor_lists, self._fisher_lists):
-            if weights is None:
-                add_l2sp_grad_(params, anchors, group.l2sp_lambda * factor * loss_scale)
-            else:
-                add_weighted_l2sp_grad_(params, anchors, weights, group.l2sp_lambda * factor * loss_scale)
+        for group in self.regularized_groups:
+            group.add_coupled_l2sp_(factor, loss_scale)
 
     def _before_optimizer_step(self, optimizer, args, kwargs) -> None:
         if self._skip_update:
@@ -322,30 +287,19 @@ class L2MTTrainer(Seq2SeqTrainer):
         step = self.state.global_step
         wd_factor = self._factor("weight_decay", step)
         l2sp_factor = self._factor("l2sp", step)
-        mode = self.args.weight_decay_mode
-        for torch_group, group, (params, anchors), weights in zip(
-            optimizer.param_groups, self.regularized_groups, self._anchor_lists, self._fisher_lists
-        ):
-            lr = float(torch_group["lr"])
-            weight_decay = group.weight_decay * wd_factor
-            if mode == "coupled":
-                add_weight_decay_grad_(torch_group["params"], weight_decay)
-            elif self._optimizer_decays_itself:
-                torch_group["weight_decay"] = weight_decay
-            else:
-                scale_toward_zero_(torch_group["params"], lr * weight_decay)
-            if self.args.l2sp_mode == "decoupled" and params and weights is None:
-                move_toward_anchor_(params, anchors, lr * group.l2sp_lambda * l2sp_factor)
-            elif self.args.l2sp_mode == "decoupled" and params:
-                move_toward_anchor_weighted_(params, anchors, weights, lr * group.l2sp_lambda * l2sp_factor)
+        decoupled_l2sp = self.args.l2sp_mode == "decoupled"
+        for group in self.regularized_groups:
+            group.apply_weight_decay_(wd_factor)
+            if decoupled_l2sp:
+                group.move_toward_anchor_(l2sp_factor)
 
     def _after_optimizer_step(self, optimizer, args, kwargs) -> None:
         """L1's proximal step after the update, so the exact zeros (or exact anchor values) it makes are
         the weights the next forward pass sees; a pre-step threshold would be undone by the step."""
         if self._skip_update:
             return
-        for torch_group, (params, targets) in zip(optimizer.param_groups, self._l1_lists):
-            soft_threshold_(params, targets, float(torch_group["lr"]) * self.args.l1_lambda)
+        for group in self.regularized_groups:
+            group.soft_threshold_(self.args.l1_lambda)
 
     # ---- Logging and checkpoints -------------------------------------------------------------
 
@@ -353,24 +307,19 @@ class L2MTTrainer(Seq2SeqTrainer):
         """The logged values: strengths used by the latest update, the penalty and ‖θ − θ₀‖₂."""
         strengths = self.current_strengths(max(self.state.global_step - 1, 0))
         metrics = dict(strengths)
-        if self._anchor_lists is not None and any(params for params, _ in self._anchor_lists):
+        anchored = [g for g in self.regularized_groups if g.has_l2sp and g.params] if self._groups_bound else []
+        if anchored:
             l2sp_factor = self._factor("l2sp", max(self.state.global_step - 1, 0))
             penalty, distance_sq = 0.0, 0.0
-            for group, (params, anchors), weights in zip(
-                self.regularized_groups, self._anchor_lists, self._fisher_lists
-            ):
-                if params:
-                    sq = float(squared_distance(params, anchors))
-                    weighted = sq if weights is None else float(weighted_squared_distance(params, anchors, weights))
-                    penalty += 0.5 * group.l2sp_lambda * l2sp_factor * weighted
-                    distance_sq += sq
+            for group in anchored:
+                sq, weighted = group.l2sp_sums()
+                penalty += 0.5 * group.l2sp_lambda * l2sp_factor * weighted
+                distance_sq += sq
             self.nonfinite.check_penalty(self.state.global_step, penalty)
             metrics["l2sp_penalty"] = penalty
             metrics["l2sp_distance"] = distance_sq**0.5
         if self.args.l1_lambda > 0:
-            metrics["l1_penalty"] = self.args.l1_lambda * sum(
-                float(l1_distance(params, targets)) for params, targets in self._l1_lists if params
-            )
+            metrics["l1_penalty"] = self.args.l1_lambda * sum(group.l1_distance() for group in self.regularized_groups)
         if self._kl_tokens is not None:
             metrics["kl_to_base"] = float(self._kl_sum) / max(int(self._kl_tokens), 1)
             self._kl_sum, self._kl_tokens = None, None

@@ -1,5 +1,6 @@
 """`L2MTTrainingArguments`: Seq2SeqTrainingArguments plus the regularization settings."""
 
+import dataclasses
 import math
 import os
 import re
@@ -7,15 +8,13 @@ from dataclasses import dataclass, field
 
 from transformers import Seq2SeqTrainingArguments
 
+from .anchor import ANCHOR_DTYPES
+from .fisher import FISHER_NORMALIZATIONS
 from .nonfinite import NONFINITE_ACTIONS
 from .preflight import check_output_dir
-from .regularizers.l2sp import ANCHOR_DTYPES
-from .schedules import SCHEDULES
+from .schedules import SCHEDULED_TERMS, SCHEDULES
 
 MODES = ("decoupled", "coupled")
-# The terms with a schedule of their own: <term>_schedule, _warmup_steps, _sigmoid_k, _sigmoid_t0.
-SCHEDULED_TERMS = ("weight_decay", "l2sp", "kl")
-FISHER_NORMALIZATIONS = ("mean", "none")
 L1_TARGETS = ("anchor", "zero")
 
 
@@ -50,6 +49,13 @@ def _one_of(flag: str, value, accepted) -> None:
         raise ValueError(f"{flag}: got {value!r}; accepted: {', '.join(map(repr, accepted))}")
 
 
+def added_fields(args_class: type) -> list[dataclasses.Field]:
+    """The fields ``args_class`` (``L2MTTrainingArguments`` or a subclass) adds over ``Seq2SeqTrainingArguments``,
+    in declaration order."""
+    inherited = {f.name for f in dataclasses.fields(Seq2SeqTrainingArguments)}
+    return [f for f in dataclasses.fields(args_class) if f.name not in inherited]
+
+
 @dataclass
 class L2MTTrainingArguments(Seq2SeqTrainingArguments):
     """Seq2SeqTrainingArguments with coupled/decoupled weight decay, L2-SP and their schedules.
@@ -73,6 +79,7 @@ class L2MTTrainingArguments(Seq2SeqTrainingArguments):
     nonfinite_loss: str = field(
         default="stop",
         metadata={
+            "choices": list(NONFINITE_ACTIONS),
             "help": "What a NaN or infinite training loss does: 'stop' (raise an error naming the update; the "
             "checkpoints already written stay as they are) or 'skip' (drop that update: no optimizer step, "
             "counted in the logged nonfinite_skipped_updates)."
@@ -83,6 +90,7 @@ class L2MTTrainingArguments(Seq2SeqTrainingArguments):
     weight_decay_mode: str = field(
         default="decoupled",
         metadata={
+            "choices": list(MODES),
             "help": "How `weight_decay` is applied: 'decoupled' (AdamW: the optimizer shrinks the weights) or "
             "'coupled' (classic L2: weight_decay*theta is added to the gradient before the optimizer, exactly "
             "as torch.optim.Adam(weight_decay=...) does)."
@@ -90,7 +98,7 @@ class L2MTTrainingArguments(Seq2SeqTrainingArguments):
     )
     weight_decay_schedule: str = field(
         default="constant",
-        metadata={"help": f"Schedule of the weight-decay strength over updates: one of {', '.join(SCHEDULES)}."},
+        metadata={"choices": list(SCHEDULES), "help": "Schedule of the weight-decay strength over updates."},
     )
     weight_decay_warmup_steps: int = field(
         default=0, metadata={"help": "Updates over which the weight-decay strength ramps up linearly from 0."}
@@ -125,6 +133,7 @@ class L2MTTrainingArguments(Seq2SeqTrainingArguments):
     l2sp_mode: str = field(
         default="coupled",
         metadata={
+            "choices": list(MODES),
             "help": "'coupled': lambda*(theta - theta_0) is added to the gradient (same as adding the penalty to "
             "the loss, gradient clipping included, without an autograd graph). 'decoupled': before each update "
             "theta <- theta - lr*lambda*(theta - theta_0), the AdamW analogue towards the anchor."
@@ -132,7 +141,7 @@ class L2MTTrainingArguments(Seq2SeqTrainingArguments):
     )
     l2sp_schedule: str = field(
         default="constant",
-        metadata={"help": f"Schedule of the L2-SP strength over updates: one of {', '.join(SCHEDULES)}."},
+        metadata={"choices": list(SCHEDULES), "help": "Schedule of the L2-SP strength over updates."},
     )
     l2sp_warmup_steps: int = field(
         default=0, metadata={"help": "Updates over which the L2-SP strength ramps up linearly from 0."}
@@ -160,8 +169,8 @@ class L2MTTrainingArguments(Seq2SeqTrainingArguments):
     )
     anchor_dtype: str = field(
         default="float32",
-        metadata={"help": f"Precision in which the anchor is kept: one of {', '.join(ANCHOR_DTYPES)} "
-        "(bfloat16 halves its memory)."},
+        metadata={"choices": list(ANCHOR_DTYPES), "help": "Precision in which the anchor is kept (bfloat16 halves "
+        "its memory)."},
     )
     l2sp_fisher_path: str | None = field(
         default=None,
@@ -171,7 +180,7 @@ class L2MTTrainingArguments(Seq2SeqTrainingArguments):
     )
     l2sp_fisher_normalize: str = field(
         default="mean",
-        metadata={"help": "'mean': F is divided by its mean over the regularized coordinates, so lambda keeps "
+        metadata={"choices": list(FISHER_NORMALIZATIONS), "help": "'mean': F is divided by its mean over the regularized coordinates, so lambda keeps "
         "the scale of plain L2-SP; 'none': F is used as stored."},
     )
 
@@ -187,7 +196,7 @@ class L2MTTrainingArguments(Seq2SeqTrainingArguments):
     )
     kl_schedule: str = field(
         default="constant",
-        metadata={"help": f"Schedule of the KL strength over updates: one of {', '.join(SCHEDULES)}."},
+        metadata={"choices": list(SCHEDULES), "help": "Schedule of the KL strength over updates."},
     )
     kl_warmup_steps: int = field(
         default=0, metadata={"help": "Updates over which the KL strength ramps up linearly from 0."}
@@ -209,20 +218,16 @@ class L2MTTrainingArguments(Seq2SeqTrainingArguments):
     )
     l1_target: str = field(
         default="anchor",
-        metadata={"help": "c of the L1 penalty: 'anchor' (theta_0, every trainable parameter: few weights change) "
+        metadata={"choices": list(L1_TARGETS), "help": "c of the L1 penalty: 'anchor' (theta_0, every trainable parameter: few weights change) "
         "or 'zero' (the weights that get weight decay: sparse weights)."},
     )
 
     def __post_init__(self):
         super().__post_init__()
-        _one_of("nonfinite_loss", self.nonfinite_loss, NONFINITE_ACTIONS)
-        _one_of("weight_decay_mode", self.weight_decay_mode, MODES)
-        _one_of("l2sp_mode", self.l2sp_mode, MODES)
-        for term in SCHEDULED_TERMS:
-            _one_of(f"{term}_schedule", getattr(self, f"{term}_schedule"), SCHEDULES)
-        _one_of("anchor_dtype", self.anchor_dtype, tuple(ANCHOR_DTYPES))
-        _one_of("l2sp_fisher_normalize", self.l2sp_fisher_normalize, FISHER_NORMALIZATIONS)
-        _one_of("l1_target", self.l1_target, L1_TARGETS)
+        # The accepted values are the ones the field's metadata gives argparse (``--help`` lists them).
+        for option in added_fields(type(self)):
+            if "choices" in option.metadata:
+                _one_of(option.name, getattr(self, option.name), option.metadata["choices"])
         self.l2sp_lambda = _non_negative("l2sp_lambda", self.l2sp_lambda)
         self.weight_decay = _non_negative("weight_decay", self.weight_decay)
         self.kl_lambda = _non_negative("kl_lambda", self.kl_lambda)
@@ -266,6 +271,15 @@ class L2MTTrainingArguments(Seq2SeqTrainingArguments):
                     "--model_name_or_path BASE --source_file ... --target_file ... --output FILE"
                 )
         check_output_dir(self.output_dir)
+
+    def uses(self, term: str) -> bool:
+        """True when the scheduled ``term`` (one of ``SCHEDULED_TERMS``) has a non-zero strength somewhere."""
+        in_use = {
+            "weight_decay": self.weight_decay > 0 or bool(self.weight_decay_overrides),
+            "l2sp": self.uses_l2sp,
+            "kl": self.kl_lambda > 0,
+        }
+        return in_use[term]
 
     @property
     def uses_l2sp(self) -> bool:

@@ -47,27 +47,31 @@ def trainer_for(model, output_dir: str, l2sp_mode: str) -> L2MTTrainer:
     return trainer
 
 
+def anchored(trainer: L2MTTrainer) -> dict[str, torch.nn.Parameter]:
+    """The live (possibly sharded) parameters that L2-SP pulls on, by name, in group order."""
+    return {n: p for g in trainer.regularized_groups if g.has_l2sp for n, p in zip(g.names, g.params)}
+
+
 def move_away(trainer: L2MTTrainer) -> None:
     """θ ← θ + δ with the same δ (seeded) on every process; a sharded parameter takes its shard of δ."""
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        for params, _ in trainer._anchor_lists:
-            for p in params:
-                delta = 0.1 * torch.randn(p.shape, generator=generator)
-                if isinstance(p, DTensor):
-                    delta = distribute_tensor(delta, p.device_mesh, p.placements)
-                p.add_(delta)
+        for p in anchored(trainer).values():
+            delta = 0.1 * torch.randn(p.shape, generator=generator)
+            if isinstance(p, DTensor):
+                delta = distribute_tensor(delta, p.device_mesh, p.placements)
+            p.add_(delta)
 
 
 def run(trainer: L2MTTrainer, name: str, out: dict) -> dict:
     """Coupled gradient, then one optimizer step with zero task gradient (the decoupled move and decay)."""
     move_away(trainer)
     metrics = trainer.regularization_metrics()
-    params = [p for group_params, _ in trainer._anchor_lists for p in group_params]
+    named = anchored(trainer)
+    names, params = list(named), list(named.values())
     for p in params:
         p.grad = None
     trainer._add_coupled_l2sp()
-    names = [n for g, (group_params, _) in zip(trainer.regularized_groups, trainer._anchor_lists) for n in g.names[: len(group_params)]]
     out.update({f"{name}.coupled_grad.{n}": full(p.grad) for n, p in zip(names, params)})
     for p in params:
         p.grad = torch.zeros_like(p)
@@ -97,8 +101,7 @@ def main() -> None:
                 anchor.save(gathered, checkpoint)
             report["gathered_on_rank"] = len(gathered)
             dist.barrier()
-            named = dict(zip(sharded.anchor, [p for params, _ in sharded._anchor_lists for p in params]))
-            reloaded = anchor.load(checkpoint, named, "float32")
+            reloaded = anchor.load(checkpoint, anchored(sharded), "float32")
             report["reloaded_equal"] = all(
                 isinstance(reloaded[n], DTensor) and torch.equal(reloaded[n].to_local(), a.to_local())
                 for n, a in sharded.anchor.items()
