@@ -1,9 +1,15 @@
+import dataclasses
+
 import pytest
+import torch
 from huggingface_hub import ModelCard
+from transformers import Seq2SeqTrainingArguments
 
 from conftest import make_args
+from hf_l2mt import L2MTTrainingArguments
+from hf_l2mt.apps.model_card import build_model_card, redact_secrets, write_model_card
+from hf_l2mt.core.fisher import save_fisher
 from hf_l2mt.evaluation.metrics import score_translations
-from hf_l2mt.apps.model_card import REGULARIZATION_FIELDS, build_model_card, redact_secrets, write_model_card
 
 TOKEN = "hf_abcdefghijklmnopqrstuvwxyz012345"
 
@@ -56,16 +62,57 @@ def test_every_regularization_setting_and_training_hyperparameter_is_recorded(tm
     card = card_for(tmp_path, scores)
 
     recorded = card.data.hf_l2mt
-    assert set(recorded["regularization"]) == set(REGULARIZATION_FIELDS)
-    assert recorded["regularization"] == REGULARIZATION
+    # Every field L2MTTrainingArguments adds over Seq2SeqTrainingArguments (kl_*, l1_*, l2sp_fisher_* included).
+    inherited = {f.name for f in dataclasses.fields(Seq2SeqTrainingArguments)}
+    added = {f.name for f in dataclasses.fields(L2MTTrainingArguments)} - inherited
+    assert {"kl_lambda", "l1_target", "l2sp_fisher_normalize"} <= added
+    assert set(recorded["regularization"]) == added | {"weight_decay"}
+    assert {name: recorded["regularization"][name] for name in REGULARIZATION} == REGULARIZATION
     assert recorded["training"]["learning_rate"] == 1e-2
     assert recorded["training"]["max_steps"] == 3
     assert recorded["training"]["per_device_train_batch_size"] == 4
     assert recorded["training"]["seed"] == 0
-    for name in REGULARIZATION_FIELDS:
+    for name in recorded["regularization"]:
         assert f"| `{name}` |" in card.text
     assert "| `l2sp_include_regex` | `encoder\\|decoder` |" in card.text  # "|" must not split the table
     assert "This run used L2-SP with l2sp_lambda = 0.25 (decoupled, cosine schedule)" in card.text
+
+
+@dataclasses.dataclass
+class ArgumentsWithAnExtraField(L2MTTrainingArguments):
+    dropout_schedule: str = dataclasses.field(default="constant", metadata={"help": "A setting of a subclass."})
+
+
+def test_a_subclass_extra_field_is_recorded_in_the_metadata_and_the_table(tmp_path, scores):
+    args = ArgumentsWithAnExtraField(
+        output_dir=str(tmp_path / "run"), dropout_schedule="linear", use_cpu=True, report_to=[], l2sp_lambda=0.1
+    )
+    card = card_for(tmp_path, scores, training_args=args)
+
+    assert ModelCard(str(card)).data.hf_l2mt["regularization"]["dropout_schedule"] == "linear"
+    assert "| `dropout_schedule` | `linear` |" in card.text
+
+
+def test_kl_l1_and_ewc_runs_state_their_settings(tmp_path, scores):
+    fisher = save_fisher({"w": torch.ones(2)}, str(tmp_path / "base_fisher.safetensors"))
+    args = make_args(
+        tmp_path / "run", l2sp_lambda=0.5, l2sp_fisher_path=fisher, l2sp_fisher_normalize="none", kl_lambda=0.2,
+        kl_temperature=2.0, kl_schedule="linear", l1_lambda=0.003, l1_target="zero",
+    )
+    card = card_for(tmp_path, scores, training_args=args)
+
+    recorded = ModelCard(str(card)).data.hf_l2mt["regularization"]
+    expected = dict(l2sp_fisher_path="base_fisher.safetensors", l2sp_fisher_normalize="none", kl_lambda=0.2,
+                    kl_temperature=2.0, kl_schedule="linear", l1_lambda=0.003, l1_target="zero")
+    assert {name: recorded[name] for name in expected} == expected
+    for name, value in expected.items():
+        assert f"| `{name}` | `{value}` |" in card.text
+    assert str(tmp_path) not in card.text  # the Fisher's local path is shortened to its file name
+    assert (
+        "It also used EWC (the L2-SP penalty weighted by the Fisher in `base_fisher.safetensors`, "
+        "l2sp_fisher_normalize = none); KL to the base model (kl_lambda = 0.2, kl_temperature = 2, linear "
+        "schedule); L1 (l1_lambda = 0.003, towards zero)." in card.text
+    )
 
 
 def test_body_shows_scores_with_their_signatures(tmp_path, scores):

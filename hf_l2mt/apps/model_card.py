@@ -14,15 +14,9 @@ from enum import Enum
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..atomic_write import atomic_path
-from ..core.training_args import L2MTTrainingArguments
+from ..core.training_args import L2MTTrainingArguments, added_fields
 from ..evaluation.metrics import SCORE_NAMES
 
-REGULARIZATION_FIELDS = (
-    "weight_decay", "weight_decay_mode", "weight_decay_schedule", "weight_decay_warmup_steps",
-    "weight_decay_sigmoid_k", "weight_decay_sigmoid_t0", "decay_embeddings", "weight_decay_overrides",
-    "l2sp_lambda", "l2sp_mode", "l2sp_schedule", "l2sp_warmup_steps", "l2sp_sigmoid_k", "l2sp_sigmoid_t0",
-    "l2sp_include_regex", "l2sp_overrides", "anchor_dtype",
-)
 TRAINING_FIELDS = (
     "learning_rate", "lr_scheduler_type", "warmup_steps", "max_steps", "num_train_epochs",
     "per_device_train_batch_size", "gradient_accumulation_steps", "optim", "seed",
@@ -37,6 +31,12 @@ _SECRET_FLAG = re.compile(
 _SECRET_ENV = re.compile(r"\b([A-Z][A-Z0-9_]*(?:TOKEN|API_KEY|PASSWORD|SECRET))=(\"[^\"]*\"|'[^']*'|\S+)")
 _HUB_TOKEN_VALUE = re.compile(r"\bhf_[A-Za-z0-9]{16,}\b")  # User access tokens start with "hf_".
 _ABSOLUTE_PATH = re.compile(r"(?<![\w/:.~-])~?/[^\s'\"]+")
+
+
+def regularization_fields(training_args: L2MTTrainingArguments) -> list[str]:
+    """The card's regularization block: every field ``type(training_args)`` adds over ``Seq2SeqTrainingArguments``
+    (``weight_decay`` is a transformers field, but its mode, schedule and overrides are ours, so it leads)."""
+    return ["weight_decay", *(f.name for f in added_fields(type(training_args)))]
 
 
 def redact_secrets(text: str) -> str:
@@ -91,7 +91,7 @@ def build_model_card(
     base_id, base_shown = hub_id_or_local_name(base_model)
     sources = [hub_id_or_local_name(name) for name in datasets]
     settings = {
-        "regularization": {name: _plain(getattr(training_args, name)) for name in REGULARIZATION_FIELDS},
+        "regularization": {name: _plain(getattr(training_args, name)) for name in regularization_fields(training_args)},
         "training": {name: _plain(getattr(training_args, name)) for name in TRAINING_FIELDS},
     }
     settings["training"]["total_train_batch_size"] = (
@@ -143,7 +143,10 @@ def _check_scores(scores: dict) -> None:
 
 
 def _plain(value):
-    """A YAML-friendly copy of a training-argument value (enums become their string value)."""
+    """A YAML-friendly copy of a training-argument value (enums become their string value); an absolute path
+    (``l2sp_fisher_path``) keeps its last component only, so the card does not expose the local file system."""
+    if isinstance(value, str) and os.path.isabs(value):
+        return os.path.basename(os.path.normpath(value))
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, (list, tuple)):
@@ -184,6 +187,7 @@ def _training_section(training_args, settings, command) -> str:
         f"{training_args.l2sp_schedule} schedule)."
         if training_args.uses_l2sp else "This run did not use L2-SP (l2sp_lambda = 0, no l2sp_overrides)."
     )
+    others = _other_regularizers(training_args, settings["regularization"])
     rows = [f"| `{name}` | {_cell(value)} |" for group in settings.values() for name, value in group.items()]
     if command:
         recorded = f"Command:\n\n```bash\n{shorten_local_paths(redact_secrets(command))}\n```"
@@ -194,9 +198,24 @@ def _training_section(training_args, settings, command) -> str:
         "L2-SP adds (λ/2)·‖θ − θ₀‖² to the training objective, pulling the weights toward the pretrained "
         "ones (the anchor θ₀) so that the model adapts to the new data while keeping what it knew "
         f"(Li et al., 2018, \"Explicit inductive bias for transfer learning with convolutional networks\"). {l2sp} "
-        f"Weight decay (towards zero) was {training_args.weight_decay:g} ({training_args.weight_decay_mode}).\n\n"
+        f"Weight decay (towards zero) was {training_args.weight_decay:g} ({training_args.weight_decay_mode})."
+        f"{others}\n\n"
         "| Setting | Value |\n|---|---|\n" + "\n".join(rows) + f"\n\n{recorded}"
     )
+
+
+def _other_regularizers(training_args, recorded: dict) -> str:
+    """A sentence naming EWC, KL-to-base and L1 when the run used them, with their settings."""
+    used = []
+    if training_args.l2sp_fisher_path is not None and training_args.uses_l2sp:
+        used.append(f"EWC (the L2-SP penalty weighted by the Fisher in `{recorded['l2sp_fisher_path']}`, "
+                    f"l2sp_fisher_normalize = {training_args.l2sp_fisher_normalize})")
+    if training_args.kl_lambda > 0:
+        used.append(f"KL to the base model (kl_lambda = {training_args.kl_lambda:g}, kl_temperature = "
+                    f"{training_args.kl_temperature:g}, {training_args.kl_schedule} schedule)")
+    if training_args.l1_lambda > 0:
+        used.append(f"L1 (l1_lambda = {training_args.l1_lambda:g}, towards {training_args.l1_target})")
+    return f" It also used {'; '.join(used)}." if used else ""
 
 
 def _cell(value) -> str:
