@@ -3,8 +3,13 @@
 import math
 
 import pytest
+from transformers import HfArgumentParser
 
 from conftest import make_args, task_dataset, tiny_marian, train_with
+from hf_l2mt import L2MTTrainingArguments
+from hf_l2mt.core.preflight import check_warmups
+from hf_l2mt.core.schedules import SCHEDULED_TERMS
+from hf_l2mt.core.training_args import added_fields
 
 BAD = [
     ("l2sp_lambda", -0.1, r"l2sp_lambda: got -0.1; accepted: a finite number >= 0"),
@@ -64,3 +69,31 @@ def test_arguments_parse_from_the_command_line():
     ])
     assert (args.l2sp_lambda, args.l2sp_mode, args.l2sp_schedule) == (0.1, "decoupled", "sigmoid")
     assert args.l2sp_overrides == [r"encoder\.=1.0", r"decoder\.=0.2"] and args.weight_decay_mode == "coupled"
+
+
+STRENGTH = {"weight_decay": ("weight_decay", 0.01), "l2sp": ("l2sp_lambda", 0.1), "kl": ("kl_lambda", 0.1)}
+
+
+@pytest.mark.parametrize("term", SCHEDULED_TERMS)
+def test_every_scheduled_term_in_use_must_warm_up_before_the_run_ends(tmp_path, term):
+    flag, strength = STRENGTH[term]
+    args = make_args(tmp_path, **{flag: strength, f"{term}_warmup_steps": 4})
+    with pytest.raises(ValueError, match=rf"{term}_warmup_steps: got 4, but the run has 3 updates.*fewer than 3"):
+        check_warmups(args, 3)
+    check_warmups(args, 5)
+    # A term that is off is not checked: its warmup changes nothing.
+    check_warmups(make_args(tmp_path, **{flag: 0.0, f"{term}_warmup_steps": 4}), 3)
+
+
+def test_help_lists_the_choices_that_post_init_accepts(tmp_path):
+    parser = HfArgumentParser(L2MTTrainingArguments)
+    help_text = " ".join(parser.format_help().split())
+    for option in added_fields(L2MTTrainingArguments):
+        if "choices" in option.metadata:
+            assert f"--{option.name} {{{','.join(option.metadata['choices'])}}}" in help_text
+            for choice in option.metadata["choices"]:
+                make_args(tmp_path, **{option.name: choice})
+    assert "--l2sp_fisher_normalize {mean,none}" in help_text
+    assert "--kl_schedule {constant,linear,cosine,sigmoid}" in help_text
+    with pytest.raises(SystemExit):
+        parser.parse_args_into_dataclasses(["--output_dir", str(tmp_path), "--l1_target", "middle"])

@@ -174,6 +174,11 @@ def case_warmup_not_shorter_than_epochs(ctx):
                       weight_decay=0.01, weight_decay_warmup_steps=3)
 
 
+@case(ValueError, "kl_warmup_steps: got 4, but the run has 3 updates")
+def case_kl_warmup_not_shorter_than_max_steps(ctx):
+    return tiny_train(tiny_marian(), str(ctx.tmp / "out"), max_steps=3, kl_lambda=0.1, kl_warmup_steps=4)
+
+
 @case(ValueError, "l2sp_overrides: entry 'encoder' is not of the form REGEX=VALUE")
 def case_override_syntax(ctx):
     return lambda: make_args(ctx.tmp / "out", l2sp_overrides=["encoder"])
