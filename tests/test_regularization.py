@@ -114,3 +114,29 @@ def test_bfloat16_anchor_is_the_rounded_start_and_regularizes(tmp_path, mode):
     ours = params_of(trainer.model)
     # bfloat16 keeps 8 bits of mantissa: the run stays with the float32-anchored one, not the unregularized one.
     assert gap(ours, params_of(fp32)) < 0.2 * gap(ours, params_of(free))
+
+
+def test_with_overrides_each_group_logs_the_strength_it_got(tmp_path):
+    # Linear schedules over 3 updates: the last logged update (t = 2) used the factor 1 − 2/3.
+    trainer = train_with(tiny_marian(), task_dataset(4), make_args(
+        tmp_path, max_steps=3, weight_decay=0.1, l2sp_lambda=0.2, l2sp_schedule="linear", weight_decay_schedule="linear",
+        weight_decay_overrides=[r"decoder\.=0.0"], l2sp_overrides=[r"encoder\.=1.5"], l2sp_include_regex="coder",
+    ))
+    last = trainer.state.log_history[-2]
+    factor = 1 - 2 / 3
+    expected_l2sp = {f"l2sp_lambda/{g.name}": g.l2sp_lambda * factor for g in trainer.regularized_groups}
+    expected_wd = {f"weight_decay/{g.name}": g.weight_decay * factor for g in trainer.regularized_groups}
+    assert {k: v for k, v in last.items() if k.startswith("l2sp_lambda/")} == pytest.approx(expected_l2sp)
+    assert {k: v for k, v in last.items() if k.startswith("weight_decay/")} == pytest.approx(expected_wd)
+    assert last["l2sp_lambda/decay[l2sp encoder\\.]"] == pytest.approx(1.5 * factor)
+    assert last["weight_decay/decay[weight_decay decoder\\.]"] == 0.0
+    # The plain keys keep meaning the base strength times its schedule.
+    assert last["l2sp_lambda"] == pytest.approx(0.2 * factor) and last["weight_decay"] == pytest.approx(0.1 * factor)
+    # Parameters outside l2sp_include_regex form groups of their own name, with λ = 0.
+    assert {g.l2sp_lambda for g in trainer.regularized_groups if g.name.endswith("[no l2sp]")} == {0.0}
+    assert len({g.name for g in trainer.regularized_groups}) == len(trainer.regularized_groups)
+
+
+def test_without_overrides_no_per_group_strengths_are_logged(tmp_path):
+    trainer = train_with(tiny_marian(), task_dataset(4), make_args(tmp_path, max_steps=2, l2sp_lambda=0.2))
+    assert not [k for row in trainer.state.log_history for k in row if "/" in k]

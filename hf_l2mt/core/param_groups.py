@@ -6,9 +6,10 @@ Rules, in order:
 2. Weight decay as in transformers: every weight but biases and norm weights (T5's ``layer_norm``
    included); embeddings too unless ``decay_embeddings=False``. ``weight_decay_overrides`` then give
    matching decayed weights their own strength.
-3. L2-SP on every trainable parameter (or those matching ``l2sp_include_regex``), biases, norms and
-   embeddings included: pulling them toward their pretrained values is harmless, unlike pulling them
-   to zero. ``l2sp_overrides`` give matching parameters their own strength.
+3. L2-SP on every trainable parameter (or those matching ``l2sp_include_regex``; the others' groups are
+   named ``...[no l2sp]``), biases, norms and embeddings included: pulling them toward their pretrained
+   values is harmless, unlike pulling them to zero. ``l2sp_overrides`` give matching parameters their own
+   strength.
 A weight shared by several modules (tied embeddings and ``lm_head``) is one parameter, counted once.
 """
 
@@ -87,11 +88,14 @@ def build_param_groups(
             weight_decay = match[1]
             label += f"[weight_decay {match[0].pattern}]"
 
-        l2sp_lambda = args.l2sp_lambda if include is None or include.search(name) else 0.0
+        included = include is None or include.search(name)
+        l2sp_lambda = args.l2sp_lambda if included else 0.0
         if match := _first_match(name, l2sp_overrides):
             used_patterns.add(("l2sp_overrides", match[0].pattern))
             l2sp_lambda = match[1]
             label += f"[l2sp {match[0].pattern}]"
+        elif not included:
+            label += "[no l2sp]"  # so that each group has its own name, in the table and in the logs
 
         group = groups.setdefault((label, weight_decay, l2sp_lambda), ParamGroup(label, weight_decay, l2sp_lambda))
         group.names.append(name)

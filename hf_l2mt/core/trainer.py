@@ -106,6 +106,17 @@ class L2MTTrainer(Seq2SeqTrainer):
             strengths["l1_lambda"] = self.args.l1_lambda
         return strengths
 
+    def group_strengths(self, step: int) -> dict[str, float]:
+        """With ``l2sp_overrides`` / ``weight_decay_overrides``, what each group got at ``step``, keyed
+        ``l2sp_lambda/<group>`` / ``weight_decay/<group>`` (group names as in the group table)."""
+        strengths = {}
+        for term, overrides in (("l2sp", self.args.l2sp_overrides), ("weight_decay", self.args.weight_decay_overrides)):
+            if overrides and self.regularized_groups is not None:
+                factor = self._factor(term, step)
+                key = "l2sp_lambda" if term == "l2sp" else term
+                strengths.update({f"{key}/{g.name}": getattr(g, key) * factor for g in self.regularized_groups})
+        return strengths
+
     # ---- Optimizer and anchor ---------------------------------------------------------------
 
     def create_optimizer(self, model=None):
@@ -305,11 +316,12 @@ class L2MTTrainer(Seq2SeqTrainer):
 
     def regularization_metrics(self) -> dict[str, float]:
         """The logged values: strengths used by the latest update, the penalty and ‖θ − θ₀‖₂."""
-        strengths = self.current_strengths(max(self.state.global_step - 1, 0))
-        metrics = dict(strengths)
+        latest = max(self.state.global_step - 1, 0)
+        metrics = self.current_strengths(latest)
+        metrics.update(self.group_strengths(latest))
         anchored = [g for g in self.regularized_groups if g.has_l2sp and g.params] if self._groups_bound else []
         if anchored:
-            l2sp_factor = self._factor("l2sp", max(self.state.global_step - 1, 0))
+            l2sp_factor = self._factor("l2sp", latest)
             penalty, distance_sq = 0.0, 0.0
             for group in anchored:
                 sq, weighted = group.l2sp_sums()
