@@ -133,14 +133,8 @@ def format_group_table(groups: list[ParamGroup]) -> str:
     return "\n".join(lines)
 
 
-def anchor_parameter_names(groups: list[ParamGroup]) -> list[str]:
-    """Names of the parameters that need an anchor (non-zero base L2-SP strength), in group order."""
-    return [n for g in groups if g.l2sp_lambda > 0 for n in g.names]
-
-
 __all__ = [
     "ParamGroup",
-    "anchor_parameter_names",
     "build_param_groups",
     "format_group_table",
     "freeze_fixed_positions",
