@@ -1,12 +1,15 @@
 """The numbers demo end to end on --tiny settings: table and JSON, saved model, cache reuse, output protection."""
 
 import json
+import logging
 import os
+import re
 
 import pytest
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from hf_l2mt.apps import demo
+from hf_l2mt.apps.demo import evaluation, output, run as demo_run
 
 LAMBDAS = ["0", "3"]
 
@@ -31,12 +34,12 @@ def test_table_has_every_model_and_scores_in_range(first_run, capsys):
         for domain in ("cardinals", "years"):
             for score in ("exact_match", "chrf", "bleu"):
                 assert 0.0 <= row[f"{domain}_{score}"] <= 100.0
-    with open(out / demo.RESULTS_FILE, encoding="utf-8") as handle:
+    with open(out / output.RESULTS_FILE, encoding="utf-8") as handle:
         saved = json.load(handle)
     assert saved["rows"] == results["rows"]
     assert saved["best_balanced"] in {"lambda=0", "lambda=3"}
     assert saved["base_from_cache"] is False
-    assert len(saved["examples"]) == 2 * demo.EXAMPLES_PER_DOMAIN
+    assert len(saved["examples"]) == 2 * evaluation.EXAMPLES_PER_DOMAIN
     assert set(saved["examples"][0]["outputs"]) == {"base", "lambda=0", "lambda=3"}
 
 
@@ -58,7 +61,7 @@ def test_second_run_reuses_the_cached_base(first_run, monkeypatch):
     def no_pretraining(*args, **kwargs):
         raise AssertionError("the cached base should have been reused")
 
-    monkeypatch.setattr(demo, "pretrain", no_pretraining)
+    monkeypatch.setattr(demo_run, "pretrain", no_pretraining)
     results = run(out, cache)  # the output folder is a previous demo output: replaced without a flag
     assert results["base_from_cache"] is True
     assert os.listdir(cache) == [base]
@@ -68,7 +71,7 @@ def test_second_run_reuses_the_cached_base(first_run, monkeypatch):
 
 def test_ordinals_as_the_new_domain_reuse_the_same_base(first_run, tmp_path, monkeypatch):
     _, cache, _ = first_run
-    monkeypatch.setattr(demo, "pretrain", None)  # the base does not depend on the new domain
+    monkeypatch.setattr(demo_run, "pretrain", None)  # the base does not depend on the new domain
     results = run(tmp_path / "ordinals", cache, "--new_domain", "ordinal")
     assert results["base_from_cache"] is True
     assert results["examples"][-1]["reference"].endswith("te")  # German ordinals: "...zigste", "erste"
@@ -80,7 +83,7 @@ def test_refuses_to_replace_a_folder_that_is_not_a_demo_output(tmp_path):
     out, cache = tmp_path / "mine", tmp_path / "cache"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
-    with pytest.raises(demo.OutputDirError, match=r"--output_dir: .*mine' exists and is not a previous demo output"):
+    with pytest.raises(output.NotADemoOutputError, match=r"--output_dir: .*mine' exists and is not a previous demo output"):
         run(out, cache)
     assert (out / "notes.txt").read_text() == "keep me"
     assert not cache.exists()  # refused before any work
@@ -94,7 +97,7 @@ def test_overwrite_output_dir_replaces_it(first_run, tmp_path):
     run(out, cache, "--overwrite_output_dir")
     assert sorted(os.listdir(out)) == sorted(
         ["config.json", "generation_config.json", "model.safetensors", "source.spm", "target.spm",
-         "tokenizer_config.json", "vocab.json", demo.RESULTS_FILE]
+         "tokenizer_config.json", "vocab.json", output.RESULTS_FILE]
     )
     assert not [name for name in os.listdir(tmp_path) if name.startswith(".")]  # no temporary folders left
 
@@ -111,3 +114,26 @@ def test_overwrite_output_dir_replaces_it(first_run, tmp_path):
 def test_bad_flags_are_rejected(tmp_path, flags, message):
     with pytest.raises(ValueError, match=message):
         demo.main(["--tiny", "--output_dir", str(tmp_path / "out"), "--cache_dir", str(tmp_path / "c"), *flags])
+
+
+def test_a_cold_run_prints_one_bar_per_phase_and_tidy_log_lines(tmp_path, capsys, recwarn):
+    transformers_log = tmp_path / "transformers.log"
+    library = logging.getLogger("transformers")
+    handler = logging.FileHandler(transformers_log)  # transformers' loggers do not propagate to caplog's
+    library.addHandler(handler)
+    try:
+        run(tmp_path / "out", tmp_path / "cache")
+    finally:
+        library.removeHandler(handler)
+        handler.close()
+    printed = capsys.readouterr()
+    text = printed.out + printed.err + transformers_log.read_text() + "\n".join(str(w.message) for w in recwarn)
+
+    assert "{'loss'" not in text
+    assert "seem to have been set" not in text
+    assert "sacremoses" not in text
+    for bar in ("pretraining", "fine-tuning, lambda=0", "fine-tuning, lambda=3", "scoring"):
+        assert f"{bar}: 100%" in printed.err, bar
+    assert re.search(r"^step 30/30  loss \d\.\d\d  grad_norm ", printed.out, re.MULTILINE)
+    assert re.search(r"^step 6/6  loss \d\.\d\d  .*  l2sp_lambda 3  .*  l2sp_penalty \d", printed.out, re.MULTILINE)
+    assert "tokenizing" not in printed.err and "Loading weights" not in printed.err  # per-call library bars

@@ -12,6 +12,7 @@ import pytest
 from safetensors.torch import load_file
 
 import hf_l2mt.apps.recipe
+from hf_l2mt.apps.console import format_number
 from hf_l2mt.core.anchor import ANCHOR_FILE
 from hf_l2mt.apps.recipe import RecipeArguments, load_recipe_pairs, parse_arguments
 from hf_l2mt.apps.recipes import de_en, domain_adapt, en_de, load_recipe, recipe_names, t5_en_de
@@ -123,6 +124,36 @@ def test_de_en_translates_the_german_side(marian_dir, data, tmp_path, translated
     (sources, options), = translated
     assert sources == tsv_column(data["general"], "de")
     assert options["source_prefix"] == "" and options["num_beams"] == 1 and options["max_new_tokens"] == 10
+
+
+def test_a_run_prints_one_bar_and_tidy_lines_and_logs_the_values_unchanged(marian_dir, data, tmp_path, capsys,
+                                                                           recwarn):
+    out = tmp_path / "tidy"
+    argv = ["--model_name_or_path", marian_dir, "--train_source", data["train"],
+            "--eval_sources", f"general={data['general']}", *TINY, "--disable_tqdm", "false",
+            "--save_strategy", "steps", "--save_steps", "2", "--output_dir", str(out)]
+    transformers_log = tmp_path / "transformers.log"
+    library = logging.getLogger("transformers")
+    handler = logging.FileHandler(transformers_log)  # transformers' loggers do not propagate to caplog's
+    library.addHandler(handler)
+    try:
+        en_de.main(argv)
+    finally:
+        library.removeHandler(handler)
+        handler.close()
+    printed = capsys.readouterr()
+    text = printed.out + printed.err + transformers_log.read_text() + "\n".join(str(w.message) for w in recwarn)
+
+    assert "{'loss'" not in text and "'eval_general_bleu'" not in text
+    assert "seem to have been set" not in text
+    assert "sacremoses" not in text
+    assert "training: 100%" in printed.err
+    log = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
+    first = next(entry for entry in log if "loss" in entry)
+    assert isinstance(first["loss"], float) and isinstance(first["grad_norm"], float)  # logged as numbers
+    assert f"step 1/2  loss {format_number(first['loss'])}  grad_norm {format_number(first['grad_norm'])}" in printed.out
+    evaluation = next(entry for entry in log if "eval_general_chrf" in entry)
+    assert f"eval_general_chrf {format_number(evaluation['eval_general_chrf'])}" in printed.out
 
 
 def test_t5_en_de_puts_the_task_prefix_before_every_source(tmp_path, data, translated):

@@ -1,5 +1,6 @@
 import json
 import logging
+import warnings
 
 import pytest
 import torch
@@ -7,9 +8,11 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
 from conftest import EOS, PAD, VOCAB, tiny_marian
+from hf_l2mt.apps.spm_tokenizer import train_marian_tokenizer
 from hf_l2mt.evaluation.translate import (
     ModelDirectoryError, evaluate_files, load_translation_model, read_lines, report_scores, translate,
 )
+from hf_l2mt.tokenizer_warnings import without_sacremoses_recommendation
 
 WORDS = "the house is small a dog barks cat sleeps red green blue big old new tree car sun moon day night".split()
 SENTENCES = [
@@ -96,6 +99,47 @@ def test_too_long_sentences_are_truncated_with_a_warning(model_dir, caplog):
         long = translate(["sun", "the house is small a dog"], model, tokenizer, num_beams=1, max_new_tokens=8)
     assert "1 source sentence(s) longer than model_max_length=4 tokens are truncated (first: #1)" in caplog.text
     assert long[1] == translate(["the house is"], model, tokenizer, num_beams=1, max_new_tokens=8)[0]
+
+
+@pytest.fixture
+def transformers_log(caplog):
+    """transformers' records; its loggers do not propagate to the root logger that caplog listens to."""
+    library = logging.getLogger("transformers")
+    library.addHandler(caplog.handler)
+    yield caplog
+    library.removeHandler(caplog.handler)
+
+
+def test_a_max_length_in_the_models_config_neither_warns_nor_changes_the_translations(model_dir, transformers_log):
+    model, tokenizer = load_translation_model(model_dir)
+    settings = dict(num_beams=1, max_new_tokens=8, progress=False)
+    unlimited = translate(SENTENCES, model, tokenizer, **settings)
+    model.generation_config.max_length = 3  # as opus-mt configs carry one (512)
+
+    limited = translate(SENTENCES, model, tokenizer, batch_size=3, **settings)
+
+    assert limited == unlimited
+    assert max(len(tokenizer(text)["input_ids"]) for text in limited) > 3, "max_new_tokens, not max_length, rules"
+    assert "seem to have been set" not in transformers_log.text
+    assert model.generation_config.max_length == 3  # the model's own config is back
+
+
+def test_loading_a_marian_model_does_not_recommend_sacremoses(tmp_path, recwarn):
+    train_marian_tokenizer(SENTENCES * 4, str(tmp_path), vocab_size=40)
+    tiny_marian().save_pretrained(tmp_path)
+    recwarn.clear()
+
+    _, tokenizer = load_translation_model(str(tmp_path))
+
+    assert type(tokenizer).__name__ == "MarianTokenizer"
+    assert not [str(w.message) for w in recwarn if "sacremoses" in str(w.message)]
+
+
+def test_only_the_sacremoses_recommendation_is_silenced(recwarn):
+    with without_sacremoses_recommendation():
+        warnings.warn("Recommended: pip install sacremoses.")
+        warnings.warn("translate: something the user should know")
+    assert [str(w.message) for w in recwarn] == ["translate: something the user should know"]
 
 
 def test_bad_arguments_name_the_flag(loaded):

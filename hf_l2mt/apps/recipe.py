@@ -39,6 +39,8 @@ from ..data import (
 from ..data.preprocess import resolve_source_prefix
 from ..evaluation.metrics import SCORE_NAMES, make_compute_metrics, score_translations
 from ..evaluation.translate import report_scores, translate
+from ..tokenizer_warnings import without_sacremoses_recommendation
+from .console import use_tidy_progress
 from .hub import push_to_hub
 from .model_card import build_model_card, write_model_card
 from .settings import parse_settings
@@ -271,7 +273,8 @@ def run(config: dict, argv: list[str] | None = None, description: str | None = N
     args.push_to_hub = False
     hub_token, args.hub_token = args.hub_token, None
 
-    tokenizer = AutoTokenizer.from_pretrained(recipe.model_name_or_path, trust_remote_code=recipe.trust_remote_code)
+    with without_sacremoses_recommendation():
+        tokenizer = AutoTokenizer.from_pretrained(recipe.model_name_or_path, trust_remote_code=recipe.trust_remote_code)
     model = AutoModelForSeq2SeqLM.from_pretrained(recipe.model_name_or_path, trust_remote_code=recipe.trust_remote_code)
     prefix = resolve_source_prefix(recipe.src_lang, recipe.tgt_lang, recipe.source_prefix, model.config)
     tokenize = functools.partial(
@@ -306,6 +309,7 @@ def run(config: dict, argv: list[str] | None = None, description: str | None = N
         compute_metrics=make_compute_metrics(tokenizer) if args.predict_with_generate else None,
         callbacks=[ModelCardCallback(make_card, {name: len(pairs) for name, pairs in eval_pairs.items()})],
     )
+    use_tidy_progress(trainer, "training")
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     trainer.save_model()
     if not trainer.is_world_process_zero():

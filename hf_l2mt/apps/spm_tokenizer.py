@@ -8,32 +8,23 @@ names, as for opus-mt models with a shared vocabulary. Ids follow the opus-mt la
 decoder start token of Marian models).
 """
 
-import contextlib
 import json
 import os
 import tempfile
-import warnings
 from collections.abc import Iterable
 
 import sentencepiece as spm
 from transformers import MarianTokenizer
 
+from ..tokenizer_warnings import without_sacremoses_recommendation
+
 EOS, UNK, PAD = "</s>", "<unk>", "<pad>"
 MIN_VOCAB_SIZE = 8
 
 
-@contextlib.contextmanager
-def _without_sacremoses_warning():
-    # MarianTokenizer warns "Recommended: pip install sacremoses" on every load, but in transformers 5.24
-    # its Moses punctuation normalizer is only used by an explicit `normalize()` call, never by tokenization.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Recommended: pip install sacremoses")
-        yield
-
-
 def load_marian_tokenizer(directory: str) -> MarianTokenizer:
-    """``MarianTokenizer.from_pretrained(directory)`` without the irrelevant sacremoses warning."""
-    with _without_sacremoses_warning():
+    """``MarianTokenizer.from_pretrained(directory)`` without the sacremoses recommendation."""
+    with without_sacremoses_recommendation():
         return MarianTokenizer.from_pretrained(directory)
 
 
@@ -79,7 +70,7 @@ def train_marian_tokenizer(
         vocab_path = os.path.join(tmp, "vocab.json")
         with open(vocab_path, "w", encoding="utf-8") as handle:
             json.dump(vocab, handle, ensure_ascii=False, indent=2)
-        with _without_sacremoses_warning():
+        with without_sacremoses_recommendation():
             tokenizer = MarianTokenizer(
                 source_spm=prefix + ".model",
                 target_spm=prefix + ".model",

@@ -6,13 +6,15 @@
 ``report_scores`` prints the scores as a table and saves them, signatures included, as JSON.
 """
 
+import copy
 import logging
 import os
 
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, GenerationConfig
 
+from ..tokenizer_warnings import without_sacremoses_recommendation
 from .metrics import save_scores, score_translations
 
 logger = logging.getLogger(__name__)
@@ -33,7 +35,8 @@ def load_translation_model(path: str):
             f"load_translation_model: {path!r} {what}; pass a directory written by save_pretrained "
             "(the output_dir of a finished run)"
         )
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+    with without_sacremoses_recommendation():
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     model = AutoModelForSeq2SeqLM.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     return model.eval(), tokenizer
 
@@ -75,8 +78,9 @@ def translate(
     order = sorted(range(len(texts)), key=lambda i: len(input_ids[i]), reverse=True)
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     translations = [""] * len(texts)
-    was_training = model.training
+    was_training, model_generation_config = model.training, model.generation_config
     model.eval()
+    model.generation_config = generation_limits(model_generation_config, num_beams, max_new_tokens)
     try:
         with torch.inference_mode():
             for batch in tqdm(batches, desc="Translating", unit="batch", disable=not progress or len(batches) < 2):
@@ -85,12 +89,29 @@ def translate(
                     "attention_mask": [[1] * len(input_ids[i]) for i in batch],
                 }
                 inputs = tokenizer.pad(features, return_tensors="pt").to(device)
-                generated = model.generate(**inputs, num_beams=num_beams, max_new_tokens=max_new_tokens)
+                generated = model.generate(**inputs)
                 for index, text in zip(batch, tokenizer.batch_decode(generated, skip_special_tokens=True)):
                     translations[index] = text.strip()
     finally:
+        model.generation_config = model_generation_config
         model.train(was_training)
     return translations
+
+
+def generation_limits(config: GenerationConfig, num_beams: int, max_new_tokens: int) -> GenerationConfig:
+    """A copy of the model's generation ``config`` with this call's beams and ``max_new_tokens``, and no ``max_length``.
+
+    ``generate`` warns "Both `max_new_tokens` ... and `max_length` ... seem to have been set" on every call
+    while the model's own config holds a ``max_length`` (opus-mt's: 512; transformers 5.24,
+    ``generation/utils.py``, ``_prepare_generated_length``), and then lets ``max_new_tokens`` win; so the
+    translations are those of ``max_new_tokens`` alone, without the warning. It reads the model's config,
+    not the one passed to ``generate``, hence the swap in ``translate``.
+    """
+    limited = copy.deepcopy(config)
+    limited.num_beams = num_beams
+    limited.max_new_tokens = max_new_tokens
+    limited.max_length = None
+    return limited
 
 
 def _encode(tokenizer, sources: list[str]) -> list[list[int]]:

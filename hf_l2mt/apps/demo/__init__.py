@@ -1,0 +1,22 @@
+"""Catastrophic forgetting in miniature, and what L2-SP does about it: English → German number words.
+
+    python -m hf_l2mt.apps.demo                                # the full run: about 6 minutes on 2 CPU cores
+    python -m hf_l2mt.apps.demo --l2sp_lambdas 0.3 3           # other strengths: about a minute, the base is cached
+    python -m hf_l2mt.apps.demo --tiny --output_dir /tmp/demo  # an end-to-end check in seconds
+
+1. data: cardinals ("four hundred and seventy-two" → "vierhundertzweiundsiebzig") are the general
+   domain, years ("nineteen eighty-four" → "neunzehnhundertvierundachtzig") the new one; each has a
+   held-out test set of numbers never trained on;
+2. a SentencePiece tokenizer trained on the cardinals, saved as a MarianTokenizer;
+3. a 0.7M-parameter Marian model "pretrained" on cardinals (cached: a second run reuses it);
+4. copies of it fine-tuned on years only, once per L2-SP strength λ (λ = 0: plain fine-tuning);
+5. every model scored on both test sets; the best-balanced fine-tuned model is saved to --output_dir.
+
+One module per step: ``arguments`` (flags and presets), ``base`` (the cached tokenizer and base),
+``finetune``, ``evaluation`` (scores, examples and the table) and ``output`` (the folder it writes);
+``run.main`` calls them in order. ``docs/demo.md`` explains the task and shows a run.
+"""
+
+from .run import main
+
+__all__ = ["main"]
