@@ -5,7 +5,7 @@ import logging
 import pytest
 from datasets import Dataset
 
-from hf_l2mt.data import EmptyCorpusError, clean_pairs, load_pairs
+from hf_l2mt.data import EmptyCorpusError, clean_pairs, load_pairs, load_tsv
 
 ROWS = [
     ("  Hello\u00a0 world ", "Hallo\tWelt\n", "ui"),   # kept, whitespace normalised
