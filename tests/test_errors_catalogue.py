@@ -15,22 +15,26 @@ import huggingface_hub
 import polib
 import pytest
 import torch
+from conftest import T5_PAD, make_args, task_dataset, tiny_marian, tiny_t5, train_with
 from safetensors.torch import load_file, save_file
 from transformers import MarianMTModel, T5Config
 
-from conftest import T5_PAD, make_args, task_dataset, tiny_marian, tiny_t5, train_with
+from hf_l2mt.apps.cli import main as cli_main
+from hf_l2mt.apps.recipe import RecipeArguments, load_recipe_pairs, parse_arguments
 from hf_l2mt.core import anchor as anchor_io
 from hf_l2mt.core.anchor import ANCHOR_FILE, AnchorError
 from hf_l2mt.core.checkpoints import IncompleteCheckpointError
-from hf_l2mt.apps.cli import main as cli_main
+from hf_l2mt.core.nonfinite import NonFiniteLossError
+from hf_l2mt.core.preflight import CheckpointMismatchError, OutputDirError
 from hf_l2mt.data import (
-    DataFormatError, EmptyCorpusError, LanguageNotFoundError, check_max_lengths, load_pairs,
+    DataFormatError,
+    EmptyCorpusError,
+    LanguageNotFoundError,
+    check_max_lengths,
+    load_pairs,
 )
 from hf_l2mt.data.errors import SourceUnavailableError, TruncatedFileError
 from hf_l2mt.data.preprocess import resolve_source_prefix
-from hf_l2mt.core.nonfinite import NonFiniteLossError
-from hf_l2mt.core.preflight import CheckpointMismatchError, OutputDirError
-from hf_l2mt.apps.recipe import RecipeArguments, load_recipe_pairs, parse_arguments
 from hf_l2mt.evaluation.translate import evaluate_files
 
 DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "errors.md")
@@ -528,9 +532,11 @@ def snapshot(folder) -> dict[str, bytes]:
     for root, _, names in os.walk(folder):
         for name in names:
             path = os.path.join(root, name)
-            files[os.path.relpath(path, folder)] = (
-                os.readlink(path).encode() if os.path.islink(path) else open(path, "rb").read()
-            )
+            if os.path.islink(path):
+                files[os.path.relpath(path, folder)] = os.readlink(path).encode()
+                continue
+            with open(path, "rb") as handle:
+                files[os.path.relpath(path, folder)] = handle.read()
     return files
 
 
