@@ -5,7 +5,7 @@ import logging
 import pytest
 from datasets import Dataset
 
-from hf_l2mt.data import EmptyCorpusError, clean_pairs, load_pairs
+from hf_l2mt.data import EmptyCorpusError, clean_pairs, load_pairs, load_tsv
 
 ROWS = [
     ("  Hello\u00a0 world ", "Hallo\tWelt\n", "ui"),   # kept, whitespace normalised
@@ -56,7 +56,9 @@ def test_nothing_left_names_the_filters():
 def test_empty_file_is_an_empty_corpus(tmp_path):
     path = tmp_path / "empty.tsv"
     path.write_text("", encoding="utf-8")
-    dataset = load_pairs(str(path), "en", "de", cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(EmptyCorpusError, match=r"empty\.tsv: no pair in it: the file is empty \(0 bytes\)"):
+        load_pairs(str(path), "en", "de", cache_dir=str(tmp_path / "cache"))
+    dataset = load_tsv(str(path), "en", "de", cache_dir=str(tmp_path / "cache"))
     assert len(dataset) == 0
     with pytest.raises(EmptyCorpusError, match="0 pairs in"):
         clean_pairs(dataset, name=str(path))

@@ -28,7 +28,7 @@ def test_tsv_header_named_by_language_codes_in_either_direction(tmp_path, cache)
 
 
 def test_tsv_without_header_is_positional_and_keeps_quotes(tmp_path, cache):
-    path = write(tmp_path / "b.tsv", 'He said "hi\tEr sagte "hallo\r\nYes\tJa\textra\n')
+    path = write(tmp_path / "b.tsv", 'He said "hi\tEr sagte "hallo\textra\r\nYes\tJa\textra\n')
     assert pairs_of(load_tsv(path, "en", "de", cache_dir=cache)) == [('He said "hi', 'Er sagte "hallo'), ("Yes", "Ja")]
     assert pairs_of(load_tsv(path, "de", "en", columns=(1, 0), cache_dir=cache))[1] == ("Ja", "Yes")
 
@@ -119,7 +119,8 @@ def test_edited_file_is_read_again(tmp_path, cache):
 
 
 def test_unknown_source_lists_what_is_accepted(tmp_path):
+    path = write(tmp_path / "corpus.xml", "<corpus/>\n")
     with pytest.raises(ValueError, match=r"cannot tell how to read .*corpus\.xml.*\.tsv, \.csv, .*hub:NAME\[:CONFIG\]"):
-        load_pairs(str(tmp_path / "corpus.xml"), "en", "de")
+        load_pairs(path, "en", "de")
     with pytest.raises(ValueError, match="name the same language"):
         load_pairs("x.tsv", "en", "EN")

@@ -8,24 +8,33 @@ import errno
 import os
 import re
 import shutil
+import struct
 
+import datasets
+import huggingface_hub
+import polib
 import pytest
 import torch
+from conftest import T5_PAD, make_args, task_dataset, tiny_marian, tiny_t5, train_with
 from safetensors.torch import load_file, save_file
 from transformers import MarianMTModel, T5Config
 
-from conftest import T5_PAD, make_args, task_dataset, tiny_marian, tiny_t5, train_with
+from hf_l2mt.apps.cli import main as cli_main
+from hf_l2mt.apps.recipe import RecipeArguments, load_recipe_pairs, parse_arguments
 from hf_l2mt.core import anchor as anchor_io
 from hf_l2mt.core.anchor import ANCHOR_FILE, AnchorError
 from hf_l2mt.core.checkpoints import IncompleteCheckpointError
-from hf_l2mt.apps.cli import main as cli_main
-from hf_l2mt.data import (
-    DataFormatError, EmptyCorpusError, LanguageNotFoundError, check_max_lengths, load_pairs,
-)
-from hf_l2mt.data.preprocess import resolve_source_prefix
 from hf_l2mt.core.nonfinite import NonFiniteLossError
 from hf_l2mt.core.preflight import CheckpointMismatchError, OutputDirError
-from hf_l2mt.apps.recipe import RecipeArguments, load_recipe_pairs, parse_arguments
+from hf_l2mt.data import (
+    DataFormatError,
+    EmptyCorpusError,
+    LanguageNotFoundError,
+    check_max_lengths,
+    load_pairs,
+)
+from hf_l2mt.data.errors import SourceUnavailableError, TruncatedFileError
+from hf_l2mt.data.preprocess import resolve_source_prefix
 from hf_l2mt.evaluation.translate import evaluate_files
 
 DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "errors.md")
@@ -126,9 +135,9 @@ def case_same_language(ctx):
     return lambda: load_pairs(path, "en", "EN")
 
 
-@case(EmptyCorpusError, "no pair left after cleaning (0 pairs in")
+@case(EmptyCorpusError, "no pair left after cleaning (2 pairs in; dropped empty=2")
 def case_empty_corpus(ctx):
-    path = ctx.write("train.tsv", "")
+    path = ctx.write("train.tsv", "hello\t\n\tHallo\n")
     recipe = RecipeArguments(model_name_or_path="base", src_lang="en", tgt_lang="de", train_source=path,
                              eval_holdout=1)
     ctx.monkeypatch.setenv("HF_DATASETS_CACHE", str(ctx.tmp / "cache"))
@@ -143,6 +152,186 @@ def case_unknown_language_code(ctx):
 @case(ValueError, "max_source_length=512 exceeds the model's max_position_embeddings=32")
 def case_max_length_beyond_model(ctx):
     return lambda: check_max_lengths(tiny_marian().config, 512, 32)
+
+
+def mo_bytes(ctx, pairs=(("Hello", "Hallo"), ("Open file", "Datei öffnen"), ("Save", "Speichern"))) -> bytes:
+    catalogue = polib.POFile()
+    catalogue.metadata = {"Content-Type": "text/plain; charset=UTF-8", "Language": "de"}
+    for msgid, msgstr in pairs:
+        catalogue.append(polib.POEntry(msgid=msgid, msgstr=msgstr))
+    path = str(ctx.tmp / "built" / "messages.mo")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    catalogue.save_as_mofile(path)
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def load_written(ctx, name, content, src_lang="en", tgt_lang="de"):
+    path = ctx.write(name, content)
+    return lambda: load_pairs(path, src_lang, tgt_lang, cache_dir=str(ctx.tmp / "cache"))
+
+
+@case(TruncatedFileError, "ends at byte")
+def case_mo_truncated(ctx):
+    data = mo_bytes(ctx)
+    return load_written(ctx, "messages.mo", data[:len(data) * 9 // 10])
+
+
+@case(TruncatedFileError, "0 bytes, shorter than the 28-byte header of an MO file")
+def case_mo_too_short(ctx):
+    return load_written(ctx, "messages.mo", b"")
+
+
+@case(DataFormatError, "not a compiled gettext catalogue: it starts with b'<!DOCTYP'")
+def case_mo_not_mo(ctx):
+    return load_written(ctx, "messages.mo", b"<!DOCTYPE html><html><body>404 Not Found</body></html>\n")
+
+
+@case(DataFormatError, "MO revision 7.0 is not one gettext writes")
+def case_mo_bad_revision(ctx):
+    data = mo_bytes(ctx)
+    return load_written(ctx, "messages.mo", data[:4] + struct.pack("<I", 7 << 16) + data[8:])
+
+
+@case(DataFormatError, "of the translations is not valid UTF-8 at byte offset")
+def case_mo_not_utf8(ctx):
+    return load_written(ctx, "messages.mo", mo_bytes(ctx).replace("öffnen".encode(), "\xf6ffnen ".encode("latin-1")))
+
+
+@case(TruncatedFileError, "line 5: the string '\"Hal' is not closed and the file ends there")
+def case_po_string_cut(ctx):
+    return load_written(ctx, "messages.po", 'msgid ""\nmsgstr ""\n\nmsgid "Hello"\nmsgstr "Hal')
+
+
+@case(TruncatedFileError, "line 4: msgid without msgstr at the end of the file")
+def case_po_msgid_without_msgstr(ctx):
+    return load_written(ctx, "messages.po", 'msgid ""\nmsgstr ""\n\nmsgid "Hello"\n')
+
+
+@case(DataFormatError, "line 2: the string '\"Sag \"hallo\"\"' is not closed by a quote, or holds a quote not")
+def case_po_unescaped_quote(ctx):
+    return load_written(ctx, "messages.po", 'msgid "Say \\"hi\\""\nmsgstr "Sag "hallo""\n')
+
+
+@case(DataFormatError, "line 3: expected msgid, msgstr, a quoted string or a # comment; found 'msgstring")
+def case_po_unknown_line(ctx):
+    return load_written(ctx, "messages.po", 'msgid ""\nmsgstr ""\nmsgstring "x"\n')
+
+
+@case(EmptyCorpusError, "no pair in it: no translated entry")
+def case_po_nothing_translated(ctx):
+    return load_written(ctx, "messages.po", 'msgid "Hello"\nmsgstr ""\n\nmsgid "World"\nmsgstr ""\n')
+
+
+@case(DataFormatError, "line 3: 3 fields ['Yes', 'Ja', 'extra'], but line 1 has 2; a tab inside a sentence")
+def case_tsv_ragged_row(ctx):
+    return load_written(ctx, "train.tsv", "en\tde\nHello\tHallo\nYes\tJa\textra\n")
+
+
+@case(DataFormatError, "line 2: 3 fields ['\"a', 'b\"', 'c'], but line 1 has 2; field 1 starts with a quote")
+def case_tsv_quoted_tab(ctx):
+    return load_written(ctx, "train.tsv", 'en\tde\n"a\tb"\tc\n')
+
+
+@case(DataFormatError, "line 2: not valid CSV (unexpected end of data)")
+def case_csv_quote_left_open(ctx):
+    return load_written(ctx, "train.csv", 'en,de\n"Hello,Hallo\nYes,Ja\n')
+
+
+@case(DataFormatError, "NUL byte at byte offset 1 (line 1)")
+def case_nul_bytes(ctx):
+    return load_written(ctx, "train.tsv", "hello\thallo\n".encode("utf-16-le"))
+
+
+@case(DataFormatError, "invalid UTF-8 at byte offset 0 (line 1, byte b'\\xff') (it starts with a UTF-16 byte-order mark)")
+def case_utf16_with_mark(ctx):
+    return load_written(ctx, "train.tsv", "hello\thallo\n".encode("utf-16"))
+
+
+@case(DataFormatError, "src_lang='en-US' and tgt_lang='en' both match 'en', so every source would be its own target")
+def case_same_column_both_sides(ctx):
+    return load_written(ctx, "train.tsv", "en\tde\nHello\tHallo\n", "en-US", "en")
+
+
+@case(DataFormatError, "language code 'en' is there 2 times ('en', 'EN')")
+def case_duplicate_language_column(ctx):
+    return load_written(ctx, "train.tsv", "en\tEN\tde\nHello\tHi\tHallo\n")
+
+
+@case(IsADirectoryError, "train.tsv is a folder, not a file (it holds part-1.tsv)")
+def case_source_is_folder(ctx):
+    ctx.write("train.tsv/part-1.tsv", "Hello\tHallo\n")
+    return lambda: load_pairs(str(ctx.tmp / "train.tsv"), "en", "de")
+
+
+@case(FileNotFoundError, "is a symbolic link to ")
+def case_broken_symlink(ctx):
+    os.symlink(str(ctx.tmp / "moved.tsv"), str(ctx.tmp / "train.tsv"))
+    return lambda: load_pairs(str(ctx.tmp / "train.tsv"), "en", "de")
+
+
+@case(FileNotFoundError, "which leads back to itself (a loop of links)")
+def case_symlink_loop(ctx):
+    os.symlink(str(ctx.tmp / "train.tsv"), str(ctx.tmp / "train.tsv"))
+    return lambda: load_pairs(str(ctx.tmp / "train.tsv"), "en", "de")
+
+
+@case(FileNotFoundError, "train not found, nor ")
+def case_source_path_missing(ctx):
+    return lambda: load_pairs(str(ctx.tmp / "data" / "train"), "en", "de")
+
+
+@case(EmptyCorpusError, "train.tsv: no pair in it: the file is empty (0 bytes)")
+def case_empty_file(ctx):
+    return load_written(ctx, "train.tsv", "")
+
+
+@case(EmptyCorpusError, "train.tsv: no pair in it: only a header line")
+def case_header_only(ctx):
+    return load_written(ctx, "train.tsv", "en\tde\n")
+
+
+@case(DataFormatError, "line 2: expected an object")
+def case_json_line_not_object(ctx):
+    return load_written(ctx, "train.jsonl", '{"en": "Hello", "de": "Hallo"}\n["Yes", "Ja"]\n')
+
+
+@case(DataFormatError, "memory.tmx line 3: not valid TMX/XML (Premature end of data")
+def case_tmx_cut_short(ctx):
+    return load_written(ctx, "memory.tmx", '<tmx version="1.4"><body>\n<tu><tuv xml:lang="en"><seg>Hello</seg></tuv>\n'
+                                           '<tuv xml:lang="de"><seg>Hal')
+
+
+@case(LanguageNotFoundError, "memory.tmx: language code 'de' not in this dataset; it has: en, fr")
+def case_tmx_without_the_language(ctx):
+    return load_written(ctx, "memory.tmx", '<tmx version="1.4"><body><tu><tuv xml:lang="en"><seg>Hello</seg></tuv>'
+                                           '<tuv xml:lang="fr"><seg>Bonjour</seg></tuv></tu></body></tmx>\n')
+
+
+@case(EmptyCorpusError, "memory.tmx: no pair in it: no <tu> element")
+def case_tmx_without_units(ctx):
+    return load_written(ctx, "memory.tmx", "<html><body>Service unavailable</body></html>\n")
+
+
+@case(SourceUnavailableError, "hub:wmt16:de-en (split 'train'): offline mode is on (HF_HUB_OFFLINE=1)")
+def case_hub_offline(ctx):
+    ctx.monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    ctx.monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    return lambda: load_pairs("hub:wmt16:de-en", "en", "de", cache_dir=str(ctx.tmp / "cache"))
+
+
+@case(SourceUnavailableError, "hub:wmt16:de-en (split 'train'): http://127.0.0.1:9 cannot be reached")
+def case_hub_unreachable(ctx):
+    ctx.monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
+    for variable in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        ctx.monkeypatch.delenv(variable, raising=False)
+    return lambda: load_pairs("hub:wmt16:de-en", "en", "de", cache_dir=str(ctx.tmp / "cache"))
+
+
+@case(SourceUnavailableError, "this folder holds no data files")
+def case_folder_without_data(ctx):
+    os.makedirs(ctx.tmp / "corpus")
+    return lambda: load_pairs(str(ctx.tmp / "corpus"), "en", "de")
 
 
 # ---- Arguments ----------------------------------------------------------------------------------
@@ -343,10 +532,17 @@ def checkpoint_run(tmp_path_factory):
 
 
 def snapshot(folder) -> dict[str, bytes]:
-    return {
-        os.path.relpath(os.path.join(root, name), folder): open(os.path.join(root, name), "rb").read()
-        for root, _, names in os.walk(folder) for name in names
-    }
+    """Every file's bytes; a symbolic link by its target, since a broken or looping one cannot be read."""
+    files = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            if os.path.islink(path):
+                files[os.path.relpath(path, folder)] = os.readlink(path).encode()
+                continue
+            with open(path, "rb") as handle:
+                files[os.path.relpath(path, folder)] = handle.read()
+    return files
 
 
 @pytest.mark.parametrize("name", list(CASES), ids=list(CASES))

@@ -8,9 +8,12 @@ Column choice for TSV and CSV:
 * With a header, the columns are the ones named by the language codes, or by ``columns``.
 * Without one, the first column is the source and the second the target; ``columns=(1, 0)``
   (0-based positions) picks others. Extra columns are ignored.
+* Every non-blank line has as many fields as the first: a line with more or fewer is an error,
+  since a tab or comma inside a sentence shifts the fields after it and the pair would be wrong.
 
 TSV splits each line on tabs with no quoting (corpus TSVs hold unbalanced quotes); CSV follows
-RFC 4180 quoting (Python's ``csv`` module), so quoted fields may hold commas and newlines.
+RFC 4180 quoting (Python's ``csv`` module, strict), so quoted fields may hold commas and newlines,
+and a quote left open is an error at the line where its field starts.
 """
 
 import csv
@@ -19,8 +22,8 @@ import os
 
 from datasets import Dataset
 
-from .errors import DataFormatError, LanguageNotFoundError
-from .languages import match_language
+from .errors import DataFormatError, LanguageNotFoundError, excerpt, listed
+from .languages import match_language, match_pair
 from .records import pairs_from_generator
 from .textio import count_lines, iter_lines
 
@@ -89,12 +92,17 @@ def _rows(path: str, delimiter: str):
             yield number, line.split("\t")
         return
     numbered = iter_lines(path, keep_ends=True)
-    reader = csv.reader((text for _, text in numbered), delimiter=delimiter)
+    reader = csv.reader((text for _, text in numbered), delimiter=delimiter, strict=True)
+    start = 1
     try:
         for fields in reader:
             yield reader.line_num, fields or [""]
+            start = reader.line_num + 1
     except csv.Error as error:
-        raise DataFormatError(f"{path} line {reader.line_num}: not valid CSV ({error})") from None
+        raise DataFormatError(
+            f"{path} line {start}: not valid CSV ({error}); a quoted field must end with a quote followed by "
+            "a comma or the end of the line (write a quote inside a quoted field as two quotes)"
+        ) from None
 
 
 def delimited_rows(path, src_lang: str, tgt_lang: str, delimiter: str, header=None, columns=None):
@@ -103,15 +111,17 @@ def delimited_rows(path, src_lang: str, tgt_lang: str, delimiter: str, header=No
     first = next(_rows(path, delimiter), (1, []))[1]
     has_header, indices = _choose_columns(path, first, src_lang, tgt_lang, header, columns)
     gen_kwargs = {"path": path, "delimiter": delimiter, "indices": indices, "skip_first": has_header,
-                  "langs": (src_lang, tgt_lang)}
+                  "langs": (src_lang, tgt_lang), "width": len(first)}
     return _delimited_pairs, gen_kwargs, [path]
 
 
 def _choose_columns(path, first_row, src_lang, tgt_lang, header, columns) -> tuple[bool, tuple[int, int]]:
     named = columns is not None and len(columns) == 2 and all(isinstance(c, str) for c in columns)
     positions = columns is not None and len(columns) == 2 and all(isinstance(c, int) and c >= 0 for c in columns)
-    if columns is not None and not (named or positions):
-        raise ValueError(f"columns={columns!r}: give two column positions (0-based ints) or two header names")
+    if columns is not None and not (named or positions) or columns is not None and columns[0] == columns[1]:
+        raise ValueError(
+            f"columns={columns!r}: give two different column positions (0-based ints) or two header names"
+        )
     if header is None:
         if named:
             header = all(name in first_row for name in columns)
@@ -120,7 +130,7 @@ def _choose_columns(path, first_row, src_lang, tgt_lang, header, columns) -> tup
     if named and not header:
         raise ValueError(
             f"columns={columns!r} names columns but {path} has no header line "
-            f"(its first line is {first_row!r}); give positions such as columns=(0, 1)"
+            f"(its first line is {shown_fields(first_row)}); give positions such as columns=(0, 1)"
         )
     if positions:
         return header, tuple(columns)
@@ -130,9 +140,15 @@ def _choose_columns(path, first_row, src_lang, tgt_lang, header, columns) -> tup
     if named:
         for name in columns:
             if name not in first_row:
-                raise DataFormatError(f"{where}: no column named {name!r}; found: {', '.join(first_row)}")
+                raise DataFormatError(f"{where}: no column named {name!r}; found: {listed(first_row)}")
         return True, (first_row.index(columns[0]), first_row.index(columns[1]))
-    return True, tuple(first_row.index(match_language(code, first_row, where)) for code in (src_lang, tgt_lang))
+    return True, tuple(first_row.index(key) for key in match_pair(src_lang, tgt_lang, first_row, where))
+
+
+def shown_fields(fields, at_most: int = 4) -> str:
+    """The fields of a line for a message: the first few, each cut by ``excerpt``."""
+    shown = ", ".join(excerpt(field, 40) for field in fields[:at_most])
+    return f"[{shown}{', …' if len(fields) > at_most else ''}]"
 
 
 def _names_languages(path, row, src_lang, tgt_lang) -> bool:
@@ -142,7 +158,7 @@ def _names_languages(path, row, src_lang, tgt_lang) -> bool:
         return False
 
 
-def _delimited_pairs(path, delimiter, indices, skip_first, langs):
+def _delimited_pairs(path, delimiter, indices, skip_first, langs, width):
     needed = max(indices) + 1
     for index, (number, fields) in enumerate(_rows(path, delimiter)):
         if skip_first and index == 0:
@@ -154,10 +170,26 @@ def _delimited_pairs(path, delimiter, indices, skip_first, langs):
             short = indices[0] if indices[0] >= len(fields) else indices[1]
             lang = langs[indices.index(short)]
             raise DataFormatError(
-                f"{path} line {number}: found {len(fields)} column(s) {fields!r}, but {lang!r} is column "
-                f"{short + 1}; every line needs at least {needed} columns separated by {delimiter!r}"
+                f"{path} line {number}: found {len(fields)} column(s) {shown_fields(fields)}, but {lang!r} is "
+                f"column {short + 1}; every line needs at least {needed} columns separated by {delimiter!r}"
             )
+        if len(fields) != width:
+            raise _ragged(path, number, fields, width, delimiter)
         yield {"source": fields[indices[0]], "target": fields[indices[1]]}
+
+
+def _ragged(path, number, fields, width, delimiter) -> DataFormatError:
+    """A line whose number of fields differs from line 1's: its pair would take the wrong fields."""
+    if delimiter == "\t":
+        quoted = [place for place, field in enumerate(fields, start=1) if field.startswith('"')]
+        why = (f"field {quoted[0]} starts with a quote, but TSV is read without quoting, so a tab inside "
+               "quotes splits the field; save the file as CSV to keep quoted tabs, or remove the tab"
+               if quoted else "a tab inside a sentence splits it; remove that tab, or the extra field")
+    else:
+        why = "a comma inside a field splits it unless the field is quoted; quote that field"
+    return DataFormatError(
+        f"{path} line {number}: {len(fields)} fields {shown_fields(fields)}, but line 1 has {width}; {why}"
+    )
 
 
 def _json_records(path: str):
@@ -195,7 +227,7 @@ def _json_pairs(path: str, src_lang: str, tgt_lang: str):
                 f"or {{\"{src_lang}\": ..., \"{tgt_lang}\": ...}}; found {json.dumps(texts)[:80]}"
             )
         if keys is None or not all(key in texts for key in keys):
-            keys = [match_language(code, texts, where) for code in (src_lang, tgt_lang)]
+            keys = match_pair(src_lang, tgt_lang, texts, where)
         source, target = texts[keys[0]], texts[keys[1]]
         for code, value in ((src_lang, source), (tgt_lang, target)):
             if not isinstance(value, str):

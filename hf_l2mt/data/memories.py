@@ -10,17 +10,23 @@ PO and MO are read with polib. ``msgid`` is the source and ``msgstr`` the target
 catalogue's ``Language`` header names ``src_lang`` instead of ``tgt_lang``, the pair is reversed
 (an en→de catalogue trains de→en). Untranslated, fuzzy and obsolete entries are skipped and
 counted; a plural entry gives two pairs, ``msgid``–``msgstr[0]`` and ``msgid_plural``–``msgstr[1]``.
+A catalogue with one plural form (``nplurals=1``: Japanese, Chinese, ...) has no ``msgstr[1]``:
+its ``msgstr[0]`` serves every number, so ``msgid``–``msgstr[0]`` is the pair and ``msgid_plural``
+is left out (counted), rather than giving one text two translations. ``catalogue_checks`` rejects
+damaged files (cut short, bad MO tables, strings left open) before polib reads them.
 """
 
 import logging
+import re
 from collections import Counter
 
 import polib
 from datasets import Dataset
 from lxml import etree
 
+from .catalogue_checks import check_mo, check_po
 from .errors import DataFormatError, LanguageNotFoundError, missing_language
-from .languages import match_language
+from .languages import match_language, match_pair
 from .records import pairs_from_generator
 from .textio import check_utf8
 
@@ -28,6 +34,7 @@ logger = logging.getLogger("hf_l2mt")
 
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 _INLINE_CODES = {"bpt", "ept", "ph", "it", "ut"}
+_NPLURALS = re.compile(r"nplurals\s*=\s*(\d+)")
 
 
 def load_tmx(path, src_lang: str, tgt_lang: str, cache_dir=None) -> Dataset:
@@ -87,7 +94,7 @@ def _tmx_pairs(path: str, src_lang: str, tgt_lang: str):
             seen.update(texts)
             if keys is None or not all(key in texts for key in keys):
                 try:
-                    keys = [match_language(code, texts, f"{path} line {line}") for code in (src_lang, tgt_lang)]
+                    keys = match_pair(src_lang, tgt_lang, texts, f"{path} line {line}")
                 except LanguageNotFoundError:
                     skipped += 1
                     continue
@@ -112,7 +119,9 @@ def _names(code, languages) -> bool:
 
 
 def _read_catalogue(path: str):
-    reader = polib.mofile if path.lower().endswith(".mo") else polib.pofile
+    compiled = path.lower().endswith(".mo")
+    (check_mo if compiled else check_po)(path)
+    reader = polib.mofile if compiled else polib.pofile
     try:
         return reader(path)
     except UnicodeDecodeError:
@@ -139,10 +148,19 @@ def _load_catalogue(path, src_lang, tgt_lang, cache_dir) -> Dataset:
     )
 
 
-def _entry_pairs(entry) -> list[tuple[str, str]]:
+def plural_form_count(catalogue) -> int | None:
+    """``nplurals`` of the ``Plural-Forms`` header; ``None`` when the header does not say."""
+    found = _NPLURALS.search(catalogue.metadata.get("Plural-Forms", ""))
+    return int(found.group(1)) if found else None
+
+
+def _entry_pairs(entry, plural_forms: int | None) -> list[tuple[str, str]]:
     if entry.msgid_plural:
         forms = entry.msgstr_plural
-        candidates = [(entry.msgid, forms.get(0, "")), (entry.msgid_plural, forms.get(1, ""))]
+        if (plural_forms or len(forms)) == 1:
+            candidates = [(entry.msgid, forms.get(0, ""))]
+        else:
+            candidates = [(entry.msgid, forms.get(0, "")), (entry.msgid_plural, forms.get(1, ""))]
     else:
         candidates = [(entry.msgid, entry.msgstr)]
     return [(msgid, msgstr) for msgid, msgstr in candidates if msgstr]
@@ -151,15 +169,18 @@ def _entry_pairs(entry) -> list[tuple[str, str]]:
 def _catalogue_pairs(path: str, src_lang: str, tgt_lang: str):
     catalogue = _read_catalogue(path)
     reverse = _catalogue_reversed(catalogue, path, src_lang, tgt_lang)
+    plural_forms = plural_form_count(catalogue)
     skipped = Counter()
     for entry in catalogue:
         # MO entries have no ``fuzzy`` attribute: msgfmt compiles translated entries only.
         if entry.obsolete or getattr(entry, "fuzzy", False):
             skipped["obsolete" if entry.obsolete else "fuzzy"] += 1
             continue
-        pairs = _entry_pairs(entry)
+        pairs = _entry_pairs(entry, plural_forms)
         if not pairs:
             skipped["untranslated"] += 1
+        elif entry.msgid_plural and len(pairs) == 1 and (plural_forms or len(entry.msgstr_plural)) == 1:
+            skipped["msgid_plural (one plural form: msgstr[0] pairs with msgid only)"] += 1
         for msgid, msgstr in pairs:
             yield {"source": msgstr, "target": msgid} if reverse else {"source": msgid, "target": msgstr}
     if skipped:

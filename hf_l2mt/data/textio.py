@@ -2,7 +2,8 @@
 
 Files are read in binary and split on ``\\n`` only: text mode would also split on a lone ``\\r``
 (universal newlines), which would shift one side of a parallel corpus against the other. A
-UTF-8 byte-order mark at the start is dropped.
+UTF-8 byte-order mark at the start is dropped. A NUL byte is an error: no text file holds one,
+while UTF-16 text and binary files (a compressed or compiled file under a text name) are full of them.
 """
 
 import os
@@ -11,21 +12,30 @@ from collections.abc import Iterator
 from .errors import DataFormatError
 
 _CHUNK = 1 << 20
+_UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
+_NUL = b"\0"
 
 
 def iter_lines(path: str | os.PathLike, keep_ends: bool = False) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, text)`` from 1; ``DataFormatError`` with the byte offset on bad UTF-8."""
+    """Yield ``(line_number, text)`` from 1; ``DataFormatError`` with the byte offset on bad UTF-8 or a NUL."""
     offset = 0
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as error:
+                utf16 = " (it starts with a UTF-16 byte-order mark)" if offset == 0 and raw[:2] in _UTF16_MARKS else ""
                 raise DataFormatError(
                     f"{path}: invalid UTF-8 at byte offset {offset + error.start} (line {number}, "
-                    f"byte {raw[error.start:error.start + 1]!r}); files must be UTF-8 encoded "
+                    f"byte {raw[error.start:error.start + 1]!r}){utf16}; files must be UTF-8 encoded "
                     "(convert with: iconv -f OLD_ENCODING -t UTF-8)"
                 ) from None
+            if "\0" in text:
+                raise DataFormatError(
+                    f"{path}: NUL byte at byte offset {offset + raw.index(_NUL)} (line {number}); text files hold "
+                    "none, so this is UTF-16 text or a binary file; give UTF-8 text "
+                    "(convert with: iconv -f UTF-16 -t UTF-8)"
+                )
             if number == 1 and text.startswith("\ufeff"):
                 text = text[1:]
             yield number, text if keep_ends else text.rstrip("\r\n")
