@@ -1,7 +1,8 @@
 """Start-up time of the ``hf-l2mt`` command: ``hf-l2mt --help`` and ``hf-l2mt COMMAND --help``, each run
 ``--runs`` times as a fresh process. Cold is the first run (files maybe not yet in the page cache), warm the
 median of the others. Listing a recipe's flags (``train RECIPE --help``) needs the Trainer's arguments,
-which import torch, so it is measured but has no target.
+which import torch, so it is measured but has no target; so are the bare imports that the commands'
+times are made of (Python alone, transformers, ``transformers.training_args``), for comparison.
 
     python -m benchmarks.startup_time --runs 5
     python -m benchmarks.startup_time --runs 5 --check   # exit 1 if a warm time misses its target
@@ -28,6 +29,8 @@ COMMANDS = [
     (["demo"], TARGET_SECONDS),
     (["train", "en_de"], None),
 ]
+# What the rows above are made of, measured alongside them: Python alone, then the imports.
+IMPORTS = ["sys", "transformers", "transformers.training_args"]
 
 
 def console_script() -> list[str]:
@@ -44,12 +47,15 @@ def seconds_to_run(command: list[str]) -> float:
 
 
 def measure(runs: int) -> list[dict]:
+    runs_to_time = [(" ".join(["hf-l2mt", *arguments, "--help"]), [*console_script(), *arguments, "--help"], target)
+                    for arguments, target in COMMANDS]
+    runs_to_time += [(f"python -c 'import {module}'", [sys.executable, "-c", f"import {module}"], None)
+                     for module in IMPORTS]
     rows = []
-    for arguments, target in COMMANDS:
-        times = [seconds_to_run([*console_script(), *arguments, "--help"]) for _ in range(runs)]
+    for label, command, target in runs_to_time:
+        times = [seconds_to_run(command) for _ in range(runs)]
         warm = statistics.median(times[1:]) if runs > 1 else times[0]
-        rows.append({"command": " ".join(["hf-l2mt", *arguments, "--help"]), "target": target,
-                     "cold": times[0], "warm": warm})
+        rows.append({"command": label, "target": target, "cold": times[0], "warm": warm})
     return rows
 
 
@@ -69,8 +75,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     opts = parser.parse_args(argv)
     if opts.runs < 1:
         parser.error(f"--runs: got {opts.runs}; accepted: an integer >= 1")
+    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())  # the machine is shared: say how busy it was
     rows = measure(opts.runs)
     print(markdown_table(rows))
+    print(f"load average before and after: {load_before}, {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     missed = [row["command"] for row in rows if row["target"] is not None and row["warm"] >= row["target"]]
     if opts.check and missed:
         print(f"missed the {TARGET_SECONDS:g} s target: {', '.join(missed)}", file=sys.stderr)
