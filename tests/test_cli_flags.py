@@ -148,7 +148,7 @@ for command in ("evaluate", "translate", "fisher", "search", "plot"):
 print("command help", sorted(name for name in ("torch", "datasets") if name in sys.modules))
 """
     env = {**os.environ, "PYTHONPATH": ROOT}
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, check=False)
 
     assert result.returncode == 0, result.stderr[-2000:]
     assert [line for line in result.stdout.splitlines() if line.startswith(("import", "help", "command help"))] == [
