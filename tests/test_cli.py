@@ -136,13 +136,15 @@ def test_t5_model_without_a_prefix_gets_a_warning(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["translate", "{model}", "--num_beams", "0"], "argument --num_beams: '0' is not an integer >= 1"),
+    (["translate", "{model}", "--num_beams", "0"], "hf-l2mt translate: error: --num_beams: got 0; accepted: an integer >= 1"),
+    (["translate", "{model}", "--num_beams", "two"], "argument --num_beams/--num-beams: invalid int value: 'two'"),
     (["translate", "{model}", "--beams", "2"], "unrecognized arguments: --beams 2"),
+    (["translate"], "hf-l2mt translate: error: the following arguments are required: MODEL_DIR"),
     (["translate", "{model}", "--device", "gpu"], "hf-l2mt translate: error: --device 'gpu': accepted: cpu, cuda"),
     (["translate", "{model}", "--input", "missing.en"], "hf-l2mt translate: error: [Errno 2] No such file"),
-    (["evaluate", "{model}"], "the following arguments are required: --test"),
+    (["evaluate", "{model}"], "hf-l2mt evaluate: error: --test: none given; accepted: one or more NAME=SOURCE_FILE"),
     (["evaluate", "{model}", "--test", "general=test.en"],
-     "argument --test: 'general=test.en' is not NAME=SOURCE_FILE,REFERENCE_FILE"),
+     "hf-l2mt evaluate: error: --test: 'general=test.en' is not NAME=SOURCE_FILE,REFERENCE_FILE"),
     (["evaluate", "missing_model", "--test", "a=test.en,test.en"],
      "hf-l2mt evaluate: error: load_translation_model: 'missing_model' does not exist"),
     (["evaluate", "{model}", "--test", "a=test.en,test.en", "--test", "a=test.en,test.en"],
@@ -150,6 +152,7 @@ def test_t5_model_without_a_prefix_gets_a_warning(tmp_path, capsys):
     (["train", "en_fr"], "hf-l2mt train: error: recipe 'en_fr' does not exist; accepted: de_en, domain_adapt, en_de"),
     (["train", "missing.py"], "hf-l2mt train: error: RECIPE missing.py: no such file"),
     (["frobnicate"], "argument COMMAND: invalid choice: 'frobnicate'"),
+    (["plot", "run", "--metric", "ter"], "argument --metric: invalid choice: 'ter' (choose from 'bleu', 'chrf', 'exact_match')"),
 ])
 def test_bad_arguments_name_the_flag_and_the_value(args, message, model_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

@@ -31,7 +31,7 @@ def search_argv(inputs, output_dir, **overrides) -> list[str]:
     """``hf-l2mt search`` flags for a study of 2-update trials on the tiny data."""
     options = {"src_lang": "en", "tgt_lang": "de", **{k: v for k, v in inputs.items() if k != "model_dir"},
                "output_dir": output_dir, "n_trials": 3, "max_steps": 2, "first_eval_step": 1, "batch_size": 4,
-               "learning_rate": 1e-2, "max_length": 12, "threads": 1, **overrides}
+               "learning_rate": 1e-2, "max_length": 12, "num_threads": 1, **overrides}
     return ["search", inputs["model_dir"], *[part for k, v in options.items() for part in (f"--{k}", str(v))]]
 
 

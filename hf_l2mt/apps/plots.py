@@ -18,12 +18,26 @@ matplotlib comes with the ``plots`` extra (``pip install "hf_l2mt[plots]"``) and
 import json
 import os
 import re
-
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 from ..atomic_write import atomic_path
+from .search_settings import METRICS
 
 STATE_FILE = "trainer_state.json"
+
+
+@dataclass
+class PlotSettings:
+    """The flags of ``hf-l2mt plot``."""
+
+    positional_fields: ClassVar[tuple[str, ...]] = ("run_dir",)
+
+    run_dir: str | None = field(default=None, metadata={"help": "a run's output_dir, or one of its checkpoint-* folders"})
+    output_dir: str | None = field(
+        default=None, metadata={"metavar": "DIR", "help": "where the PNGs go (default: RUN_DIR/plots)"}
+    )
+    metric: str = field(default="bleu", metadata={"choices": METRICS, "help": "evaluation score plotted"})
 
 
 def import_pyplot():
@@ -40,6 +54,8 @@ def import_pyplot():
 
 def find_trainer_state(run_dir: str) -> str:
     """``RUN_DIR/trainer_state.json``, else the one of the checkpoint with the most updates."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR  # imports torch: only when a run is plotted
+
     if not os.path.isdir(run_dir):
         raise FileNotFoundError(f"RUN_DIR {run_dir}: no such folder")
     direct = os.path.join(run_dir, STATE_FILE)

@@ -16,13 +16,12 @@ Before the first trial, the study scores the base model and fine-tunes once with
 describes the outputs: ``trials.csv``, ``pareto_front.png`` and the study's SQLite file.
 """
 
-import argparse
 import copy
 import csv
 import logging
 import math
 import os
-from dataclasses import asdict, dataclass, field
+import sys
 
 import datasets
 import torch
@@ -41,71 +40,11 @@ from ..data import load_pairs, make_data_collator, preprocess_pairs
 from ..evaluation.metrics import score_translations
 from ..evaluation.translate import translate
 from .plots import plot_pareto_front
+from .search_settings import SearchSettings, parse_search_settings
 
 logger = logging.getLogger("hf_l2mt")
 
-METRICS = ("bleu", "chrf", "exact_match")  # higher is better; TER is not offered
-SEARCHED_SCHEDULES = ("constant", "sigmoid")
 SETS = ("in_domain", "general")
-
-
-@dataclass
-class SearchSettings:
-    """What a λ search fine-tunes, how long, over which range, and when it gives up on a trial."""
-
-    model_dir: str
-    src_lang: str
-    tgt_lang: str
-    train: str
-    in_domain_eval: str
-    general_eval: str
-    output_dir: str
-    n_trials: int = 12
-    max_steps: int = 200
-    first_eval_step: int | None = None  # default: half-way
-    batch_size: int = 32
-    learning_rate: float = 5e-4
-    max_length: int = 128
-    lambda_min: float = 1e-3
-    lambda_max: float = 10.0
-    schedules: list[str] = field(default_factory=lambda: ["constant"])
-    weight_decays: list[float] = field(default_factory=lambda: [0.0])
-    metric: str = "bleu"
-    prune_fraction: float = 0.5
-    prune_general_drop: float = 5.0
-    seed: int = 0
-    storage: str | None = None  # default: sqlite:///OUTPUT_DIR/study.db
-    study_name: str = "l2sp_search"
-
-    def __post_init__(self):
-        for flag in ("n_trials", "max_steps", "batch_size", "max_length"):
-            if getattr(self, flag) < 1:
-                raise ValueError(f"--{flag}: got {getattr(self, flag)}; accepted: an integer >= 1")
-        self.first_eval_step = self.first_eval_step or max(self.max_steps // 2, 1)
-        if not 1 <= self.first_eval_step <= self.max_steps:
-            raise ValueError(f"--first_eval_step: got {self.first_eval_step}; accepted: 1 .. --max_steps ({self.max_steps})")
-        if self.lambda_min <= 0:
-            raise ValueError(f"--lambda_min: got {self.lambda_min:g}; λ is sampled on a log scale: accepted: > 0")
-        if self.lambda_min >= self.lambda_max:
-            raise ValueError(f"--lambda_min {self.lambda_min:g} >= --lambda_max {self.lambda_max:g}; accepted: min < max")
-        if not self.schedules or set(self.schedules) - set(SEARCHED_SCHEDULES):
-            raise ValueError(f"--schedules: got {self.schedules}; accepted: one or both of {', '.join(SEARCHED_SCHEDULES)}")
-        if not self.weight_decays or any(not (value >= 0) for value in self.weight_decays):
-            raise ValueError(f"--weight_decays: got {self.weight_decays}; accepted: one or more values >= 0")
-        if self.metric not in METRICS:
-            raise ValueError(f"--metric: got {self.metric!r}; accepted: {', '.join(METRICS)}")
-        if not 0 <= self.prune_fraction <= 1:
-            raise ValueError(f"--prune_fraction: got {self.prune_fraction:g}; accepted: 0 .. 1 (0 turns it off)")
-        if not self.prune_general_drop >= 0:
-            raise ValueError(f"--prune_general_drop: got {self.prune_general_drop:g}; accepted: >= 0 (inf turns it off)")
-        self.storage = self.storage or f"sqlite:///{os.path.abspath(os.path.join(self.output_dir, 'study.db'))}"
-
-    def trial_defining(self) -> dict:
-        """The settings a trial's scores depend on; a study resumes only with the same ones."""
-        kept = ("model_dir", "src_lang", "tgt_lang", "train", "in_domain_eval", "general_eval", "max_steps",
-                "first_eval_step", "batch_size", "learning_rate", "max_length", "lambda_min", "lambda_max",
-                "schedules", "weight_decays", "metric", "seed")
-        return {name: value for name, value in asdict(self).items() if name in kept}
 
 
 def prune_reason(
@@ -298,50 +237,10 @@ def write_trials_csv(rows: list[dict], path: str) -> str:
     return path
 
 
-def add_search_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The flags of ``hf-l2mt search`` and ``recipes/search_lambda.py``; defaults are ``SearchSettings``'."""
-    defaults = SearchSettings.__dataclass_fields__
-    parser.add_argument("model_dir", metavar="MODEL_DIR", help="the base model: a local folder (config, weights, tokenizer)")
-    parser.add_argument("--src_lang", required=True, help="source language code, e.g. en")
-    parser.add_argument("--tgt_lang", required=True, help="target language code, e.g. de")
-    for flag, what in (("train", "in-domain training pairs"), ("in_domain_eval", "in-domain evaluation pairs"),
-                       ("general_eval", "general-domain evaluation pairs")):
-        parser.add_argument(f"--{flag}", required=True, metavar="SOURCE",
-                            help=f"{what}: any source hf-l2mt train reads (.tsv, .csv, .jsonl, .tmx, PATH prefix, ...)")
-    parser.add_argument("--output_dir", required=True, help="trials.csv, pareto_front.png and study.db go here")
-    numbers = (
-        ("n_trials", int, "trials in the study in all; a resumed study runs only the missing ones"),
-        ("max_steps", int, "updates per trial"),
-        ("first_eval_step", int, "update of the first evaluation, where pruning is decided (default: half-way)"),
-        ("batch_size", int, "pairs per update"), ("learning_rate", float, "constant learning rate"),
-        ("max_length", int, "longest source, target and translation, in tokens"),
-        ("lambda_min", float, "smallest λ (log-uniform range, > 0)"), ("lambda_max", float, "largest λ"),
-        ("prune_fraction", float, "prune if in-domain < this x the best earlier first evaluation (0: off)"),
-        ("prune_general_drop", float, "prune if general < the unregularized reference's minus this (inf: off)"),
-        ("seed", int, "seed of the sampler and of training"),
-    )
-    for name, kind, what in numbers:
-        default = defaults[name].default
-        parser.add_argument(f"--{name}", type=kind, default=default, help=f"{what} (default: {default})")
-    parser.add_argument("--schedules", nargs="+", choices=SEARCHED_SCHEDULES, default=["constant"],
-                        help="λ schedules; two are searched over (default: constant)")
-    parser.add_argument("--weight_decays", nargs="+", type=float, default=[0.0],
-                        help="weight decay values; two or more are searched over (default: 0)")
-    parser.add_argument("--metric", choices=METRICS, default="bleu", help="the score of both objectives (default: bleu)")
-    parser.add_argument("--storage", help="Optuna storage URL (default: sqlite:///OUTPUT_DIR/study.db)")
-    parser.add_argument("--study_name", default=defaults["study_name"].default, help="study in the storage")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    return parser
-
-
-def run_search(args: argparse.Namespace) -> list[dict]:
-    """Parsed flags → ``LambdaSearch(...).run()``, with a one-line summary of the front."""
-    options = {k: v for k, v in vars(args).items() if k in SearchSettings.__dataclass_fields__}
-    settings = SearchSettings(**options)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads: got {args.threads}; accepted: an integer >= 1")
-        torch.set_num_threads(args.threads)
+def run_search(settings: SearchSettings) -> list[dict]:
+    """``LambdaSearch(settings).run()``, quietly, with a one-line summary of the front."""
+    if settings.num_threads is not None:
+        torch.set_num_threads(settings.num_threads)
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     datasets.disable_progress_bars()
@@ -353,9 +252,9 @@ def run_search(args: argparse.Namespace) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    parser = add_search_arguments(argparse.ArgumentParser(description=__doc__.split("\n", 1)[0]))
-    args = parser.parse_args(argv)
+    """``recipes/search_lambda.py``: the flags of ``hf-l2mt search``, ``--config FILE`` among them."""
+    settings = parse_search_settings(argv)
     try:
-        return run_search(args)
+        return run_search(settings)
     except (ValueError, FileNotFoundError, ImportError) as err:
-        parser.exit(2, f"{parser.prog}: error: {err}\n")
+        raise SystemExit(f"{os.path.basename(sys.argv[0])}: error: {err}") from None

@@ -4,22 +4,36 @@ Each layer becomes the parser's defaults, so a later one wins over an earlier on
 line wins over all (as trl's ``TrlParser`` reads ``--config``). Every value goes through the type
 conversion and the choices of its flag, so ``learning_rate: 5e-5`` (a string to YAML 1.1) is a
 float and a misspelt name or a bad value is an error that names the file and the flag.
+
+Every ``hf-l2mt`` command parses its flags here. A dataclass names its positional arguments (a
+command's ``MODEL_DIR``) in a ``positional_fields`` class variable: dataclass fields become
+``--flags`` in ``HfArgumentParser``, which has no spelling for a positional argument. transformers is
+imported only when a parser is built, so that importing a command's settings stays fast.
 """
 
 import argparse
 import difflib
 import json
 import os
+import sys
 
 import yaml
-from transformers import HfArgumentParser
 
 CONFIG_FLAG = "--config"
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+# Old spelling -> the one every command uses now; either on the command line or in a config file it is an
+# error that names the new flag, so that one idea has one name (``num_threads``, as the demo spells it).
+RENAMED_FLAGS = {"threads": "num_threads"}
 
 
 class SettingsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows each flag's default and keeps the description's line breaks (its launch commands)."""
+    """Shows each flag's default and keeps the description's line breaks (its launch commands). A help text
+    that says its own default, or a flag without one (``None``, an empty list), gets no ``(default: ...)``."""
+
+    def _get_help_string(self, action):
+        if "(default:" in (action.help or "") or action.default is None or action.default == []:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def load_config_file(path: str) -> dict:
@@ -45,13 +59,25 @@ def load_config_file(path: str) -> dict:
     return settings
 
 
+class RepeatableFlag(argparse.Action):
+    """``--flag A B --flag C`` gives ``[A, B, C]``; on the command line it replaces a list from a config file
+    instead of adding to it, as every other flag does."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = getattr(namespace, self.dest, None)
+        previous = [] if given is None or given is self.default else given
+        setattr(namespace, self.dest, [*previous, *values])
+
+
 def set_defaults(parser: argparse.ArgumentParser, settings: dict, origin: str) -> None:
-    """Make ``settings`` the parser's defaults, each value converted and checked as its flag would be."""
+    """Make ``settings`` the parser's defaults, each value converted and checked as its flag would be; a
+    required flag given a value here is no longer required on the command line."""
     actions = {}
     for action in parser._actions:  # argparse keeps no public list of its actions
         if action.dest not in ("help", "config"):
             actions.setdefault(action.dest, action)
     for name, value in settings.items():
+        renamed_error(str(name), actions, origin)
         if name not in actions:
             close = difflib.get_close_matches(str(name), actions, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else "; see --help for the accepted names"
@@ -62,6 +88,14 @@ def set_defaults(parser: argparse.ArgumentParser, settings: dict, origin: str) -
         else:
             value = _convert(action, value, origin)
         parser.set_defaults(**{name: value})
+        action.required = False
+
+
+def renamed_error(name: str, actions, origin: str) -> None:
+    """A ``ValueError`` naming the new flag when ``name`` is an old spelling of one of ``actions``."""
+    new = RENAMED_FLAGS.get(name)
+    if new in actions and name not in actions:
+        raise ValueError(f"{origin}: --{name} is now spelt --{new} in every hf-l2mt command; use --{new}")
 
 
 def _convert(action: argparse.Action, value, origin: str):
@@ -78,8 +112,25 @@ def _convert(action: argparse.Action, value, origin: str):
     return converted
 
 
+def make_positional(parser: argparse.ArgumentParser, name: str) -> None:
+    """Turn ``--name`` into the positional argument ``NAME``; a layer or a config file may still give it."""
+    flag = next(action for action in parser._actions if action.dest == name)
+    parser._remove_action(flag)
+    for group in parser._action_groups:
+        if flag in group._group_actions:
+            group._group_actions.remove(flag)
+    for option in flag.option_strings:
+        parser._option_string_actions.pop(option)
+    parser.add_argument(name, nargs="?", type=flag.type, default=flag.default, metavar=name.upper(), help=flag.help)
+
+
 def parse_settings(
-    dataclass_types, layers: dict[str, dict], argv: list[str] | None = None, description: str | None = None
+    dataclass_types,
+    layers: dict[str, dict],
+    argv: list[str] | None = None,
+    description: str | None = None,
+    prog: str | None = None,
+    epilog: str | None = None,
 ):
     """Instances of ``dataclass_types`` from ``layers`` (origin → settings, earliest first), ``--config FILE``
     and ``argv``.
@@ -87,10 +138,16 @@ def parse_settings(
     ``argv`` defaults to ``sys.argv[1:]``. A bad flag or value prints the usage and the error, and
     exits with status 2, as argparse does.
     """
+    from transformers import HfArgumentParser
+
+    positional = [name for dtype in dataclass_types for name in getattr(dtype, "positional_fields", ())]
+    usage = " ".join(["%(prog)s", *(name.upper() for name in positional), f"[-h] [{CONFIG_FLAG} FILE] [--FLAG VALUE ...]"])
     parser = HfArgumentParser(
-        dataclass_types, description=description, formatter_class=SettingsHelpFormatter, allow_abbrev=False,
-        usage=f"%(prog)s [-h] [{CONFIG_FLAG} FILE] [--FLAG VALUE ...]",
+        dataclass_types, prog=prog, description=description, epilog=epilog, formatter_class=SettingsHelpFormatter,
+        allow_abbrev=False, usage=usage,
     )
+    for name in positional:
+        make_positional(parser, name)
     parser.add_argument(
         CONFIG_FLAG, metavar="FILE",
         help="YAML or JSON file of settings (flag name: value); flags given on the command line win over it.",
@@ -103,6 +160,9 @@ def parse_settings(
     config_reader.add_argument(CONFIG_FLAG)
     config_path = config_reader.parse_known_args(argv)[0].config
     try:
+        for argument in argv if argv is not None else sys.argv[1:]:
+            if argument.startswith("--"):
+                renamed_error(argument[2:].split("=", 1)[0], {a.dest for a in parser._actions}, "command line")
         for origin, layer in layers.items():
             set_defaults(parser, layer, origin)
         if config_path is not None:
@@ -111,6 +171,9 @@ def parse_settings(
         parser.error(str(err))
     settings = vars(parser.parse_args(argv))
     settings.pop("config")
+    missing = [name.upper() for name in positional if settings[name] is None]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)}")
     try:
         return parser.parse_dict(settings)
     except ValueError as err:

@@ -1,0 +1,145 @@
+"""``hf-l2mt evaluate`` and ``hf-l2mt translate``: their flags, and the runs that call
+``hf_l2mt.evaluation.translate``. torch and transformers are imported when a command runs, not when its
+flags are parsed or listed."""
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from .settings import RepeatableFlag
+
+TEST_SET_SYNTAX = "NAME=SOURCE_FILE,REFERENCE_FILE"
+
+
+@dataclass
+class GenerationSettings:
+    """How ``evaluate`` and ``translate`` generate: the flags they share."""
+
+    batch_size: int = field(
+        default=32, metadata={"help": "sentences per batch; sorted by length, the output keeps input order"}
+    )
+    num_beams: int = field(default=4, metadata={"help": "beam size; 1 is greedy"})
+    max_new_tokens: int = field(default=128, metadata={"help": "longest translation, in tokens"})
+    device: str | None = field(
+        default=None, metadata={"help": "where the model runs: cpu, cuda, cuda:N, mps (default: cuda if available)"}
+    )
+    source_prefix: str | None = field(
+        default=None, metadata={
+            "metavar": "TEXT",
+            "help": "text put before every sentence; T5 models need their task prefix, e.g. 'translate English to German: '",
+        },
+    )
+
+    def __post_init__(self):
+        for flag in ("batch_size", "num_beams", "max_new_tokens"):
+            if getattr(self, flag) < 1:
+                raise ValueError(f"--{flag}: got {getattr(self, flag)}; accepted: an integer >= 1")
+
+
+@dataclass
+class EvaluateSettings(GenerationSettings):
+    """Which model is scored on which test sets, and where the scores go."""
+
+    positional_fields: ClassVar[tuple[str, ...]] = ("model_dir",)
+
+    model_dir: str | None = field(default=None, metadata={"help": "output_dir of a finished run"})
+    test: list[str] = field(default_factory=list, metadata={
+        "action": RepeatableFlag, "metavar": TEST_SET_SYNTAX,
+        "help": "test sets: UTF-8 text files with one sentence per line; repeat the flag or list several",
+    })
+    output_json: str | None = field(
+        default=None, metadata={"metavar": "PATH", "help": "where the scores go (default: MODEL_DIR/test_scores.json)"}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.test:
+            raise ValueError(f"--test: none given; accepted: one or more {TEST_SET_SYNTAX}")
+        names = [parse_test_set(text)[0] for text in self.test]
+        if len(set(names)) < len(names):
+            raise ValueError(f"--test: two test sets have the same NAME ({', '.join(names)})")
+
+    def test_sets(self) -> dict[str, tuple[str, str]]:
+        return dict(parse_test_set(text) for text in self.test)
+
+
+@dataclass
+class TranslateSettings(GenerationSettings):
+    """Which model translates what."""
+
+    positional_fields: ClassVar[tuple[str, ...]] = ("model_dir",)
+
+    model_dir: str | None = field(default=None, metadata={"help": "output_dir of a finished run"})
+    input: str | None = field(
+        default=None, metadata={"metavar": "FILE", "help": "UTF-8 text file, one sentence per line (default: stdin)"}
+    )
+
+
+def parse_test_set(text: str) -> tuple[str, tuple[str, str]]:
+    """``NAME=SOURCE_FILE,REFERENCE_FILE`` → ``(name, (source_file, reference_file))``."""
+    name, _, files = text.partition("=")
+    source, _, reference = files.partition(",")
+    if not (name and source and reference):
+        raise ValueError(f"--test: {text!r} is not {TEST_SET_SYNTAX} (example: newstest2016=test.en,test.de)")
+    return name, (source, reference)
+
+
+def run_evaluate(settings: EvaluateSettings) -> None:
+    from ..evaluation.translate import evaluate_files, report_scores
+
+    device = default_device(settings.device)
+    warn_if_prefix_missing(settings.model_dir, settings.source_prefix)
+    scores = evaluate_files(
+        settings.model_dir, settings.test_sets(), batch_size=settings.batch_size, num_beams=settings.num_beams,
+        max_new_tokens=settings.max_new_tokens, source_prefix=settings.source_prefix, device=device,
+    )
+    json_path = settings.output_json or os.path.join(settings.model_dir, "test_scores.json")
+    print(report_scores(scores, json_path=json_path))
+    print(f"scores with sacreBLEU signatures: {json_path}", file=sys.stderr)
+
+
+def run_translate(settings: TranslateSettings) -> None:
+    from ..evaluation.translate import decode_lines, load_translation_model, read_lines, translate
+
+    device = default_device(settings.device)
+    warn_if_prefix_missing(settings.model_dir, settings.source_prefix)
+    if settings.input:
+        sentences = read_lines(settings.input)
+    else:
+        sentences = decode_lines(sys.stdin.buffer.read(), "<stdin>")
+    model, tokenizer = load_translation_model(settings.model_dir)
+    translations = translate(
+        sentences, model, tokenizer, batch_size=settings.batch_size, num_beams=settings.num_beams,
+        max_new_tokens=settings.max_new_tokens, source_prefix=settings.source_prefix, device=device,
+    )
+    # One line per input sentence, so that line i of the output translates line i of the input.
+    sys.stdout.writelines(" ".join(text.splitlines()) + "\n" for text in translations)
+
+
+def default_device(device: str | None):
+    """``--device`` checked, as a ``torch.device``; CUDA when there is a GPU, else the CPU."""
+    import torch
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"--device {device!r}: accepted: cpu, cuda, cuda:N (a GPU index), mps") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device!r}: this machine has no CUDA GPU that torch can use; pass --device cpu")
+    return chosen
+
+
+def warn_if_prefix_missing(model_dir: str, source_prefix: str | None) -> None:
+    """T5 translates only with its task prefix, and a saved model does not record it."""
+    config_path = os.path.join(model_dir, "config.json")
+    if source_prefix is None and os.path.isfile(config_path):
+        with open(config_path, encoding="utf-8") as handle:
+            if json.load(handle).get("model_type") == "t5":
+                print(
+                    "hf-l2mt: warning: T5 model without --source_prefix; pass the prefix it was fine-tuned with, "
+                    "e.g. --source_prefix 'translate English to German: '", file=sys.stderr,
+                )
