@@ -38,7 +38,7 @@ SUMMARIES = {
     "fisher": "estimate a model's diagonal Fisher on general-domain pairs, for EWC (l2sp_fisher_path)",
     "search": "search λ: an Optuna study with in-domain and general scores as objectives",
     "plot": "draw a run's logged losses, penalties, λ schedules and evaluation scores as PNGs",
-    "demo": "start the interactive demo (hf-l2mt demo --help)",
+    "demo": "run the forgetting demo (hf-l2mt demo --help)",
 }
 
 

@@ -14,9 +14,21 @@
 
 One module per step: ``arguments`` (flags and presets), ``base`` (the cached tokenizer and base),
 ``finetune``, ``evaluation`` (scores, examples and the table) and ``output`` (the folder it writes);
-``run.main`` calls them in order. ``docs/demo.md`` explains the task and shows a run.
+``run.run`` calls them in order. ``docs/demo.md`` explains the task and shows a run.
 """
 
-from .run import main
+import sys
+
+from .arguments import parse_arguments
 
 __all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Parse ``argv`` (``--help`` and ``--config FILE`` included), then run the demo; torch and transformers are
+    imported only after the flags parse, so ``hf-l2mt demo --help`` answers at once."""
+    args = parse_arguments(argv)
+    from .run import run
+
+    command = " ".join(["python -m hf_l2mt.apps.demo", *(sys.argv[1:] if argv is None else argv)])
+    return run(args, command)

@@ -5,7 +5,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-from transformers import HfArgumentParser
+from ..settings import parse_settings
 
 GENERAL_DOMAIN = "cardinal"
 NEW_DOMAINS = ("year", "ordinal")
@@ -62,7 +62,7 @@ class DemoArguments:
         metadata={"help": "Where pretrained bases are cached, one folder per settings hash; unset: ~/.cache/hf_l2mt."},
     )
     new_domain: str = field(
-        default="year", metadata={"help": f"The domain to adapt to: one of {', '.join(NEW_DOMAINS)}."}
+        default="year", metadata={"help": "The domain to adapt to.", "choices": list(NEW_DOMAINS)}
     )
     pretrain_steps: int | None = field(
         default=None, metadata={"help": "Updates on cardinals" + _preset_help("pretrain_steps")}
@@ -118,8 +118,8 @@ class DemoArguments:
 
 
 def parse_arguments(argv: list[str] | None) -> DemoArguments:
-    """``argv`` (default ``sys.argv[1:]``) as ``DemoArguments``; ``--help`` shows the package's first line."""
+    """``argv`` (default ``sys.argv[1:]``, ``--config FILE`` among them) as ``DemoArguments``; ``--help`` shows
+    the package's first line."""
     description = sys.modules[__package__].__doc__.splitlines()[0]
-    parser = HfArgumentParser(DemoArguments, prog="python -m hf_l2mt.apps.demo", description=description)
-    (args,) = parser.parse_args_into_dataclasses(args=argv)
+    (args,) = parse_settings((DemoArguments,), {}, argv, description=description, prog="hf-l2mt demo")
     return args

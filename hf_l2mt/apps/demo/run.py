@@ -1,14 +1,13 @@
-"""``main``: the demo's five steps in order, each printed as it starts, then the table and the saved output."""
+"""``run``: the demo's five steps in order, each printed as it starts, then the table and the saved output."""
 
 import os
-import sys
 from dataclasses import asdict
 
 import torch
 
 from ..console import without_library_progress_bars
 from ..numbers_task import numbers_splits
-from .arguments import BATCH_SIZE, GENERAL_DOMAIN, LEARNING_RATE, parse_arguments
+from .arguments import BATCH_SIZE, GENERAL_DOMAIN, LEARNING_RATE, DemoArguments
 from .base import base_dir, load_base, pretrain
 from .evaluation import BLEU_NOTE, best_balanced, format_examples, format_table, held_out_examples, score_runs
 from .finetune import finetune
@@ -17,8 +16,7 @@ from .stopwatch import Stopwatch
 from .training import tokenized
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_arguments(argv)
+def run(args: DemoArguments, command: str) -> dict:
     check_output_dir_is_replaceable(args)
     torch.set_num_threads(args.num_threads)
     clock = Stopwatch()
@@ -64,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
         best = best_balanced(rows, [general_set, new_set])
         results = {
             "demo": DEMO_NAME,
-            "command": " ".join(["python -m hf_l2mt.apps.demo", *(sys.argv[1:] if argv is None else argv)]),
+            "command": command,
             "base_from_cache": cached,
             "base_dir": base_dir(args),
             "best_balanced": best["model"],
