@@ -108,7 +108,8 @@ def test_overwrite_output_dir_replaces_it(first_run, tmp_path):
         (["--l2sp_lambdas", "-1"], "--l2sp_lambdas: got -1.0; accepted: finite numbers >= 0"),
         (["--l2sp_lambdas", "1", "1"], "--l2sp_lambdas: got [1.0, 1.0]; accepted: distinct values"),
         (["--pretrain_steps", "0"], "--pretrain_steps: got 0; accepted: an integer >= 1"),
-        (["--new_domain", "fraction"], "argument --new_domain/--new-domain: invalid choice: 'fraction' (choose from 'year', 'ordinal')"),
+        (["--new_domain", "fraction"],
+         "argument --new_domain/--new-domain: invalid choice: 'fraction' (choose from 'year', 'ordinal')"),
     ],
 )
 def test_bad_flags_are_rejected(tmp_path, capsys, flags, message):
