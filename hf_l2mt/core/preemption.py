@@ -13,6 +13,10 @@ Further signals while the checkpoint is written are reported and ignored, so the
 previous handlers come back when ``train`` ends; a signal that arrived after the last update's check
 (the run has all its updates) is then handed to them, as if it had arrived at that moment. Handlers can
 only be set in the main thread; ``train`` called from another thread runs without them.
+
+Dataloader workers ignore the stop signals (``workers_ignore_stop_signals``): a scheduler signals every
+process of a job and a terminal's Ctrl-C its whole process group, and torch ends a worker on SIGTERM,
+which makes the training process raise at once instead of finishing its update.
 """
 
 import logging
@@ -34,6 +38,32 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SI
 def exit_code(signum: int) -> int:
     """128 + the signal number, the status a shell reports for a process that signal ended."""
     return 128 + int(signum)
+
+
+class IgnoreStopSignals:
+    """A dataloader ``worker_init_fn``: the worker ignores the stop signals, then runs the loader's own one.
+
+    The training process shuts its workers down when it stops; a class, not a closure, so that workers
+    started with ``spawn`` can unpickle it.
+    """
+
+    def __init__(self, init_fn: Callable[[int], None] | None):
+        self.init_fn = init_fn
+
+    def __call__(self, worker_id: int) -> None:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+        if self.init_fn is not None:
+            self.init_fn(worker_id)
+
+
+def workers_ignore_stop_signals(loader):
+    """Make the worker processes of ``loader`` (a torch ``DataLoader``) ignore the stop signals; returns it."""
+    # accelerate's prepared loaders (1.16) iterate the DataLoader they hold as base_dataloader.
+    torch_loader = getattr(loader, "base_dataloader", loader)
+    if torch_loader.num_workers > 0 and not isinstance(torch_loader.worker_init_fn, IgnoreStopSignals):
+        torch_loader.worker_init_fn = IgnoreStopSignals(torch_loader.worker_init_fn)
+    return loader
 
 
 class TrainingPreempted(SystemExit):
@@ -82,8 +112,8 @@ class PreemptionCallback(TrainerCallback):
         self._owner_pid: int | None = None
 
     def _handle(self, signum: int, frame) -> None:
-        # A dataloader worker forked during training inherits this handler: it keeps serving batches
-        # and leaves the stopping to the training process.
+        # A process forked during training (a dataloader worker) inherits this handler; the training
+        # process does the stopping.
         if os.getpid() != self._owner_pid:
             return
         name = signal.Signals(signum).name
@@ -94,6 +124,10 @@ class PreemptionCallback(TrainerCallback):
             note = (f"received {name} again: still stopping; the checkpoint is being written (SIGKILL or Ctrl-\\ "
                     "stop at once and leave it incomplete, which resuming skips)\n")
         os.write(2, note.encode())  # async-signal-safe, unlike logging
+
+    def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
+        if train_dataloader is not None:
+            workers_ignore_stop_signals(train_dataloader)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.stop_signal is None:

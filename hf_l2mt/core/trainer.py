@@ -40,7 +40,7 @@ from .nonfinite import (
     first_nonfinite_parameter,
 )
 from .param_groups import build_param_groups, format_group_table, freeze_fixed_positions
-from .preemption import PreemptionCallback
+from .preemption import PreemptionCallback, workers_ignore_stop_signals
 from .regularized_group import RegularizedGroup, weight_decay_by
 from .regularizers.kl import base_logits, token_kl_sum
 from .schedules import schedule_factor
@@ -246,6 +246,10 @@ class L2MTTrainer(Seq2SeqTrainer):
                                    rank=self.args.process_index),
         )
         return self.accelerator.prepare(loader)
+
+    def get_eval_dataloader(self, eval_dataset=None) -> DataLoader:
+        """As ``Trainer.get_eval_dataloader``; its workers leave stop signals to the training process."""
+        return workers_ignore_stop_signals(super().get_eval_dataloader(eval_dataset))
 
     # ---- The update -------------------------------------------------------------------------
 
