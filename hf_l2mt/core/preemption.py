@@ -157,6 +157,9 @@ class PreemptionCallback(TrainerCallback):
     def raise_if_stopped(self, output_dir: str, needs_anchor: bool, is_main_process: bool) -> None:
         """After training: raise ``TrainingPreempted`` if a signal stopped it, or hand a late signal on."""
         if self.stop_signal is not None:
+            # Every process reaches this point before any exits: a launcher (torchrun) sends SIGTERM to the
+            # others as soon as one process ends with a non-zero status.
+            self.largest_across_processes(self.stop_signal)
             checkpoint, message = stop_message(self.stop_signal, self.stopped_at, output_dir, needs_anchor)
             if is_main_process:
                 logger.error(message)
