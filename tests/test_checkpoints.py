@@ -133,7 +133,8 @@ class RecordFolders(TrainerCallback):
         self.seen = []
 
     def on_save(self, args, state, control, **kwargs):
-        self.seen.append((sorted(os.listdir(args.output_dir)), state.best_model_checkpoint))
+        checkpoints = [name for name in os.listdir(args.output_dir) if name.startswith("checkpoint-")]
+        self.seen.append((sorted(checkpoints), state.best_model_checkpoint))
 
 
 def test_save_total_limit_never_deletes_the_best_checkpoint(finished_run, tmp_path):

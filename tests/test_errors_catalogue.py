@@ -5,9 +5,11 @@ Every file under ``tmp_path`` is snapshotted between the two and compared after 
 """
 
 import errno
+import json
 import os
 import re
 import shutil
+import socket
 import struct
 
 import datasets
@@ -26,6 +28,7 @@ from hf_l2mt.core.anchor import ANCHOR_FILE, AnchorError
 from hf_l2mt.core.checkpoints import IncompleteCheckpointError
 from hf_l2mt.core.nonfinite import NonFiniteLossError
 from hf_l2mt.core.preflight import CheckpointMismatchError, OutputDirError
+from hf_l2mt.core.run_lock import LOCK_FILE, OutputDirInUseError
 from hf_l2mt.data import (
     DataFormatError,
     EmptyCorpusError,
@@ -490,6 +493,14 @@ def case_anchor_damaged(ctx):
 def case_output_dir_not_writable(ctx):
     path = ctx.write("results", "a file the user keeps, not a directory\n")
     return tiny_train(tiny_marian(), path, save_strategy="steps", save_steps=2)
+
+
+@case(OutputDirInUseError, "is in use by another training run (pid")
+def case_output_dir_in_use(ctx):
+    # The parent of this process stands in for a live run that holds the lock.
+    holder = {"pid": os.getppid(), "host": socket.gethostname(), "started": 0}
+    ctx.write(os.path.join("run", LOCK_FILE), json.dumps(holder))
+    return tiny_train(tiny_marian(), str(ctx.tmp / "run"))
 
 
 @case(OSError, "cannot write the L2-SP anchor")

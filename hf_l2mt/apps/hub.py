@@ -11,6 +11,7 @@ import os
 from huggingface_hub import HfApi
 
 from ..core.anchor import ANCHOR_FILE
+from ..core.run_lock import LOCK_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ NEVER_UPLOADED = [
     "checkpoint-*", "*/checkpoint-*",
     ANCHOR_FILE, f"*/{ANCHOR_FILE}", f"{ANCHOR_FILE}.tmp",
     "training_args.bin", "*/training_args.bin",
-    "*.tmp",
+    "*.tmp", LOCK_FILE,
 ]
 
 

@@ -21,13 +21,14 @@ import os
 from functools import partial
 
 import torch
+from accelerate.utils import broadcast_object_list
 from torch.utils.data import DataLoader, IterableDataset
 from transformers import Seq2SeqTrainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, seed_worker
 from transformers.utils import is_datasets_available
 
 from . import anchor as anchor_io
-from . import preflight
+from . import preflight, run_lock
 from .batching import TokenBudgetBatchSampler, int_list, pair_lengths
 from .checkpoints import resolve_resume_checkpoint, rotate_checkpoints
 from .fisher import FISHER_FILE, fisher_weights, load_checkpoint_weights, save_fisher
@@ -39,6 +40,7 @@ from .nonfinite import (
     first_nonfinite_parameter,
 )
 from .param_groups import build_param_groups, format_group_table, freeze_fixed_positions
+from .preemption import PreemptionCallback, workers_ignore_stop_signals
 from .regularized_group import RegularizedGroup, weight_decay_by
 from .regularizers.kl import base_logits, token_kl_sum
 from .schedules import schedule_factor
@@ -79,6 +81,8 @@ class L2MTTrainer(Seq2SeqTrainer):
         self._resume_dir: str | None = None
         self.nonfinite = NonFiniteGuard(self.args.nonfinite_loss)
         self._skip_update = False
+        self.preemption = PreemptionCallback(self._largest_across_processes)
+        self.add_callback(self.preemption)
 
     # ---- Schedules --------------------------------------------------------------------------
 
@@ -187,14 +191,28 @@ class L2MTTrainer(Seq2SeqTrainer):
 
     def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, **kwargs):
         """As ``Trainer.train``, but only from a complete checkpoint (``hf_l2mt.core.checkpoints``): ``True`` or
-        ``"latest"`` take the newest complete one; the anchor is read from it, never re-snapshotted."""
-        resume_from_checkpoint = resolve_resume_checkpoint(
-            resume_from_checkpoint, self.args.output_dir, self.args.uses_l2sp
-        )
-        if resume_from_checkpoint is not None:
-            preflight.check_checkpoint_fits(self.model, resume_from_checkpoint)
-        self._resume_dir = resume_from_checkpoint
-        return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
+        ``"latest"`` take the newest complete one; the anchor is read from it, never re-snapshotted.
+
+        Holds the lock of ``output_dir`` (``hf_l2mt.core.run_lock``) while it runs; SIGTERM, SIGINT or SIGUSR1
+        stop it after the current update with a checkpoint and raise ``TrainingPreempted``
+        (``hf_l2mt.core.preemption``)."""
+        from_main = None if self.accelerator.num_processes == 1 else lambda value: broadcast_object_list([value])[0]
+        with run_lock.hold(self.args.output_dir, self.is_world_process_zero(), from_main):
+            resume_from_checkpoint = resolve_resume_checkpoint(
+                resume_from_checkpoint, self.args.output_dir, self.args.uses_l2sp
+            )
+            if resume_from_checkpoint is not None:
+                preflight.check_checkpoint_fits(self.model, resume_from_checkpoint)
+            self._resume_dir = resume_from_checkpoint
+            with self.preemption.installed():
+                output = super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
+        self.preemption.raise_if_stopped(self._get_output_dir(trial), self.args.uses_l2sp, self.is_world_process_zero())
+        return output
+
+    def _largest_across_processes(self, value: int) -> int:
+        if self.accelerator.num_processes == 1:
+            return value
+        return int(self.accelerator.gather(torch.tensor([value], device=self.args.device)).max())
 
     # ---- Batches ------------------------------------------------------------------------------
 
@@ -228,6 +246,10 @@ class L2MTTrainer(Seq2SeqTrainer):
                                    rank=self.args.process_index),
         )
         return self.accelerator.prepare(loader)
+
+    def get_eval_dataloader(self, eval_dataset=None) -> DataLoader:
+        """As ``Trainer.get_eval_dataloader``; its workers leave stop signals to the training process."""
+        return workers_ignore_stop_signals(super().get_eval_dataloader(eval_dataset))
 
     # ---- The update -------------------------------------------------------------------------
 
