@@ -397,6 +397,38 @@ def case_config_unknown_setting(ctx):
     return lambda: parse_arguments({}, ["--config", path])
 
 
+@case(ValueError, "optimizers: a ready-made optimizer cannot carry l2sp_lambda=0.1")
+def case_ready_made_optimizer_with_regularizer(ctx):
+    from hf_l2mt import L2MTTrainer
+
+    model = tiny_marian()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    return lambda: L2MTTrainer(model=model, args=make_args(ctx.tmp / "out", l2sp_lambda=0.1),
+                               optimizers=(optimizer, None))
+
+
+@case(ValueError, "prompt_template: 'Translate:' has no {source} field")
+def case_prompt_template_without_source(ctx):
+    from datasets import Dataset
+
+    from hf_l2mt.data import preprocess_causal_lm_pairs
+
+    pairs = Dataset.from_list([{"source": "one", "target": "eins"}])
+    return lambda: preprocess_causal_lm_pairs(pairs, tokenizer=None, template="Translate:")
+
+
+@case(ValueError, "has no pad_token; decoder-only tokenisers often lack one: set tokenizer.pad_token")
+def case_causal_lm_tokenizer_without_pad(ctx):
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    from hf_l2mt.data import CausalLMCollator
+
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"<unk>": 0}, unk_token="<unk>")),
+                                        eos_token="<unk>")
+    return lambda: CausalLMCollator(tokenizer)
+
+
 # ---- Command line -------------------------------------------------------------------------------
 
 

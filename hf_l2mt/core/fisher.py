@@ -24,7 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..atomic_write import atomic_path
-from .loss import token_cross_entropy
+from .loss import token_cross_entropy, uses_token_level_loss
 
 FISHER_FILE = "l2sp_fisher.safetensors"
 # How F is scaled before it weights the penalty (``l2sp_fisher_normalize``).
@@ -40,7 +40,8 @@ def estimate_fisher(model: torch.nn.Module, dataloader, max_batches: int | None 
 
     Every parameter that requires a gradient gets an entry (float32, on the model's device); the
     model runs in eval mode (no dropout) and its weights are not changed. Batches are dicts with
-    ``input_ids``, ``attention_mask`` and ``labels`` (padding -100), as ``make_data_collator`` makes them.
+    ``input_ids``, ``attention_mask`` and ``labels`` (padding -100), as ``make_data_collator`` (or, for a causal
+    LM, ``CausalLMCollator``) makes them.
     """
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
     fisher = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in named.items()}
@@ -55,11 +56,8 @@ def estimate_fisher(model: torch.nn.Module, dataloader, max_batches: int | None 
             if max_batches is not None and batches >= max_batches:
                 break
             batch = {k: v.to(device) for k, v in batch.items() if k != "length"}
-            labels = batch.pop("labels")
-            if "decoder_input_ids" not in batch:
-                batch["decoder_input_ids"] = model.prepare_decoder_input_ids_from_labels(labels=labels)
             model.zero_grad(set_to_none=True)
-            token_cross_entropy(model(**batch).logits, labels).backward()
+            _batch_loss(model, batch).backward()
             for name, param in named.items():
                 if param.grad is not None:
                     fisher[name].add_(param.grad.detach().float().pow(2))
@@ -70,6 +68,19 @@ def estimate_fisher(model: torch.nn.Module, dataloader, max_batches: int | None 
     if batches == 0:
         raise FisherError("estimate_fisher: the dataloader gave no batch; pass at least one example")
     return {n: f.div_(batches) for n, f in fisher.items()}
+
+
+def _batch_loss(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+    """The batch's mean token-level loss as training sees it: the token-level cross-entropy for an
+    encoder–decoder, the model's own (shifted) loss for a causal LM."""
+    if not uses_token_level_loss(model):
+        outputs = model(**batch)
+        return outputs["loss"] if isinstance(outputs, dict) else outputs[0]
+    labels = batch.pop("labels")
+    if "decoder_input_ids" not in batch:
+        batch["decoder_input_ids"] = model.prepare_decoder_input_ids_from_labels(labels=labels)
+    outputs = model(**batch)
+    return token_cross_entropy(outputs["logits"] if isinstance(outputs, dict) else outputs[0], labels)
 
 
 def save_fisher(fisher: dict[str, torch.Tensor], path: str, metadata: dict[str, str] | None = None) -> str:

@@ -11,6 +11,9 @@ Rules, in order:
    values is harmless, unlike pulling them to zero. ``l2sp_overrides`` give matching parameters their own
    strength.
 A weight shared by several modules (tied embeddings and ``lm_head``) is one parameter, counted once.
+
+Order: ``decay`` then ``no_decay``, both always present (transformers' ``create_optimizer`` layout),
+then any group the overrides or ``l2sp_include_regex`` split off, in the order of its first parameter.
 """
 
 import re
@@ -77,7 +80,13 @@ def build_param_groups(
     include = re.compile(args.l2sp_include_regex) if args.l2sp_include_regex is not None else None
     used_patterns: set[str] = set()
 
-    groups: dict[tuple, ParamGroup] = {}
+    # transformers' two groups come first and always exist, empty or not, so that without overrides or
+    # l2sp_include_regex the optimizer (and its optimizer.pt) has transformers' layout; the groups the
+    # overrides and l2sp_include_regex split off follow, in the order of their first parameter.
+    groups: dict[tuple, ParamGroup] = {
+        (label, weight_decay, args.l2sp_lambda): ParamGroup(label, weight_decay, args.l2sp_lambda)
+        for label, weight_decay in (("decay", args.weight_decay), ("no_decay", 0.0))
+    }
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     for name, param in trainable:
         decays = name in decay_names and (args.decay_embeddings or id(param) not in embedding_ids)

@@ -1,7 +1,8 @@
 """`L2MTTrainer`: a Seq2SeqTrainer that adds the regularizers and wires them into the update.
 
 Where each term enters one optimizer update t (``docs/regularization.md`` has the equations):
-1. backward of the token-level task loss (``compute_loss``), accumulated over micro-batches,
+1. backward of the task loss (``compute_loss``), accumulated over micro-batches: the token-level loss
+   for encoder–decoders, transformers' own loss path for every other model (``hf_l2mt.core.loss``),
    plus ``λ_kl,t · KL(p_base ‖ p_θ)`` per target token when ``kl_lambda > 0``;
 2. coupled L2-SP: ``grad += λ_t F (θ − θ₀)`` after the last micro-batch (``training_step``),
    so gradient clipping sees it exactly as if the penalty were in the loss (F ≡ 1 unless EWC);
@@ -32,13 +33,14 @@ from . import preflight, run_lock
 from .batching import TokenBudgetBatchSampler, int_list, pair_lengths
 from .checkpoints import resolve_resume_checkpoint, rotate_checkpoints
 from .fisher import FISHER_FILE, fisher_weights, load_checkpoint_weights, save_fisher
-from .loss import IGNORE_INDEX, token_cross_entropy
+from .loss import IGNORE_INDEX, logits_of, token_cross_entropy, uses_token_level_loss
 from .nonfinite import (
     SKIPPED_METRIC,
     NonFiniteGuard,
     NonFiniteLossError,
     first_nonfinite_parameter,
 )
+from .own_optimizer import settings_needing_own_optimizer
 from .param_groups import build_param_groups, format_group_table, freeze_fixed_positions
 from .preemption import PreemptionCallback, workers_ignore_stop_signals
 from .regularized_group import RegularizedGroup, weight_decay_by
@@ -54,23 +56,28 @@ logger = logging.getLogger("hf_l2mt")
 
 class L2MTTrainer(Seq2SeqTrainer):
     """Seq2SeqTrainer with weight decay (coupled or decoupled), L2-SP towards the starting weights,
-    schedules for both, and an exact token-level loss under gradient accumulation.
+    schedules for both, and an exact token-level loss under gradient accumulation for encoder–decoders.
 
-    Takes the same arguments as ``Seq2SeqTrainer``; ``args`` must be ``L2MTTrainingArguments``.
+    Takes the same arguments as ``Seq2SeqTrainer``; ``args`` must be ``L2MTTrainingArguments``. With every
+    regularizer off it updates any model as ``Trainer`` / ``Seq2SeqTrainer`` would (docs/decoder_only.md).
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if not isinstance(self.args, L2MTTrainingArguments):
             raise TypeError(f"args: L2MTTrainer needs L2MTTrainingArguments, got {type(self.args).__name__}")
-        if self.optimizer is not None:
+        if self.optimizer is not None and (needs := settings_needing_own_optimizer(self.args)):
             raise ValueError(
-                "optimizers: L2MTTrainer builds its own parameter groups and hooks; choose the optimizer with "
-                "args.optim / args.optim_args, or pass optimizer_cls_and_kwargs=(cls, kwargs)"
+                f"optimizers: a ready-made optimizer cannot carry {', '.join(needs)}: these need L2MTTrainer's "
+                "parameter groups and update hooks; choose the optimizer with args.optim / args.optim_args or "
+                "optimizer_cls_and_kwargs=(cls, kwargs), or turn those settings off"
             )
         self.frozen_position_tables = freeze_fixed_positions(self.model)
-        # compute_loss divides by num_items_in_batch for every model, so ask the Trainer to count them.
-        self.model_accepts_loss_kwargs = True
+        # Encoder–decoders get the token-level loss, which divides by num_items_in_batch itself (the model never
+        # sees it), so the Trainer must count it; every other model keeps transformers' own detection.
+        self.token_level_loss = self.compute_loss_func is None and uses_token_level_loss(self.model)
+        if self.token_level_loss:
+            self.model_accepts_loss_kwargs = True
         # One record per optimizer parameter group; bound to the live parameters by _build_anchor.
         self.regularized_groups: list[RegularizedGroup] | None = None
         self._groups_bound = False
@@ -162,6 +169,9 @@ class L2MTTrainer(Seq2SeqTrainer):
         weights and L1-to-anchor its target, so with either it covers every group.
         """
         groups = self.regularized_groups
+        if groups is None:  # a ready-made optimizer: nothing to regularize
+            self._groups_bound = True
+            return
         live = [list(torch_group["params"]) for torch_group in self.optimizer.param_groups]
         everything = self.args.kl_lambda > 0 or (self.args.l1_lambda > 0 and self.args.l1_target == "anchor")
         named = {n: p for g, params in zip(groups, live) if g.l2sp_lambda > 0 or everything
@@ -254,9 +264,23 @@ class L2MTTrainer(Seq2SeqTrainer):
     # ---- The update -------------------------------------------------------------------------
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """Token-level cross-entropy normalised by ``num_items_in_batch`` (see ``hf_l2mt.core.loss``)."""
-        if "labels" not in inputs or self.compute_loss_func is not None:
+        """Token-level cross-entropy normalised by ``num_items_in_batch`` for encoder–decoders (see
+        ``hf_l2mt.core.loss``); transformers' own loss for every other model. Either way plus KL-to-base."""
+        if "labels" not in inputs:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        kl_on = self.args.kl_lambda > 0 and model.training and self.anchor is not None
+        if not self.token_level_loss:
+            if not kl_on:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            loss, outputs = super().compute_loss(model, dict(inputs), True, num_items_in_batch)
+            unwrapped = self.accelerator.unwrap_model(model)
+            logits, labels = logits_of(outputs, has_loss=True), inputs["labels"]
+            if self._loss_shifts_labels:  # position i predicts label i + 1
+                logits, labels = logits[..., :-1, :], labels[..., 1:]
+            base_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+            loss = loss + self._kl_to_base(unwrapped, base_inputs, logits, labels, num_items_in_batch,
+                                           shift=self._loss_shifts_labels)
+            return (loss, outputs) if return_outputs else loss
         inputs = dict(inputs)
         labels = inputs.pop("labels")
         unwrapped = self.accelerator.unwrap_model(model)
@@ -265,18 +289,26 @@ class L2MTTrainer(Seq2SeqTrainer):
         elif "decoder_input_ids" not in inputs:
             inputs["labels"] = labels  # the model builds its decoder inputs; its own loss is ignored
         outputs = model(**inputs)
-        loss = token_cross_entropy(outputs.logits, labels, num_items_in_batch, self.args.label_smoothing_factor)
-        if self.args.kl_lambda > 0 and model.training and self.anchor is not None:
-            loss = loss + self._kl_to_base(unwrapped, inputs, outputs.logits, labels, num_items_in_batch)
+        logits = logits_of(outputs, has_loss="labels" in inputs)
+        loss = token_cross_entropy(logits, labels, num_items_in_batch, self.args.label_smoothing_factor)
+        if kl_on:
+            loss = loss + self._kl_to_base(unwrapped, inputs, logits, labels, num_items_in_batch)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             # num_items_in_batch counts every process's tokens while DDP averages gradients over processes.
             loss = loss * (self.accelerator.num_processes if self.args.n_gpu <= 1 else self.args.n_gpu)
+        if return_outputs and not isinstance(outputs, dict) and "labels" not in inputs:
+            # transformers' prediction_step reads a tuple as (loss, logits, ...), as a model given labels returns it.
+            outputs = (loss, *outputs)
         return (loss, outputs) if return_outputs else loss
 
-    def _kl_to_base(self, model, inputs, logits, labels, num_items_in_batch) -> torch.Tensor:
+    def _kl_to_base(self, model, inputs, logits, labels, num_items_in_batch, shift=False) -> torch.Tensor:
         """λ_kl,t · Σ_tokens KL(p_base ‖ p_θ) / num_items_in_batch: token-level like the task loss, so
-        gradient accumulation stays exact. Costs one forward pass without autograd per micro-batch."""
-        kl_sum = token_kl_sum(logits, base_logits(model, self.anchor, inputs), labels, self.args.kl_temperature)
+        gradient accumulation stays exact. Costs one forward pass without autograd per micro-batch.
+        ``shift``: ``logits`` and ``labels`` are a causal LM's, already aligned (last position dropped)."""
+        base = base_logits(model, self.anchor, inputs)
+        if shift:
+            base = base[..., :-1, :]
+        kl_sum = token_kl_sum(logits, base, labels, self.args.kl_temperature)
         tokens = labels.ne(IGNORE_INDEX).sum()
         self._kl_sum = kl_sum.detach() if self._kl_sum is None else self._kl_sum + kl_sum.detach()
         self._kl_tokens = tokens if self._kl_tokens is None else self._kl_tokens + tokens

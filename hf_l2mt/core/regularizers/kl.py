@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ..loss import IGNORE_INDEX
+from ..loss import IGNORE_INDEX, logits_of
 
 
 def base_logits(model: torch.nn.Module, base_weights: dict[str, torch.Tensor], inputs: dict) -> torch.Tensor:
@@ -29,7 +29,7 @@ def base_logits(model: torch.nn.Module, base_weights: dict[str, torch.Tensor], i
     try:
         with torch.no_grad():
             weights = {n: t.to(p.dtype) for (n, t), p in zip(base_weights.items(), _params_of(model, base_weights))}
-            return functional_call(model, weights, args=(), kwargs=inputs).logits
+            return logits_of(functional_call(model, weights, args=(), kwargs=inputs), has_loss="labels" in inputs)
     finally:
         model.train(was_training)
 
