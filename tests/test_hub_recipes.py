@@ -6,6 +6,7 @@ within seconds with one line naming the flag and the fix. Online, a local stand-
 """
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -13,7 +14,8 @@ import time
 
 import pytest
 
-from tiny_checkpoints import save_checkpoint
+from hub_server import TOKEN, fake_hub, folder_files, publish  # noqa: F401 (fake_hub is a fixture)
+from tiny_checkpoints import save_checkpoint, save_opus_mt_checkpoint, sentence_pairs, wmt16_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Generous for a loaded machine: the probe waits 3 s at most, the imports take the rest.
@@ -78,3 +80,44 @@ def test_a_hub_dataset_not_cached_stops_the_recipe_at_once_naming_train_source(t
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert lines[0].startswith("en_de.py: error: train_source: hub:wmt16:de-en (split 'train'): "), lines[0]
     assert "no copy of it is cached on this machine" in lines[0] and "give a local file" in lines[0]
+
+
+SIZE = [
+    "--max_steps", "2", "--max_train_samples", "16", "--max_eval_samples", "4", "--per_device_train_batch_size", "4",
+    "--gradient_accumulation_steps", "1", "--eval_steps", "2", "--save_steps", "2", "--generation_num_beams", "1",
+    "--generation_max_length", "8", "--use_cpu",
+]
+
+
+@pytest.fixture
+def stand_in_hub(fake_hub, tmp_path):
+    """The stand-in Hub serving Helsinki-NLP/opus-mt-en-de (tiny, opus-mt's file layout) and wmt16 (de-en)."""
+    model = save_opus_mt_checkpoint(tmp_path / "opus-mt-en-de", sentence_pairs(40, seed=0))
+    publish(fake_hub, "Helsinki-NLP/opus-mt-en-de", folder_files(tmp_path / "opus-mt-en-de"))
+    publish(fake_hub, "wmt/wmt16", wmt16_files("de-en"), repo_type="dataset")
+    return fake_hub, model
+
+
+def test_python_recipes_en_de_downloads_trains_evaluates_and_pushes_back(stand_in_hub, tmp_path):
+    hub, base = stand_in_hub
+    out = tmp_path / "opus-mt-en-de-wmt16"
+    # huggingface_hub 2.x takes only namespace/name ids ("wmt16" raises HfUriError); wmt16 is wmt/wmt16 on the Hub.
+    wmt16 = "hub:wmt/wmt16:de-en"
+    argv = [*SIZE, "--train_source", wmt16, "--eval_sources", f"newstest2015={wmt16}", "--output_dir", str(out), "--push_to_hub", "--hub_model_id", "someone/opus-mt-en-de-wmt16",
+            "--hub_token", TOKEN]
+    env = recipe_env(tmp_path, HF_ENDPOINT=os.environ["HF_ENDPOINT"], HF_HUB_DISABLE_XET="1", NO_PROXY="127.0.0.1")
+
+    result, _ = run_recipe("recipes/en_de.py", argv, env)
+
+    assert result.returncode == 0, result.stderr[-4000:]
+    downloads = {request["path"] for request in hub.received
+                 if request["method"] == "GET" and "/resolve/" in request["path"]}
+    for name in ("config.json", "model.safetensors", "source.spm", "vocab.json"):
+        assert any(re.fullmatch(f"/Helsinki-NLP/opus-mt-en-de/resolve/[^/]+/{name}", path) for path in downloads), name
+    for split in ("train", "validation"):
+        assert any(re.fullmatch(f"/datasets/wmt/wmt16/resolve/[^/]+/de-en/{split}-00000-of-00001.parquet", path)
+                   for path in downloads), (split, downloads)
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "base_model: Helsinki-NLP/opus-mt-en-de" in card and "newstest2015" in card
+    assert {"config.json", "model.safetensors", "README.md", "scores.json", "source.spm"} <= set(hub.committed)
+    assert hub.committed["README.md"] == card.encode()
