@@ -23,6 +23,7 @@ from transformers import MarianMTModel, T5Config
 
 from hf_l2mt.apps.cli import main as cli_main
 from hf_l2mt.apps.recipe import RecipeArguments, load_recipe_pairs, parse_arguments
+from hf_l2mt.apps.recipes import en_de
 from hf_l2mt.core import anchor as anchor_io
 from hf_l2mt.core.anchor import ANCHOR_FILE, AnchorError
 from hf_l2mt.core.checkpoints import IncompleteCheckpointError
@@ -329,6 +330,40 @@ def case_hub_unreachable(ctx):
     for variable in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         ctx.monkeypatch.delenv(variable, raising=False)
     return lambda: load_pairs("hub:wmt16:de-en", "en", "de", cache_dir=str(ctx.tmp / "cache"))
+
+
+@case(SourceUnavailableError, "train_source: hub:wmt16:de-en (split 'train'): offline mode is on (HF_HUB_OFFLINE=1)")
+def case_recipe_hub_dataset_offline(ctx):
+    ctx.monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    ctx.monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    ctx.monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(ctx.tmp / "cache"))
+    recipe = RecipeArguments(model_name_or_path="unused", src_lang="en", tgt_lang="de",
+                             train_source="hub:wmt16:de-en", eval_holdout=1)
+    return lambda: load_recipe_pairs(recipe, seed=0)
+
+
+def offline_model_run(ctx, endpoint=None):
+    """The en_de recipe run as it is shipped, with an empty Hub cache and the Hub offline or unreachable."""
+    ctx.monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(ctx.tmp / "hub-cache"))
+    if endpoint is None:
+        ctx.monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    else:
+        ctx.monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", endpoint)
+        for variable in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+            ctx.monkeypatch.delenv(variable, raising=False)
+    return lambda: en_de.main(["--output_dir", str(ctx.tmp / "out")])
+
+
+@case(SystemExit, "error: model_name_or_path: 'Helsinki-NLP/opus-mt-en-de' is not a local directory, offline mode "
+                  "is on (HF_HUB_OFFLINE=1), and no copy of it is cached on this machine; give --model_name_or_path")
+def case_recipe_hub_model_offline(ctx):
+    return offline_model_run(ctx)
+
+
+@case(SystemExit, "error: model_name_or_path: 'Helsinki-NLP/opus-mt-en-de' is not a local directory, "
+                  "http://127.0.0.1:9 cannot be reached, and no copy of it is cached")
+def case_recipe_hub_model_unreachable(ctx):
+    return offline_model_run(ctx, "http://127.0.0.1:9")
 
 
 @case(SourceUnavailableError, "this folder holds no data files")

@@ -4,12 +4,16 @@ The tokenizer is a word-level ``PreTrainedTokenizerFast`` over ``WORDS`` whose s
 tiny models of conftest: Marian's ``</s>`` = 0 and ``<pad>`` = 1, T5's ``<pad>`` = 0 and ``</s>`` = 1.
 """
 
+import io
 import random
 
+import torch
+from datasets import Dataset, Features, Translation
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
-from transformers import PreTrainedTokenizerFast
+from transformers import MarianConfig, MarianMTModel, PreTrainedTokenizerFast
 
 from conftest import EOS, PAD, T5_EOS, T5_PAD, VOCAB, tiny_marian, tiny_t5
+from hf_l2mt.apps.spm_tokenizer import train_marian_tokenizer
 
 WORDS = "the house is small a dog barks cat sleeps red green blue big old new tree car sun moon day night".split()
 
@@ -57,3 +61,39 @@ def write_ding(path, pairs, domains) -> str:
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return str(path)
+
+
+def save_opus_mt_checkpoint(path, pairs) -> str:
+    """A tiny Marian saved in opus-mt's file layout: config, safetensors weights, ``source.spm``,
+    ``target.spm``, ``vocab.json``, tokenizer and generation configs; the tokenizer is trained on ``pairs``."""
+    tokenizer = train_marian_tokenizer([text for pair in pairs for text in pair], str(path), vocab_size=60)
+    torch.manual_seed(3)
+    config = MarianConfig(
+        vocab_size=len(tokenizer), d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id, forced_eos_token_id=tokenizer.eos_token_id,
+    )
+    MarianMTModel(config).save_pretrained(path)
+    return str(path)
+
+
+def translation_parquet(pairs, src_lang: str = "en", tgt_lang: str = "de") -> bytes:
+    """``pairs`` as a parquet file with wmt16's one column, ``translation`` ({"de": ..., "en": ...})."""
+    rows = [{"translation": {src_lang: source, tgt_lang: target}} for source, target in pairs]
+    features = Features({"translation": Translation(languages=sorted([src_lang, tgt_lang]))})
+    buffer = io.BytesIO()
+    Dataset.from_list(rows, features=features).to_parquet(buffer)
+    return buffer.getvalue()
+
+
+def wmt16_files(config: str = "de-en") -> dict[str, bytes]:
+    """A tiny dataset repository laid out as wmt16 on the Hub: one parquet file per split under ``config/``,
+    and the README whose YAML header maps the config and its splits to them."""
+    files, entries = {}, []
+    for seed, (split, count) in enumerate((("train", 24), ("validation", 6), ("test", 6))):
+        path = f"{config}/{split}-00000-of-00001.parquet"
+        files[path] = translation_parquet(sentence_pairs(count, seed=10 + seed))
+        entries.append(f"  - split: {split}\n    path: {path}\n")
+    files["README.md"] = f"---\nconfigs:\n- config_name: {config}\n  data_files:\n{''.join(entries)}---\n".encode()
+    return files

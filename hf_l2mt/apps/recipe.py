@@ -13,6 +13,10 @@ Then it loads the checkpoint, reads, cleans and tokenises the pairs (``hf_l2mt.d
 with ``L2MTTrainer``, and writes into ``output_dir`` the model, the tokenizer, ``scores.json``
 (sacreBLEU scores with their signatures for every evaluation set) and the model card
 (``README.md``); with ``--push_to_hub`` it publishes that folder once, at the end.
+
+A checkpoint or dataset on the Hub that cannot be downloaded now (``HF_HUB_OFFLINE=1``, or the Hub
+cannot be reached) and is not cached stops the run within seconds, with one line on standard error
+that names its flag and exit status 2; a cached copy is read without a network.
 """
 
 import functools
@@ -36,9 +40,11 @@ from ..data import (
     preprocess_pairs,
     split_pairs,
 )
+from ..data.errors import SourceUnavailableError
 from ..data.preprocess import resolve_source_prefix
 from ..evaluation.metrics import SCORE_NAMES, make_compute_metrics, score_translations
 from ..evaluation.translate import report_scores, translate
+from ..hub_probe import ModelUnavailableError, load_model_offline, offline_mode
 from ..tokenizer_warnings import without_sacremoses_recommendation
 from .console import use_tidy_progress
 from .hub import push_to_hub
@@ -194,7 +200,7 @@ def load_recipe_pairs(recipe: RecipeArguments, seed: int):
             "domain=%r ignored: only Ding sources have subject labels, and train_source is %r",
             recipe.domain, recipe.train_source,
         )
-    pairs = load_pairs(recipe.train_source, recipe.src_lang, recipe.tgt_lang, **options)
+    pairs = load_flag_source("train_source", recipe.train_source, recipe, **options)
     if recipe.max_train_samples is not None:
         pairs = pairs.select(range(min(recipe.max_train_samples, len(pairs))))
     pairs, _ = clean_pairs(
@@ -208,10 +214,24 @@ def load_recipe_pairs(recipe: RecipeArguments, seed: int):
             pairs, evaluation[name] = splits["train"], splits[name]
         else:
             options = loader_options(source, recipe.eval_split)
-            evaluation[name] = load_pairs(source, recipe.src_lang, recipe.tgt_lang, **options)
+            evaluation[name] = load_flag_source("eval_sources", source, recipe, **options)
         if recipe.max_eval_samples is not None:
             evaluation[name] = evaluation[name].select(range(min(recipe.max_eval_samples, len(evaluation[name]))))
     return pairs, evaluation
+
+
+def load_flag_source(flag: str, source: str, recipe: RecipeArguments, **options):
+    """``load_pairs(source, ...)``; a source that cannot be read now (not cached, Hub offline) names ``flag``."""
+    try:
+        return load_pairs(source, recipe.src_lang, recipe.tgt_lang, **options)
+    except SourceUnavailableError as err:
+        raise SourceUnavailableError(f"{flag}: {err}") from None
+
+
+def exit_unavailable(error: Exception):
+    """The error in one line on standard error and exit status 2, as for a bad flag: no traceback."""
+    sys.stderr.write(f"{os.path.basename(sys.argv[0])}: error: {error}\n")
+    raise SystemExit(2)
 
 
 def card_dataset_name(source: str) -> str:
@@ -273,9 +293,15 @@ def run(config: dict, argv: list[str] | None = None, description: str | None = N
     args.push_to_hub = False
     hub_token, args.hub_token = args.hub_token, None
 
-    with without_sacremoses_recommendation():
+    try:
+        from_cache = load_model_offline(recipe.model_name_or_path)
+    except ModelUnavailableError as err:
+        exit_unavailable(err)
+    with without_sacremoses_recommendation(), offline_mode(from_cache):
         tokenizer = AutoTokenizer.from_pretrained(recipe.model_name_or_path, trust_remote_code=recipe.trust_remote_code)
-    model = AutoModelForSeq2SeqLM.from_pretrained(recipe.model_name_or_path, trust_remote_code=recipe.trust_remote_code)
+        model = AutoModelForSeq2SeqLM.from_pretrained(
+            recipe.model_name_or_path, trust_remote_code=recipe.trust_remote_code
+        )
     prefix = resolve_source_prefix(recipe.src_lang, recipe.tgt_lang, recipe.source_prefix, model.config)
     tokenize = functools.partial(
         preprocess_pairs, tokenizer=tokenizer, src_lang=recipe.src_lang, tgt_lang=recipe.tgt_lang,
@@ -283,7 +309,10 @@ def run(config: dict, argv: list[str] | None = None, description: str | None = N
         source_prefix=prefix, model_config=model.config,
     )
     with args.main_process_first(desc="reading and tokenizing pairs"):
-        train_pairs, eval_pairs = load_recipe_pairs(recipe, args.seed)
+        try:
+            train_pairs, eval_pairs = load_recipe_pairs(recipe, args.seed)
+        except SourceUnavailableError as err:
+            exit_unavailable(err)
         train = tokenize(train_pairs)
         evaluation = {name: tokenize(pairs) for name, pairs in eval_pairs.items()}
 

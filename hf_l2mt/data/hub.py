@@ -6,28 +6,20 @@ written by ``save_to_disk``) into ``source``/``target`` columns without leaving 
 ``translation`` struct is flattened and its two columns renamed, no row goes through Python.
 
 Without a network, ``load_dataset`` retries each request with back-off (about 25 s with
-huggingface_hub 1.x) before it looks in its cache. ``load_hub_pairs`` first tries a TCP connection
-to the Hub (3 s at most); when it fails, the dataset is read in offline mode, from the cache only,
-and a dataset not cached gives ``SourceUnavailableError`` at once. Behind an HTTP(S) proxy the
-Hub is not probed: only the proxy knows whether it can be reached.
+huggingface_hub 1.x) before it looks in its cache. ``load_hub_pairs`` first probes the Hub
+(``hf_l2mt.hub_probe``, 3 s at most); when it cannot be reached, the dataset is read in offline
+mode, from the cache only, and a dataset not cached gives ``SourceUnavailableError`` at once.
 """
 
 import os
-import socket
-from contextlib import contextmanager
-from urllib.parse import urlsplit
 
-import datasets
-import huggingface_hub
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 from datasets.data_files import EmptyDatasetError
 from datasets.features import Translation
 
+from ..hub_probe import offline_mode, why_unavailable
 from .errors import DataFormatError, SourceUnavailableError
 from .languages import match_pair
-
-_PROBE_SECONDS = 3.0
-_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 
 def translation_languages(dataset: Dataset, where: str) -> list[str]:
@@ -84,48 +76,18 @@ def load_hub_pairs(
 
 
 def _load_from_the_hub(name, config, split, load_kwargs) -> Dataset:
-    offline = huggingface_hub.constants.HF_HUB_OFFLINE or datasets.config.HF_HUB_OFFLINE
-    unreachable = not offline and not _hub_reachable()
+    why = why_unavailable()
     try:
-        with _offline_mode(unreachable):
+        with offline_mode(why is not None):
             return load_dataset(name, config, split=split, **load_kwargs)
     except (ConnectionError, FileNotFoundError):
-        if not (offline or unreachable):
+        if why is None:
             raise
-        why = "offline mode is on (HF_HUB_OFFLINE=1)" if offline else \
-            f"{huggingface_hub.constants.ENDPOINT} cannot be reached"
         raise SourceUnavailableError(
             f"hub:{name}{':' + config if config else ''} (split {split!r}): {why}, and no copy of it is cached "
             "on this machine; load it once where the Hub can be reached (it is then cached), "
             "or give a local file (TSV, JSON Lines, ...) or a folder written by save_to_disk"
         ) from None
-
-
-def _hub_reachable() -> bool:
-    """Whether a TCP connection to the Hub's host opens within ``_PROBE_SECONDS`` (true behind a proxy)."""
-    if any(os.environ.get(variable) for variable in _PROXY_VARIABLES):
-        return True
-    endpoint = urlsplit(huggingface_hub.constants.ENDPOINT)
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    try:
-        with socket.create_connection((endpoint.hostname, port), timeout=_PROBE_SECONDS):
-            return True
-    except OSError:
-        return False
-
-
-@contextmanager
-def _offline_mode(on: bool):
-    """Offline mode for this call only: both libraries read the flag at call time, not only at import."""
-    if not on:
-        yield
-        return
-    saved = huggingface_hub.constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE
-    huggingface_hub.constants.HF_HUB_OFFLINE = datasets.config.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        huggingface_hub.constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE = saved
 
 
 def _is_saved_dataset(name: str) -> bool:
