@@ -131,8 +131,8 @@ def test_unreachable_hub_fails_within_seconds_and_local_builders_still_load(tmp_
     for variable in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(variable, raising=False)
     started = time.monotonic()
-    with pytest.raises(SourceUnavailableError, match=r"hub:wmt16:de-en \(split 'train'\): .* cannot be reached"):
-        load_pairs("hub:wmt16:de-en", "en", "de", cache_dir=cache)
+    with pytest.raises(SourceUnavailableError, match=r"hub:wmt/wmt16:de-en \(split 'train'\): .* cannot be reached"):
+        load_pairs("hub:wmt/wmt16:de-en", "en", "de", cache_dir=cache)
     assert time.monotonic() - started < 5
     data = tmp_path / "pairs.jsonl"
     data.write_text(json.dumps({"translation": {"en": "Hello", "de": "Hallo"}}) + "\n", encoding="utf-8")

@@ -317,28 +317,28 @@ def case_tmx_without_units(ctx):
     return load_written(ctx, "memory.tmx", "<html><body>Service unavailable</body></html>\n")
 
 
-@case(SourceUnavailableError, "hub:wmt16:de-en (split 'train'): offline mode is on (HF_HUB_OFFLINE=1)")
+@case(SourceUnavailableError, "hub:wmt/wmt16:de-en (split 'train'): offline mode is on (HF_HUB_OFFLINE=1)")
 def case_hub_offline(ctx):
     ctx.monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     ctx.monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    return lambda: load_pairs("hub:wmt16:de-en", "en", "de", cache_dir=str(ctx.tmp / "cache"))
+    return lambda: load_pairs("hub:wmt/wmt16:de-en", "en", "de", cache_dir=str(ctx.tmp / "cache"))
 
 
-@case(SourceUnavailableError, "hub:wmt16:de-en (split 'train'): http://127.0.0.1:9 cannot be reached")
+@case(SourceUnavailableError, "hub:wmt/wmt16:de-en (split 'train'): http://127.0.0.1:9 cannot be reached")
 def case_hub_unreachable(ctx):
     ctx.monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
     for variable in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         ctx.monkeypatch.delenv(variable, raising=False)
-    return lambda: load_pairs("hub:wmt16:de-en", "en", "de", cache_dir=str(ctx.tmp / "cache"))
+    return lambda: load_pairs("hub:wmt/wmt16:de-en", "en", "de", cache_dir=str(ctx.tmp / "cache"))
 
 
-@case(SourceUnavailableError, "train_source: hub:wmt16:de-en (split 'train'): offline mode is on (HF_HUB_OFFLINE=1)")
+@case(SourceUnavailableError, "train_source: hub:wmt/wmt16:de-en (split 'train'): offline mode is on (HF_HUB_OFFLINE=1)")
 def case_recipe_hub_dataset_offline(ctx):
     ctx.monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     ctx.monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     ctx.monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(ctx.tmp / "cache"))
     recipe = RecipeArguments(model_name_or_path="unused", src_lang="en", tgt_lang="de",
-                             train_source="hub:wmt16:de-en", eval_holdout=1)
+                             train_source="hub:wmt/wmt16:de-en", eval_holdout=1)
     return lambda: load_recipe_pairs(recipe, seed=0)
 
 

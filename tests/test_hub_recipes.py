@@ -78,7 +78,7 @@ def test_a_hub_dataset_not_cached_stops_the_recipe_at_once_naming_train_source(t
     assert result.returncode == 2 and seconds < OFFLINE_SECONDS, (seconds, result.stderr[-3000:])
     lines = [line for line in result.stderr.strip().splitlines() if "error:" in line]
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
-    assert lines[0].startswith("en_de.py: error: train_source: hub:wmt16:de-en (split 'train'): "), lines[0]
+    assert lines[0].startswith("en_de.py: error: train_source: hub:wmt/wmt16:de-en (split 'train'): "), lines[0]
     assert "no copy of it is cached on this machine" in lines[0] and "give a local file" in lines[0]
 
 
@@ -101,9 +101,8 @@ def stand_in_hub(fake_hub, tmp_path):
 def test_python_recipes_en_de_downloads_trains_evaluates_and_pushes_back(stand_in_hub, tmp_path):
     hub, base = stand_in_hub
     out = tmp_path / "opus-mt-en-de-wmt16"
-    # huggingface_hub 2.x takes only namespace/name ids ("wmt16" raises HfUriError); wmt16 is wmt/wmt16 on the Hub.
-    wmt16 = "hub:wmt/wmt16:de-en"
-    argv = [*SIZE, "--train_source", wmt16, "--eval_sources", f"newstest2015={wmt16}", "--output_dir", str(out), "--push_to_hub", "--hub_model_id", "someone/opus-mt-en-de-wmt16",
+    # The recipe's own sources (hub:wmt/wmt16:de-en), unchanged: only size flags and where to push.
+    argv = [*SIZE, "--output_dir", str(out), "--push_to_hub", "--hub_model_id", "someone/opus-mt-en-de-wmt16",
             "--hub_token", TOKEN]
     env = recipe_env(tmp_path, HF_ENDPOINT=os.environ["HF_ENDPOINT"], HF_HUB_DISABLE_XET="1", NO_PROXY="127.0.0.1")
 

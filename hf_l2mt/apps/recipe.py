@@ -150,7 +150,7 @@ class RecipeArguments:
     def __post_init__(self):
         for flag, example in (
             ("model_name_or_path", "Helsinki-NLP/opus-mt-en-de or a local directory"),
-            ("src_lang", "en"), ("tgt_lang", "de"), ("train_source", "hub:wmt16:de-en or data/train.tsv"),
+            ("src_lang", "en"), ("tgt_lang", "de"), ("train_source", "hub:wmt/wmt16:de-en or data/train.tsv"),
         ):
             if not getattr(self, flag):
                 raise ValueError(f"{flag}: not set; give --{flag} (for example {example})")
@@ -169,7 +169,7 @@ class RecipeArguments:
             if not sep or not source or not _EVAL_SET_NAME.fullmatch(name):
                 raise ValueError(
                     f"eval_sources: {entry!r} is not NAME=SOURCE; NAME takes letters, digits, '_' and '-' "
-                    "(example: general=hub:wmt16:de-en)"
+                    "(example: general=hub:wmt/wmt16:de-en)"
                 )
             if name in sets:
                 raise ValueError(f"eval_sources: the name {name!r} is given twice (eval_holdout_name counts too)")

@@ -39,7 +39,7 @@ def accepted_sources(src_lang: str = "SRC", tgt_lang: str = "TGT") -> str:
 def load_pairs(source: str, src_lang: str, tgt_lang: str, **kwargs) -> Dataset:
     """Pairs from ``source``; ``kwargs`` go to the chosen loader.
 
-    ``hub:wmt16:de-en`` → ``load_hub_pairs`` (``split=`` and other ``load_dataset`` arguments);
+    ``hub:wmt/wmt16:de-en`` → ``load_hub_pairs`` (``split=`` and other ``load_dataset`` arguments);
     ``ding`` / ``ding:PATH`` → ``load_ding`` (``domain=``, ``synonyms=``, ``keep_parentheses=``);
     ``*.tsv`` / ``*.csv`` → ``load_tsv`` / ``load_csv`` (``header=``, ``columns=``);
     ``*.jsonl`` / ``*.json`` → ``load_jsonl``; ``*.tmx`` → ``load_tmx``; ``*.po`` / ``*.mo`` → polib;

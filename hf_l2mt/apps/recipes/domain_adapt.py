@@ -23,7 +23,7 @@ CONFIG = {
     "eval_holdout": 500,
     "eval_holdout_name": "in_domain",
     # General: the first 500 of newstest2015's 2,169 sentences (WMT16's validation split).
-    "eval_sources": ["general=hub:wmt16:de-en"],
+    "eval_sources": ["general=hub:wmt/wmt16:de-en"],
     "eval_split": "validation",
     "max_eval_samples": 500,
     "max_source_length": 64,  # dictionary entries are short; news sentences longer than that are truncated

@@ -16,8 +16,8 @@ CONFIG = {
     "src_lang": "en",
     "tgt_lang": "de",
     # WMT16 en-de: 4.5M training pairs; its validation split is newstest2015 (2,169 sentences).
-    "train_source": "hub:wmt16:de-en",
-    "eval_sources": ["newstest2015=hub:wmt16:de-en"],
+    "train_source": "hub:wmt/wmt16:de-en",
+    "eval_sources": ["newstest2015=hub:wmt/wmt16:de-en"],
     "eval_split": "validation",
     "per_device_train_batch_size": 32,
     "gradient_accumulation_steps": 2,  # 32 sentences * 2 accumulation = 64 per update and GPU
