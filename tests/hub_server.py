@@ -9,6 +9,9 @@ as huggingface_hub and datasets download them: GET/HEAD ``/{repo}/resolve/{rev}/
 ``/datasets/{repo}/resolve/...``) with ``X-Repo-Commit``, ``ETag`` and ``Content-Length``, byte ranges;
 ``/api/{models,datasets}/{repo}[/revision/{rev}]`` (the repository's info and file list);
 ``/api/{models,datasets}/{repo}/tree/{rev}[/{path}]``; ``/api/agent-harnesses`` (empty); POST ``/api/{models,datasets}/{repo}/paths-info/{rev}``.
+A model published with ``publish(..., moved_from="t5-small")`` is also found under its old id without a
+namespace, as the Hub finds ``google-t5/t5-small`` at ``t5-small``: ``/{old}/resolve/...`` answers 307 to the
+same file of the new id, and ``/api/models/{old}...`` to the same request about the new id.
 A request for anything else is answered 404 and kept in ``server.unexpected``, which the fixture
 asserts empty. Use the ``fake_hub`` fixture: ``from hub_server import fake_hub``.
 """
@@ -33,9 +36,12 @@ REVISION = rf"(?P<rev>main|{COMMIT_OID})"
 API = rf"/api/(?P<kind>models|datasets)/{REPO}"
 
 
-def publish(server, repo_id: str, files: dict[str, bytes], repo_type: str = "model") -> None:
-    """Serve ``files`` (path in the repository -> content) as the repository ``repo_id`` at ``COMMIT_OID``."""
+def publish(server, repo_id: str, files: dict[str, bytes], repo_type: str = "model", moved_from: str | None = None):
+    """Serve ``files`` (path in the repository -> content) as the repository ``repo_id`` at ``COMMIT_OID``;
+    ``moved_from``, a model's former id, redirects to it."""
     server.repos[(repo_type, repo_id)] = dict(files)
+    if moved_from is not None:
+        server.moved[moved_from] = repo_id
 
 
 def folder_files(folder) -> dict[str, bytes]:
@@ -79,11 +85,14 @@ class FakeHub(BaseHTTPRequestHandler):
 
     def do_HEAD(self):
         self._record("HEAD", b"")
-        self._download(head=True)
+        if not self._redirect_moved():
+            self._download(head=True)
 
     def do_GET(self):
         self._record("GET", b"")
         path = urlsplit(self.path).path
+        if self._redirect_moved():
+            return
         if path == "/api/agent-harnesses":  # the registry huggingface_hub 2.x reads for its user agent
             self._answer({"standardEnvVars": [], "harnesses": {}})
         elif match := re.fullmatch(rf"{API}(?:/revision/{REVISION})?", path):
@@ -122,6 +131,19 @@ class FakeHub(BaseHTTPRequestHandler):
         self.end_headers()
         if not head:
             self.wfile.write(content)
+
+    def _redirect_moved(self) -> bool:
+        """A 307 to the new id for a request naming a moved model's old id (``/api/models/{old}...`` or
+        ``/{old}/resolve/...``), with a relative Location as the Hub sends; whether it answered."""
+        moved = re.fullmatch(r"/(?P<api>api/models/)?(?P<old>[^/?]+)(?P<rest>[/?].*)?", self.path)
+        if not moved or moved["old"] not in self.server.moved:
+            return False
+        rest = moved["rest"] or ""
+        if not moved["api"] and not rest.startswith("/resolve/"):
+            return False
+        location = f"/{moved['api'] or ''}{self.server.moved[moved['old']]}{rest}"
+        self._answer({}, status=307, headers={"Location": location})
+        return True
 
     def _repo(self, match) -> dict[str, bytes] | None:
         """The files of the repository the request names; a repository not published is a 404."""
@@ -177,7 +199,7 @@ class FakeHub(BaseHTTPRequestHandler):
 @pytest.fixture
 def fake_hub(monkeypatch):
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
-    server.received, server.committed, server.repos, server.unexpected = [], {}, {}, []
+    server.received, server.committed, server.repos, server.moved, server.unexpected = [], {}, {}, {}, []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     endpoint = f"http://127.0.0.1:{server.server_port}"

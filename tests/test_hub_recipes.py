@@ -5,6 +5,7 @@ within seconds with one line naming the flag and the fix. Online, a local stand-
 (tests/hub_server.py) serves the checkpoint and the dataset under their real ids; nothing leaves 127.0.0.1.
 """
 
+import json
 import os
 import re
 import socket
@@ -15,7 +16,9 @@ import time
 import pytest
 
 from hub_server import TOKEN, fake_hub, folder_files, publish  # noqa: F401 (fake_hub is a fixture)
-from tiny_checkpoints import save_checkpoint, save_opus_mt_checkpoint, sentence_pairs, wmt16_files
+from tiny_checkpoints import (
+    save_checkpoint, save_opus_mt_checkpoint, save_t5_checkpoint, sentence_pairs, wmt16_files,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Generous for a loaded machine: the probe waits 3 s at most, the imports take the rest.
@@ -37,10 +40,10 @@ def recipe_env(tmp_path, **variables) -> dict:
     return env
 
 
-def run_recipe(script, argv, env, timeout=600):
+def run_recipe(script, argv, env, timeout=600, launcher=(sys.executable,)):
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, script, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        [*launcher, script, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )
     return result, time.monotonic() - started
 
@@ -87,36 +90,114 @@ SIZE = [
     "--gradient_accumulation_steps", "1", "--eval_steps", "2", "--save_steps", "2", "--generation_num_beams", "1",
     "--generation_max_length", "8", "--use_cpu",
 ]
+ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch"]
+
+
+def launcher(name: str) -> list[str]:
+    """The command before the recipe script: plain Python, or ``accelerate launch`` with one or two CPU processes."""
+    if name == "python":
+        return [sys.executable]
+    if name == "accelerate":
+        return [*ACCELERATE, "--num_processes", "1", "--cpu", "--num_machines", "1", "--mixed_precision", "no",
+                "--dynamo_backend", "no"]
+    config = os.path.join(ROOT, "recipes", "accelerate_configs", "cpu_multi_process.yaml")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    return [*ACCELERATE, "--config_file", config, "--main_process_port", port]
+
+
+def online_env(tmp_path) -> dict:
+    """A recipe run's environment with the stand-in Hub as HF_ENDPOINT; one thread per process (2 cores)."""
+    return recipe_env(tmp_path, HF_ENDPOINT=os.environ["HF_ENDPOINT"], HF_HUB_DISABLE_XET="1", NO_PROXY="127.0.0.1",
+                      OMP_NUM_THREADS="1")
+
+
+def downloads(hub) -> list[str]:
+    """The paths of the files the stand-in sent (GET .../resolve/...), once per request."""
+    return [request["path"] for request in hub.received
+            if request["method"] == "GET" and "/resolve/" in request["path"]]
 
 
 @pytest.fixture
 def stand_in_hub(fake_hub, tmp_path):
     """The stand-in Hub serving Helsinki-NLP/opus-mt-en-de (tiny, opus-mt's file layout) and wmt16 (de-en)."""
-    model = save_opus_mt_checkpoint(tmp_path / "opus-mt-en-de", sentence_pairs(40, seed=0))
+    save_opus_mt_checkpoint(tmp_path / "opus-mt-en-de", sentence_pairs(40, seed=0))
     publish(fake_hub, "Helsinki-NLP/opus-mt-en-de", folder_files(tmp_path / "opus-mt-en-de"))
     publish(fake_hub, "wmt/wmt16", wmt16_files("de-en"), repo_type="dataset")
-    return fake_hub, model
+    return fake_hub
 
 
-def test_python_recipes_en_de_downloads_trains_evaluates_and_pushes_back(stand_in_hub, tmp_path):
-    hub, base = stand_in_hub
+@pytest.mark.parametrize("launch", [
+    "python",
+    pytest.param("accelerate", marks=pytest.mark.slow),
+    pytest.param("accelerate-2-processes", marks=pytest.mark.slow),
+])
+def test_recipes_en_de_downloads_trains_evaluates_and_pushes_back(stand_in_hub, tmp_path, launch):
+    hub = stand_in_hub
     out = tmp_path / "opus-mt-en-de-wmt16"
     # The recipe's own sources (hub:wmt/wmt16:de-en), unchanged: only size flags and where to push.
     argv = [*SIZE, "--output_dir", str(out), "--push_to_hub", "--hub_model_id", "someone/opus-mt-en-de-wmt16",
             "--hub_token", TOKEN]
-    env = recipe_env(tmp_path, HF_ENDPOINT=os.environ["HF_ENDPOINT"], HF_HUB_DISABLE_XET="1", NO_PROXY="127.0.0.1")
 
-    result, _ = run_recipe("recipes/en_de.py", argv, env)
+    result, _ = run_recipe("recipes/en_de.py", argv, online_env(tmp_path), launcher=launcher(launch))
 
     assert result.returncode == 0, result.stderr[-4000:]
-    downloads = {request["path"] for request in hub.received
-                 if request["method"] == "GET" and "/resolve/" in request["path"]}
+    sent = downloads(hub)
+    # Every file is sent once, whatever the number of processes: the main process downloads the dataset
+    # first (main_process_first) and the others read the cache; a checkpoint file two processes ask for at
+    # once is fetched by one under huggingface_hub's file lock while the other waits for it.
+    assert len(sent) == len(set(sent)), sorted(sent)
     for name in ("config.json", "model.safetensors", "source.spm", "vocab.json"):
-        assert any(re.fullmatch(f"/Helsinki-NLP/opus-mt-en-de/resolve/[^/]+/{name}", path) for path in downloads), name
+        assert any(re.fullmatch(f"/Helsinki-NLP/opus-mt-en-de/resolve/[^/]+/{name}", path) for path in sent), name
+    # target.spm is not sent, and need not be: opus-mt-en-de shares one vocabulary, and its target.spm, like
+    # the stand-in's, has the same bytes as source.spm, so the same ETag. huggingface_hub asks for its
+    # metadata (HEAD), finds that blob in the cache and links target.spm to it; MarianTokenizer then loads
+    # both files and tokenizes the targets (text_target) with target.spm.
+    assert not any(path.endswith("/target.spm") for path in sent)
+    assert any(request["method"] == "HEAD" and request["path"].endswith("/target.spm") for request in hub.received)
+    snapshot = next((tmp_path / "hf_home" / "hub" / "models--Helsinki-NLP--opus-mt-en-de" / "snapshots").iterdir())
+    assert (snapshot / "target.spm").resolve() == (snapshot / "source.spm").resolve()
     for split in ("train", "validation"):
         assert any(re.fullmatch(f"/datasets/wmt/wmt16/resolve/[^/]+/de-en/{split}-00000-of-00001.parquet", path)
-                   for path in downloads), (split, downloads)
+                   for path in sent), (split, sent)
+    if launch == "accelerate-2-processes":
+        # Each process saves its RNG state for resuming; rank 1's file shows that two processes trained.
+        assert (out / "checkpoint-2" / "rng_state_1.pth").is_file(), sorted(os.listdir(out / "checkpoint-2"))
     card = (out / "README.md").read_text(encoding="utf-8")
     assert "base_model: Helsinki-NLP/opus-mt-en-de" in card and "newstest2015" in card
-    assert {"config.json", "model.safetensors", "README.md", "scores.json", "source.spm"} <= set(hub.committed)
+    commits = [request for request in hub.received if request["method"] == "POST" and "/commit/" in request["path"]]
+    assert len(commits) == 1, [request["path"] for request in commits]
+    assert {"config.json", "model.safetensors", "README.md", "scores.json", "source.spm", "target.spm"} <= set(
+        hub.committed)
     assert hub.committed["README.md"] == card.encode()
+
+
+@pytest.fixture
+def stand_in_t5_hub(fake_hub, tmp_path):
+    """The stand-in Hub serving google-t5/t5-small (tiny, t5-small's file layout), found at t5-small too, and wmt16."""
+    save_t5_checkpoint(tmp_path / "t5-small", sentence_pairs(40, seed=0))
+    publish(fake_hub, "google-t5/t5-small", folder_files(tmp_path / "t5-small"), moved_from="t5-small")
+    publish(fake_hub, "wmt/wmt16", wmt16_files("de-en"), repo_type="dataset")
+    return fake_hub
+
+
+def test_python_recipes_t5_en_de_downloads_t5_small_from_its_new_id_trains_and_evaluates(stand_in_t5_hub, tmp_path):
+    hub = stand_in_t5_hub
+    out = tmp_path / "t5-small-en-de-wmt16"
+
+    result, _ = run_recipe("recipes/t5_en_de.py", [*SIZE, "--output_dir", str(out)], online_env(tmp_path))
+
+    assert result.returncode == 0, result.stderr[-4000:]
+    sent = downloads(hub)
+    # The recipe's default id, t5-small, still resolves with huggingface_hub 2.4 (a single-segment id is
+    # refused only by HfFileSystem, which datasets uses and transformers does not): the Hub redirects it
+    # to google-t5/t5-small, where every file comes from.
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        assert any(re.fullmatch(f"/google-t5/t5-small/resolve/[^/]+/{name}", path) for path in sent), (name, sent)
+    assert any(request["path"].startswith("/t5-small/resolve/") for request in hub.received)
+    assert not any(path.startswith("/t5-small/") for path in sent)
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "base_model: t5-small" in card and "newstest2015" in card
+    assert set(json.loads((out / "scores.json").read_text(encoding="utf-8"))) == {"newstest2015"}
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(os.listdir(out))

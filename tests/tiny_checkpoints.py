@@ -1,5 +1,8 @@
 """Tiny checkpoints saved as a Hub checkpoint is (config, weights, tokenizer), and tiny parallel data files.
 
+``save_opus_mt_checkpoint`` and ``save_t5_checkpoint`` write the file layouts of opus-mt and t5-small
+repositories on the Hub, with SentencePiece models trained on the given pairs.
+
 The tokenizer is a word-level ``PreTrainedTokenizerFast`` over ``WORDS`` whose special ids match the
 tiny models of conftest: Marian's ``</s>`` = 0 and ``<pad>`` = 1, T5's ``<pad>`` = 0 and ``</s>`` = 1.
 """
@@ -7,10 +10,14 @@ tiny models of conftest: Marian's ``</s>`` = 0 and ``<pad>`` = 1, T5's ``<pad>``
 import io
 import random
 
+import sentencepiece as spm
 import torch
 from datasets import Dataset, Features, Translation
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
-from transformers import MarianConfig, MarianMTModel, PreTrainedTokenizerFast
+from transformers import (
+    GenerationConfig, MarianConfig, MarianMTModel, PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration,
+    T5Tokenizer,
+)
 
 from conftest import EOS, PAD, T5_EOS, T5_PAD, VOCAB, tiny_marian, tiny_t5
 from hf_l2mt.apps.spm_tokenizer import train_marian_tokenizer
@@ -75,6 +82,39 @@ def save_opus_mt_checkpoint(path, pairs) -> str:
         decoder_start_token_id=tokenizer.pad_token_id, forced_eos_token_id=tokenizer.eos_token_id,
     )
     MarianMTModel(config).save_pretrained(path)
+    return str(path)
+
+
+def save_t5_checkpoint(path, pairs, source_prefix: str = "translate English to German: ") -> str:
+    """A tiny T5 saved in t5-small's file layout: config, safetensors weights, generation config, ``spiece.model``
+    and the ``tokenizer.json`` + ``tokenizer_config.json`` that ``T5Tokenizer.save_pretrained`` writes.
+
+    ``spiece.model`` is a unigram SentencePiece model trained on ``pairs`` (sources with ``source_prefix``), with
+    T5's special ids: ``<pad>`` 0, ``</s>`` 1, ``<unk>`` 2. The tokenizer is built from its pieces and scores
+    rather than converted from the file: transformers 5 converts a ``spiece.model`` only with protobuf installed,
+    and t5-small ships ``tokenizer.json`` too, which is what ``AutoTokenizer`` reads. No sentinel tokens
+    (``extra_ids=0``): translation never uses them.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    texts = [source_prefix + source for source, _ in pairs] + [target for _, target in pairs]
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts), model_prefix=str(path / "spiece"), model_type="unigram", vocab_size=60,
+        hard_vocab_limit=False, pad_id=0, eos_id=1, unk_id=2, bos_id=-1, pad_piece="<pad>", eos_piece="</s>",
+        unk_piece="<unk>", num_threads=1, minloglevel=2,
+    )
+    (path / "spiece.vocab").unlink()
+    pieces = spm.SentencePieceProcessor(model_file=str(path / "spiece.model"))
+    vocab = [(pieces.id_to_piece(i), pieces.get_score(i)) for i in range(pieces.get_piece_size())]
+    tokenizer = T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=512)
+    tokenizer.save_pretrained(path)
+    torch.manual_seed(3)
+    config = T5Config(
+        vocab_size=len(tokenizer), d_model=16, d_kv=8, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2,
+        dropout_rate=0.0, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+    )
+    model = T5ForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    model.save_pretrained(path)
     return str(path)
 
 
