@@ -164,6 +164,9 @@ def test_recipes_en_de_downloads_trains_evaluates_and_pushes_back(stand_in_hub, 
     if launch == "accelerate-2-processes":
         # Each process saves its RNG state for resuming; rank 1's file shows that two processes trained.
         assert (out / "checkpoint-2" / "rng_state_1.pth").is_file(), sorted(os.listdir(out / "checkpoint-2"))
+        # Both processes asked the stand-in which files the dataset has; only one fetched them.
+        listings = [request for request in hub.received if request["path"].startswith("/api/datasets/wmt/wmt16/tree/")]
+        assert len(listings) == 2, [request["path"] for request in listings]
     card = (out / "README.md").read_text(encoding="utf-8")
     assert "base_model: Helsinki-NLP/opus-mt-en-de" in card and "newstest2015" in card
     commits = [request for request in hub.received if request["method"] == "POST" and "/commit/" in request["path"]]
