@@ -150,10 +150,11 @@ def test_recipes_en_de_downloads_trains_evaluates_and_pushes_back(stand_in_hub, 
     assert len(sent) == len(set(sent)), sorted(sent)
     for name in ("config.json", "model.safetensors", "source.spm", "vocab.json"):
         assert any(re.fullmatch(f"/Helsinki-NLP/opus-mt-en-de/resolve/[^/]+/{name}", path) for path in sent), name
-    # target.spm is not sent, and need not be: opus-mt-en-de shares one vocabulary, and its target.spm, like
-    # the stand-in's, has the same bytes as source.spm, so the same ETag. huggingface_hub asks for its
-    # metadata (HEAD), finds that blob in the cache and links target.spm to it; MarianTokenizer then loads
-    # both files and tokenizes the targets (text_target) with target.spm.
+    # target.spm is not sent, and need not be: the stand-in's target.spm has the same bytes as its source.spm
+    # (train_marian_tokenizer writes one shared SentencePiece model under both names), so the same ETag.
+    # huggingface_hub asks for its metadata (HEAD), finds that blob in the cache and links target.spm to it;
+    # MarianTokenizer loads both files and tokenizes the targets (text_target) with target.spm. A checkpoint
+    # whose two files differ, as most opus-mt checkpoints' do, has target.spm downloaded too.
     assert not any(path.endswith("/target.spm") for path in sent)
     assert any(request["method"] == "HEAD" and request["path"].endswith("/target.spm") for request in hub.received)
     snapshot = next((tmp_path / "hf_home" / "hub" / "models--Helsinki-NLP--opus-mt-en-de" / "snapshots").iterdir())
