@@ -21,7 +21,7 @@ TRAINING_FIELDS = (
     "learning_rate", "lr_scheduler_type", "warmup_steps", "max_steps", "num_train_epochs",
     "per_device_train_batch_size", "gradient_accumulation_steps", "optim", "seed",
 )
-METRIC_TITLES = {"bleu": "BLEU", "chrf": "chrF", "ter": "TER", "exact_match": "Exact match"}
+METRIC_TITLES = {"bleu": "BLEU", "chrf": "chrF", "chrf_pp": "chrF++", "ter": "TER", "exact_match": "Exact match"}
 
 # A Hub repo id: "name" or "namespace/name" (https://huggingface.co/docs/hub/repositories).
 _HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
