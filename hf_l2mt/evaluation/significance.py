@@ -118,11 +118,18 @@ def interval(samples: np.ndarray) -> tuple[float, float]:
 
 def _change(score, baseline, resampled_change, p_value, *, mean, ci) -> dict:
     low, high = interval(resampled_change)
+    change = float(score - baseline)
     return {
-        "score": float(score), "baseline": float(baseline), "change": float(score - baseline),
-        "ci_low": low, "ci_high": high, "p_value": float(p_value), "significant": bool(p_value < SIGNIFICANCE_LEVEL),
+        "score": float(score), "baseline": float(baseline), "change": change,
+        "ci_low": low, "ci_high": high, "p_value": float(p_value), "significant": is_significant(change, p_value),
         "mean": mean, "ci": ci,
     }
+
+
+def is_significant(change: float, p_value: float) -> bool:
+    """p below the level, and a change at all: for identical outputs every resampled change is 0 and sacreBLEU's
+    rule still gives p = 1 / (resamples + 1) (nothing exceeds 0, plus one), which is not evidence of a change."""
+    return change != 0.0 and p_value < SIGNIFICANCE_LEVEL
 
 
 def _resampled_scores(metric, hypotheses, references, indices) -> np.ndarray:
