@@ -2,6 +2,7 @@
 end to end on tiny models built from configs (each translating with its own tokenizer)."""
 
 import json
+import os
 import random
 
 import pytest
@@ -201,3 +202,42 @@ def test_missing_base_names_the_flag(three_models, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", three_models["run"], "--base", str(tmp_path / "nowhere"), "--test", "t=a.en,a.de"])
     assert f"--base {tmp_path / 'nowhere'}: does not exist" in capsys.readouterr().err
+
+
+def test_a_run_with_a_general_set_reports_against_its_starting_model(tmp_path, monkeypatch):
+    from hf_l2mt.apps.recipes import en_de
+    from tiny_checkpoints import save_checkpoint, sentence_pairs, write_tsv
+
+    base_dir = save_checkpoint(tmp_path / "base", "marian")
+    train = write_tsv(tmp_path / "train.tsv", sentence_pairs(16, seed=0))
+    general = write_tsv(tmp_path / "general.tsv", sentence_pairs(6, seed=1))
+    out = tmp_path / "run"
+    argv = ["--model_name_or_path", base_dir, "--train_source", train, "--eval_sources", f"general={general}",
+            "--eval_holdout", "4", "--max_steps", "2", "--per_device_train_batch_size", "4",
+            "--per_device_eval_batch_size", "8", "--eval_steps", "2", "--save_strategy", "no",
+            "--generation_num_beams", "1", "--generation_max_length", "10", "--max_source_length", "16",
+            "--max_target_length", "16", "--learning_rate", "1e-2", "--use_cpu",
+            "--disable_tqdm", "true", "--dataloader_num_workers", "0", "--output_dir", str(out)]
+    monkeypatch.setattr("sys.argv", ["recipes/en_de.py", *argv])
+
+    scores = en_de.main(argv)
+
+    report = json.loads((out / "forgetting_report.json").read_text(encoding="utf-8"))
+    assert report["general_sets"] == ["general"] and list(report["sets"]) == ["in_domain", "general"]
+    for name in ("in_domain", "general"):
+        assert report["sets"][name]["scores"]["run"]["bleu"] == pytest.approx(scores[name]["bleu"])
+    base, tokenizer = load_translation_model(base_dir)
+    general_pairs = sentence_pairs(6, seed=1)
+    base_hypotheses = translate([s for s, _ in general_pairs], base, tokenizer, num_beams=1, max_new_tokens=10,
+                                progress=False)
+    expected = sacrebleu.corpus_chrf(base_hypotheses, [[t for _, t in general_pairs]]).score
+    assert report["sets"]["general"]["scores"]["base"]["chrf"] == pytest.approx(expected)
+    card = (out / "README.md").read_text(encoding="utf-8")
+    change = report["sets"]["general"]["changes"]["run"]["bleu"]
+    assert "## What it kept and what it learned" in card
+    assert (f"| general (general) | BLEU | {change['baseline']:.2f} | {change['score']:.2f} | "
+            f"{change['change']:+.2f} [{change['ci_low']:+.2f}, {change['ci_high']:+.2f}]") in card
+    base_name = os.path.basename(base_dir)
+    metadata = card.split("\n---\n", 1)[0]
+    assert f"value: {round(change['baseline'], 2)}\n      name: BLEU of the base model {base_name}" in metadata
+    assert (out / "forgetting_report.png").is_file()
