@@ -71,7 +71,7 @@ def assert_finished_run(out, scores, names, base_dir):
     assert saved == scores and list(saved) == names
     card = (out / "README.md").read_text(encoding="utf-8")
     for name, result in saved.items():
-        assert set(result["signatures"]) == {"bleu", "chrf", "ter"}
+        assert set(result["signatures"]) == {"bleu", "chrf", "chrf_pp", "ter"}
         assert result["signatures"]["bleu"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
         row = f"| {name} | {result['bleu']:.2f} | {result['chrf']:.2f} | {result['ter']:.2f} | "
         assert row in card and result["signatures"]["chrf"] in card

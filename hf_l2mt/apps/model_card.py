@@ -21,7 +21,7 @@ TRAINING_FIELDS = (
     "learning_rate", "lr_scheduler_type", "warmup_steps", "max_steps", "num_train_epochs",
     "per_device_train_batch_size", "gradient_accumulation_steps", "optim", "seed",
 )
-METRIC_TITLES = {"bleu": "BLEU", "chrf": "chrF", "ter": "TER", "exact_match": "Exact match"}
+METRIC_TITLES = {"bleu": "BLEU", "chrf": "chrF", "chrf_pp": "chrF++", "ter": "TER", "exact_match": "Exact match"}
 
 # A Hub repo id: "name" or "namespace/name" (https://huggingface.co/docs/hub/repositories).
 _HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -73,11 +73,14 @@ def build_model_card(
     command: str | None = None,
     model_name: str | None = None,
     license: str | None = None,
+    forgetting: dict | None = None,
 ) -> ModelCard:
     """Card for a model fine-tuned from ``base_model`` with ``training_args`` (an ``L2MTTrainingArguments``).
 
     ``scores`` maps each evaluation set to the output of ``hf_l2mt.evaluation.metrics.score_translations``;
     ``command`` is the command line that trained the model (secrets and local paths are removed).
+    ``forgetting`` (``hf_l2mt.evaluation.forgetting.build_report`` output) adds the section "What it kept and
+    what it learned" and the base model's scores to ``model-index``.
     """
     if not isinstance(training_args, L2MTTrainingArguments):
         raise ValueError(
@@ -107,13 +110,14 @@ def build_model_card(
         library_name="transformers",
         pipeline_tag="translation",
         metrics=[metric for metric in SCORE_NAMES if metric != "exact_match"] if scores else None,
-        eval_results=_eval_results(scores) or None,
+        eval_results=(_eval_results(scores) + _base_eval_results(forgetting, base_shown)) or None,
         hf_l2mt=settings,
     )
     body = "\n\n".join([
         _overview(model_name, src_lang, tgt_lang, base_id, base_shown, sources),
         _training_section(training_args, settings, command),
         _evaluation_section(scores),
+        *([_forgetting_section(forgetting)] if forgetting else []),
         _limitations_section(src_lang, tgt_lang),
     ])
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}\n")
@@ -164,6 +168,61 @@ def _eval_results(scores: dict) -> list[EvalResult]:
         for name, result in scores.items()
         for metric in SCORE_NAMES
     ]
+
+
+def _base_eval_results(forgetting: dict | None, base_shown: str) -> list[EvalResult]:
+    """The base model's scores on the same sets; huggingface_hub files them under the same dataset as this model's,
+    so the metric's name says whose they are."""
+    if not forgetting:
+        return []
+    return [
+        EvalResult(
+            task_type="translation", task_name="Translation", dataset_type=name, dataset_name=name,
+            metric_type=metric, metric_name=f"{METRIC_TITLES[metric]} of the base model {base_shown}",
+            metric_value=round(float(entry["scores"]["base"][metric]), 2),
+            metric_config=entry["scores"]["base"].get("signatures", {}).get(metric),
+        )
+        for name, entry in forgetting["sets"].items()
+        for metric in SCORE_NAMES
+    ]
+
+
+def _forgetting_section(report: dict) -> str:
+    """The base's score, this model's, and the change with its 95 % interval and p-value, for every set."""
+    rows = []
+    for name, entry in report["sets"].items():
+        domain = "general" if entry["domain"] == "general" else "in-domain"
+        for metric in ("bleu", "chrf", "chrf_pp", "ter", "exact_match"):
+            change = entry["changes"]["run"][metric]
+            mark = " *" if change["significant"] else ""
+            rows.append(
+                f"| {name} ({domain}) | {METRIC_TITLES[metric]} | {change['baseline']:.2f} | {change['score']:.2f} | "
+                f"{change['change']:+.2f} [{change['ci_low']:+.2f}, {change['ci_high']:+.2f}]{mark} | "
+                f"{change['p_value']:.3f} |"
+            )
+    shares = [
+        f"- Against `{other}` on {name}: {_share_sentence(metric_shares['bleu'])} (BLEU)."
+        for other, by_set in report["shares"].items()
+        for name, metric_shares in by_set.items()
+    ]
+    bootstrap = report["bootstrap"]
+    return (
+        "## What it kept and what it learned\n\n"
+        "Scores of the base model and of this model on the same sets; the change comes with its 95 % confidence "
+        f"interval and p-value from paired bootstrap resampling (sacreBLEU, {bootstrap['resamples']} resamples, "
+        f"seed {bootstrap['seed']}); `*` marks p < {bootstrap['significance_level']:g}. A drop on a general set is "
+        "forgetting; TER is lower-is-better.\n\n"
+        "| Set | Score | Base | This model | Change [95 % CI] | p |\n|---|---|---:|---:|---|---:|\n"
+        + "\n".join(rows)
+        + ("\n\n" + "\n".join(shares) if shares else "")
+    )
+
+
+def _share_sentence(share: dict) -> str:
+    what = "of the forgetting recovered" if share["kind"] == "forgetting_recovered" else "of the in-domain gain kept"
+    if share["share"] is None:
+        return f"share {what} {share['why']}"
+    return f"{100 * share['share']:.0f} % {what}"
 
 
 def _overview(model_name, src_lang, tgt_lang, base_id, base_shown, sources) -> str:

@@ -12,7 +12,10 @@ and ``L2MTTrainingArguments`` with one ``HfArgumentParser``, where later sources
 Then it loads the checkpoint, reads, cleans and tokenises the pairs (``hf_l2mt.data``), fine-tunes
 with ``L2MTTrainer``, and writes into ``output_dir`` the model, the tokenizer, ``scores.json``
 (sacreBLEU scores with their signatures for every evaluation set) and the model card
-(``README.md``); with ``--push_to_hub`` it publishes that folder once, at the end.
+(``README.md``); with ``--push_to_hub`` it publishes that folder once, at the end. When an evaluation
+set is general domain (``general_eval_sets``, default ``general``), the final evaluation also
+translates every set with the starting model and writes the forgetting report
+(``forgetting_report.json`` and ``.png``, docs/forgetting_report.md) and its section of the card.
 
 A checkpoint or dataset on the Hub that cannot be downloaded now (``HF_HUB_OFFLINE=1``, or the Hub
 cannot be reached) and is not cached stops the run within seconds, with one line on standard error
@@ -47,6 +50,8 @@ from ..evaluation.translate import report_scores, translate
 from ..hub_probe import ModelUnavailableError, load_model_offline, offline_mode
 from ..tokenizer_warnings import without_sacremoses_recommendation
 from .console import use_tidy_progress
+from .base_comparison import forgetting_against_base
+from .forgetting_plot import log_report, write_report_files
 from .hub import push_to_hub
 from .model_card import build_model_card, write_model_card
 from .settings import parse_settings
@@ -121,6 +126,13 @@ class RecipeArguments:
         },
     )
     eval_holdout_name: str = field(default="in_domain", metadata={"help": "Name of the held-out evaluation set."})
+    general_eval_sets: list[str] = field(
+        default_factory=lambda: ["general"],
+        metadata={
+            "help": "Evaluation sets that are held-out general domain: with one among the sets, the final "
+            "evaluation compares the run with the starting model (forgetting_report.json)."
+        },
+    )
     max_train_samples: int | None = field(
         default=None,
         metadata={"help": "Read only the first N pairs of train_source (before cleaning and hold-out), for trials."},
@@ -318,10 +330,11 @@ def run(config: dict, argv: list[str] | None = None, description: str | None = N
 
     command = shlex.join(sys.argv)  # build_model_card redacts tokens and shortens local paths
 
-    def make_card(scores):
+    def make_card(scores, forgetting=None):
         return build_model_card(
             base_model=recipe.model_name_or_path, src_lang=recipe.src_lang, tgt_lang=recipe.tgt_lang,
             training_args=args, scores=scores, datasets=[card_dataset_name(recipe.train_source)], command=command,
+            forgetting=forgetting,
         )
 
     trainer = L2MTTrainer(
@@ -350,13 +363,19 @@ def run(config: dict, argv: list[str] | None = None, description: str | None = N
         "max_new_tokens": args.generation_max_length or recipe.max_target_length,
         "source_prefix": prefix,
     }
-    scores = {
-        name: score_translations(translate(pairs["source"], trainer.model, tokenizer, **generation), pairs["target"])
-        for name, pairs in eval_pairs.items()
-    }
+    translations = {name: translate(pairs["source"], trainer.model, tokenizer, **generation)
+                    for name, pairs in eval_pairs.items()}
+    scores = {name: score_translations(translations[name], pairs["target"]) for name, pairs in eval_pairs.items()}
     scores_path = os.path.join(args.output_dir, SCORES_FILE)
     logger.info("sacreBLEU scores, with signatures in %s:\n%s", scores_path, report_scores(scores, scores_path))
-    write_model_card(args.output_dir, make_card(scores))
+    forgetting = None
+    general = [name for name in eval_pairs if name in recipe.general_eval_sets]
+    if general:
+        forgetting = forgetting_against_base(
+            recipe, from_cache, eval_pairs, translations, general, generation, command, trainer.model.device
+        )
+        logger.info("forgetting report:\n%s", log_report(forgetting, write_report_files(forgetting, args.output_dir)))
+    write_model_card(args.output_dir, make_card(scores, forgetting))
     if publish:
         repo_id = args.hub_model_id or os.path.basename(os.path.normpath(args.output_dir))
         push_to_hub(args.output_dir, repo_id, token=hub_token, private=bool(args.hub_private_repo))

@@ -4,6 +4,7 @@ flags are parsed or listed."""
 
 import json
 import os
+import shlex
 import sys
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -11,6 +12,7 @@ from typing import ClassVar
 from .settings import RepeatableFlag
 
 TEST_SET_SYNTAX = "NAME=SOURCE_FILE,REFERENCE_FILE"
+COMPARE_SYNTAX = "NAME=RUN_DIR"
 
 
 @dataclass
@@ -53,6 +55,26 @@ class EvaluateSettings(GenerationSettings):
         default=None, metadata={"metavar": "PATH", "help": "where the scores go (default: MODEL_DIR/test_scores.json)"}
     )
 
+    # Parameters that control the forgetting report (docs/forgetting_report.md)
+    base: str | None = field(
+        default=None, metadata={
+            "metavar": "BASE_MODEL",
+            "help": "the model MODEL_DIR was fine-tuned from (a local directory): with it, evaluate writes the "
+            "forgetting report (MODEL_DIR/forgetting_report.json and .png) instead of test_scores.json",
+        },
+    )
+    compare: list[str] = field(default_factory=list, metadata={
+        "action": RepeatableFlag, "metavar": COMPARE_SYNTAX,
+        "help": "other fine-tunes of BASE_MODEL to report next to MODEL_DIR (e.g. plain=runs/plain, the run "
+        "without regularization); needs --base",
+    })
+    general_sets: list[str] = field(default_factory=lambda: ["general"], metadata={
+        "action": RepeatableFlag, "metavar": "NAME",
+        "help": "test sets that are held-out general domain (forgetting shows there); the others are in-domain",
+    })
+    bootstrap_seed: int = field(default=12345, metadata={"help": "seed of the paired bootstrap (sacreBLEU's default)"})
+    bootstrap_resamples: int = field(default=1000, metadata={"help": "resamples of the paired bootstrap"})
+
     def __post_init__(self):
         super().__post_init__()
         if not self.test:
@@ -60,9 +82,28 @@ class EvaluateSettings(GenerationSettings):
         names = [parse_test_set(text)[0] for text in self.test]
         if len(set(names)) < len(names):
             raise ValueError(f"--test: two test sets have the same NAME ({', '.join(names)})")
+        if self.compare and self.base is None:
+            raise ValueError(f"--compare {' '.join(self.compare)}: needs --base BASE_MODEL, the model the runs start from")
+        compared = [parse_compare(text)[0] for text in self.compare]
+        if len(set(compared)) < len(compared) or {"base", "run"} & set(compared):
+            raise ValueError(
+                f"--compare: names {', '.join(compared)}; accepted: distinct names other than 'base' and 'run'"
+            )
+        if self.base is not None:
+            unknown = [name for name in self.general_sets if name not in names]
+            if unknown and self.general_sets != ["general"]:
+                raise ValueError(
+                    f"--general_sets: {', '.join(unknown)} is not a --test set; the test sets are {', '.join(names)}"
+                )
+            from ..evaluation.significance import check_bootstrap_settings
+
+            check_bootstrap_settings(self.bootstrap_seed, self.bootstrap_resamples)
 
     def test_sets(self) -> dict[str, tuple[str, str]]:
         return dict(parse_test_set(text) for text in self.test)
+
+    def compared_runs(self) -> dict[str, str]:
+        return dict(parse_compare(text) for text in self.compare)
 
 
 @dataclass
@@ -86,9 +127,20 @@ def parse_test_set(text: str) -> tuple[str, tuple[str, str]]:
     return name, (source, reference)
 
 
+def parse_compare(text: str) -> tuple[str, str]:
+    """``NAME=RUN_DIR`` → ``(name, run_dir)``."""
+    name, _, run_dir = text.partition("=")
+    if not (name and run_dir):
+        raise ValueError(f"--compare: {text!r} is not {COMPARE_SYNTAX} (example: plain=runs/plain)")
+    return name, run_dir
+
+
 def run_evaluate(settings: EvaluateSettings) -> None:
     from ..evaluation.translate import evaluate_files, report_scores
 
+    if settings.base is not None:
+        run_forgetting_report(settings)
+        return
     device = default_device(settings.device)
     warn_if_prefix_missing(settings.model_dir, settings.source_prefix)
     scores = evaluate_files(
@@ -98,6 +150,70 @@ def run_evaluate(settings: EvaluateSettings) -> None:
     json_path = settings.output_json or os.path.join(settings.model_dir, "test_scores.json")
     print(report_scores(scores, json_path=json_path))
     print(f"scores with sacreBLEU signatures: {json_path}", file=sys.stderr)
+
+
+def run_forgetting_report(settings: EvaluateSettings) -> None:
+    """Translate every --test set with the base, MODEL_DIR and each --compare run (cached), then print the
+    forgetting report and write its JSON and PNG into MODEL_DIR."""
+    from ..evaluation.forgetting import BASE, RUN, build_report
+    from ..evaluation.translation_cache import cached_translations
+    from .forgetting_plot import log_report, write_report_files
+
+    device = default_device(settings.device)
+    models = {BASE: settings.base, RUN: settings.model_dir, **settings.compared_runs()}
+    for name, model_dir in models.items():
+        if not os.path.isfile(os.path.join(model_dir, "config.json")):
+            flag = {BASE: "--base", RUN: "MODEL_DIR"}.get(name, f"--compare {name}")
+            what = "does not exist" if not os.path.exists(model_dir) else "has no config.json"
+            raise ValueError(f"{flag} {model_dir}: {what}; accepted: a directory written by save_pretrained")
+    sources, references = read_test_pairs(settings.test_sets())
+    translations = {}
+    for name, model_dir in models.items():
+        warn_if_prefix_missing(model_dir, settings.source_prefix)
+        translations[name], origin = cached_translations(
+            model_dir, sources, batch_size=settings.batch_size, num_beams=settings.num_beams,
+            max_new_tokens=settings.max_new_tokens, source_prefix=settings.source_prefix, device=device,
+        )
+        cached = [set_name for set_name, where in origin.items() if where == "cache"]
+        if cached:
+            print(f"{name}: translations of {', '.join(cached)} read from the cache", file=sys.stderr)
+    report = build_report(
+        references, translations, [name for name in settings.general_sets if name in references], models=models,
+        seed=settings.bootstrap_seed, resamples=settings.bootstrap_resamples, command=evaluate_command(settings),
+    )
+    print(log_report(report, write_report_files(report, settings.model_dir)))
+
+
+def evaluate_command(settings: EvaluateSettings) -> str:
+    """The ``hf-l2mt evaluate`` command line that reproduces this report, for its JSON."""
+    words = ["hf-l2mt", "evaluate", settings.model_dir, "--base", settings.base]
+    for flag in ("test", "compare", "general_sets"):
+        for value in getattr(settings, flag):
+            words += [f"--{flag}", value]
+    for flag in ("bootstrap_seed", "bootstrap_resamples", "batch_size", "num_beams", "max_new_tokens"):
+        words += [f"--{flag}", str(getattr(settings, flag))]
+    if settings.source_prefix is not None:
+        words += ["--source_prefix", settings.source_prefix]
+    return shlex.join(words)
+
+
+def read_test_pairs(test_sets: dict[str, tuple[str, str]]) -> tuple[dict, dict]:
+    """``({set: sources}, {set: references})`` read from the files; a set whose files differ in length is an
+    error naming both files and both counts."""
+    from ..evaluation.translate import read_lines
+
+    sources, references = {}, {}
+    for name, (source_file, reference_file) in test_sets.items():
+        for path in (source_file, reference_file):
+            if not os.path.isfile(path):
+                raise ValueError(f"--test {name}: {path}: no such file")
+        sources[name], references[name] = read_lines(source_file), read_lines(reference_file)
+        if len(sources[name]) != len(references[name]) or not sources[name]:
+            raise ValueError(
+                f"--test {name}: {source_file} has {len(sources[name])} lines and {reference_file} has "
+                f"{len(references[name])}; accepted: the same number, at least one"
+            )
+    return sources, references
 
 
 def run_translate(settings: TranslateSettings) -> None:

@@ -1,0 +1,173 @@
+"""The forgetting report: what a fine-tuned model kept of its base and what it learned, with significance.
+
+``build_report`` takes the references of each test set and each model's translations of them (the
+base, this run and any compared runs) and returns one dict, the only source of every number that the
+terminal table (``format_report``), ``forgetting_report.json`` (``save_report``), the model card and the
+PNG show. Per set and model: BLEU, chrF, chrF++, TER and exact match with sacreBLEU signatures; per
+set and fine-tuned model: the change against the base with its 95 % interval and paired-bootstrap
+p-value (``hf_l2mt.evaluation.significance``). Against each compared run (read it as the plain,
+unregularized fine-tune), the run's share of the forgetting recovered on general sets,
+(run − plain) / (base − plain), and of the in-domain gain kept, (run − base) / (plain − base).
+"""
+
+import json
+
+from ..atomic_write import atomic_path
+from .metrics import REPORT_SCORE_NAMES, SCORE_TITLES, score_translations
+from .significance import DEFAULT_RESAMPLES, DEFAULT_SEED, SIGNIFICANCE_LEVEL, paired_bootstrap
+
+REPORT_FILE = "forgetting_report.json"
+BASE, RUN = "base", "run"
+GENERAL, IN_DOMAIN = "general", "in_domain"
+
+
+def build_report(
+    references: dict[str, list[str]],
+    translations: dict[str, dict[str, list[str]]],
+    general_sets,
+    *,
+    models: dict[str, str] | None = None,
+    seed: int = DEFAULT_SEED,
+    resamples: int = DEFAULT_RESAMPLES,
+    command: str | None = None,
+) -> dict:
+    """The report of ``translations`` (model name → set → translations; ``"base"`` and ``"run"`` required,
+    any other name is a compared run) against ``references`` (set → references).
+
+    ``general_sets`` names the sets that are held-out general domain; the others are in-domain.
+    ``models`` (name → directory or Hub id) and ``command`` are recorded as given.
+    """
+    check_inputs(references, translations, general_sets)
+    compared = [name for name in translations if name not in (BASE, RUN)]
+    sets = {}
+    bootstrap = {}
+    for name, refs in references.items():
+        scores = {model: score_translations(translations[model][name], refs) for model in translations}
+        fine_tuned = {model: translations[model][name] for model in (RUN, *compared)}
+        bootstrap = paired_bootstrap(translations[BASE][name], fine_tuned, refs, seed=seed, resamples=resamples)
+        sets[name] = {
+            "domain": GENERAL if name in general_sets else IN_DOMAIN,
+            "num_sentences": len(refs),
+            "scores": scores,
+            "changes": bootstrap["systems"],
+            "bootstrap_signatures": bootstrap["signatures"],
+        }
+    return {
+        "command": command,
+        "models": dict(models or {}),
+        "compared": compared,
+        "general_sets": [name for name in references if name in general_sets],
+        "bootstrap": {key: bootstrap[key] for key in ("method", "seed", "resamples", "confidence")}
+        | {"significance_level": SIGNIFICANCE_LEVEL},
+        "sets": sets,
+        "shares": {
+            other: {name: set_shares(sets[name], other) for name in references} for other in compared
+        },
+    }
+
+
+def check_inputs(references: dict, translations: dict, general_sets) -> None:
+    """Errors that name the model, the set and what is there."""
+    for required in (BASE, RUN):
+        if required not in translations:
+            raise ValueError(f"build_report: no translations by {required!r}; given: {', '.join(translations)}")
+    if not references:
+        raise ValueError("build_report: no test sets")
+    unknown = [name for name in general_sets if name not in references]
+    if unknown:
+        raise ValueError(
+            f"general sets {', '.join(map(repr, unknown))} are not among the test sets ({', '.join(references)})"
+        )
+    for model, by_set in translations.items():
+        missing = [name for name in references if name not in by_set]
+        if missing:
+            raise ValueError(
+                f"{model!r} has no translations of the set(s) {', '.join(map(repr, missing))} (it was scored on: "
+                f"{', '.join(by_set) or 'none'}); every model must translate every test set"
+            )
+        for name, refs in references.items():
+            if len(by_set[name]) != len(refs):
+                raise ValueError(
+                    f"{model!r} has {len(by_set[name])} translations of set {name!r}, which has {len(refs)} "
+                    "references; accepted: one translation per reference"
+                )
+
+
+def recovered_share(base: float, plain: float, run: float) -> dict:
+    """The share of the plain run's forgetting that ``run`` recovered: (run − plain) / (base − plain).
+
+    Undefined when the plain run scores as the base (it forgot nothing); the result then says so.
+    """
+    if base == plain:
+        return {"share": None, "why": "undefined: the plain run scores as the base (nothing forgotten)"}
+    return {"share": (run - plain) / (base - plain), "why": "(run - plain) / (base - plain)"}
+
+
+def gain_kept(base: float, plain: float, run: float) -> dict:
+    """The share of the plain run's in-domain gain that ``run`` kept: (run − base) / (plain − base)."""
+    if base == plain:
+        return {"share": None, "why": "undefined: the plain run scores as the base (nothing gained)"}
+    return {"share": (run - base) / (plain - base), "why": "(run - base) / (plain - base)"}
+
+
+def set_shares(entry: dict, other: str) -> dict:
+    """Per score: the forgetting recovered (general set) or the gain kept (in-domain set) against ``other``."""
+    share = recovered_share if entry["domain"] == GENERAL else gain_kept
+    scores = entry["scores"]
+    kind = "forgetting_recovered" if entry["domain"] == GENERAL else "in_domain_gain_kept"
+    return {
+        metric: {"kind": kind, **share(scores[BASE][metric], scores[other][metric], scores[RUN][metric])}
+        for metric in REPORT_SCORE_NAMES
+    }
+
+
+def save_report(report: dict, path: str) -> str:
+    """Write ``report`` as JSON (temporary file, then rename)."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(report, handle, indent=2, ensure_ascii=False)
+        handle.write("\n")
+    return path
+
+
+def format_report(report: dict) -> str:
+    """One table per set: each score for the base and each fine-tuned model, the change with its 95 % interval
+    (``*``: p < the significance level), the p-value, and the share recovered or kept against each compared run."""
+    blocks = []
+    for name, entry in report["sets"].items():
+        fine_tuned = [RUN, *report["compared"]]
+        headers = ["score", BASE]
+        for model in fine_tuned:
+            headers += [model, "change [95 % CI]", "p"]
+        share_label = "recovered" if entry["domain"] == GENERAL else "gain kept"
+        headers += [f"{share_label} vs {other}" for other in report["compared"]]
+        rows = [headers]
+        for metric in REPORT_SCORE_NAMES:
+            row = [SCORE_TITLES[metric], f"{entry['scores'][BASE][metric]:.2f}"]
+            for model in fine_tuned:
+                change = entry["changes"][model][metric]
+                mark = "*" if change["significant"] else " "
+                row += [
+                    f"{change['score']:.2f}",
+                    f"{change['change']:+.2f} [{change['ci_low']:+.2f}, {change['ci_high']:+.2f}]{mark}",
+                    f"{change['p_value']:.3f}",
+                ]
+            row += [_share_cell(report["shares"][other][name][metric]["share"]) for other in report["compared"]]
+            rows.append(row)
+        widths = [max(len(row[column]) for row in rows) for column in range(len(headers))]
+        lines = [
+            "  ".join([row[0].ljust(widths[0]), *(cell.rjust(width) for cell, width in zip(row[1:], widths[1:]))])
+            for row in rows
+        ]
+        domain = "general domain" if entry["domain"] == GENERAL else "in-domain"
+        blocks.append(f"{name} ({domain}, {entry['num_sentences']} sentences)\n" + "\n".join(lines))
+    bootstrap = report["bootstrap"]
+    blocks.append(
+        f"* p < {bootstrap['significance_level']:g}: paired bootstrap, {bootstrap['resamples']} resamples, "
+        f"seed {bootstrap['seed']}; TER: lower is better. "
+        + ("'n/a': undefined, the compared run scores as the base." if report["compared"] else "")
+    )
+    return "\n\n".join(blocks).rstrip()
+
+
+def _share_cell(share: float | None) -> str:
+    return "n/a" if share is None else f"{100 * share:.0f} %"
