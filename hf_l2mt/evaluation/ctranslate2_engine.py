@@ -13,7 +13,8 @@ import os
 from transformers import AutoTokenizer, GenerationConfig
 
 from ..tokenizer_warnings import without_sacremoses_recommendation
-from .translate import ModelDirectoryError, _encode
+from .metrics import score_translations
+from .translate import ModelDirectoryError, _encode, read_test_sets
 
 EXPORT_WEIGHTS = "model.bin"
 EXPORT_INFO = "hf_l2mt_export.json"
@@ -93,3 +94,15 @@ def translate_with_export(
         tokenizer.decode(tokenizer.convert_tokens_to_ids(result.hypotheses[0]), skip_special_tokens=True).strip()
         for result in results
     ]
+
+
+def evaluate_export_files(path: str, test_sets: dict, *, device: str = "cpu", num_threads: int = 0,
+                          **translate_kwargs) -> dict[str, dict]:
+    """``evaluate_files`` for an export folder: ``{name: score_translations(...)}``; ``translate_kwargs`` go to
+    ``translate_with_export``."""
+    loaded = read_test_sets(test_sets)
+    model = ExportedModel(path, device=device, num_threads=num_threads)
+    return {
+        name: score_translations(translate_with_export(sources, model, **translate_kwargs), references)
+        for name, (sources, references) in loaded.items()
+    }
