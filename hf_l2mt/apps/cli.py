@@ -1,5 +1,5 @@
 """``hf-l2mt``: fine-tune with a recipe, score a fine-tuned model, translate, estimate a Fisher for EWC,
-search λ, plot a run, or start the demo.
+search λ, plot a run, export it to CTranslate2, average its checkpoints, or start the demo.
 
 This module only dispatches: each command's flags are a dataclass parsed by ``settings.parse_settings``
 (so ``--config FILE`` works for every command), and the module that runs it, with torch and
@@ -28,6 +28,8 @@ examples:
   hf-l2mt search base/ --src_lang en --tgt_lang de --train med.tsv --in_domain_eval med-dev.tsv \\
       --general_eval news-dev.tsv --output_dir runs/search
   hf-l2mt plot runs/en-de
+  hf-l2mt export runs/en-de --quantization int8 --probe dev.en,dev.de
+  hf-l2mt average runs/en-de --last 5
   hf-l2mt translate runs/en-de --config translate.yaml    # every command reads --config FILE.yaml|json
 """
 
@@ -38,6 +40,8 @@ SUMMARIES = {
     "fisher": "estimate a model's diagonal Fisher on general-domain pairs, for EWC (l2sp_fisher_path)",
     "search": "search λ: an Optuna study with in-domain and general scores as objectives",
     "plot": "draw a run's logged losses, penalties, λ schedules and evaluation scores as PNGs",
+    "export": "convert a model to CTranslate2 (quantized or not), checked against PyTorch on probe sentences",
+    "average": "average the weights of a run's last N complete checkpoints into one model",
     "demo": "run the forgetting demo (hf-l2mt demo --help)",
 }
 
@@ -147,6 +151,37 @@ def run_plot(argv: list[str]) -> None:
         print(path)
 
 
+def run_export(argv: list[str]) -> None:
+    from .export import ExportSettings
+    from .settings import parse_settings
+
+    (settings,) = parse_settings(
+        (ExportSettings,), {}, argv, prog="hf-l2mt export",
+        description="Convert the model in MODEL_DIR with CTranslate2's converter (PEFT adapters merged first), "
+        "translate --probe with PyTorch and with the export, greedy, and keep the export only if their chrF and "
+        "BLEU differ by at most --parity_tolerance; writes a README with the numbers into the export folder.",
+        epilog="example:\n  hf-l2mt export runs/en-de --to ctranslate2 --quantization int8 --probe dev.en,dev.de",
+    )
+    from .export import run_export as export  # torch, transformers and ctranslate2 load once the flags are good
+
+    export(settings)
+
+
+def run_average(argv: list[str]) -> None:
+    from .average import AverageSettings
+    from .settings import parse_settings
+
+    (settings,) = parse_settings(
+        (AverageSettings,), {}, argv, prog="hf-l2mt average",
+        description="Write a model whose weights are the mean of the last N complete checkpoint-* folders of "
+        "RUN_DIR (frozen and tied weights included); checkpoints of different shapes are refused.",
+        epilog="example:\n  hf-l2mt average runs/en-de --last 5 --output_dir runs/en-de-avg5",
+    )
+    from .average import run_average as average
+
+    average(settings)
+
+
 def run_demo(argv: list[str]) -> None:
     from . import demo  # the demo parses its own flags, --help and --config included
 
@@ -155,7 +190,7 @@ def run_demo(argv: list[str]) -> None:
 
 COMMANDS = {
     "train": run_train, "evaluate": run_evaluate, "translate": run_translate, "fisher": run_fisher,
-    "search": run_search, "plot": run_plot, "demo": run_demo,
+    "search": run_search, "plot": run_plot, "export": run_export, "average": run_average, "demo": run_demo,
 }
 
 

@@ -13,6 +13,7 @@ from .settings import RepeatableFlag
 
 TEST_SET_SYNTAX = "NAME=SOURCE_FILE,REFERENCE_FILE"
 COMPARE_SYNTAX = "NAME=RUN_DIR"
+ENGINES = ("auto", "transformers", "ctranslate2")
 
 
 @dataclass
@@ -33,9 +34,22 @@ class GenerationSettings:
             "help": "text put before every sentence; T5 models need their task prefix, e.g. 'translate English to German: '",
         },
     )
+    engine: str = field(default="auto", metadata={
+        "choices": ENGINES,
+        "help": "what translates: transformers (PyTorch), or ctranslate2 for a folder written by hf-l2mt export; "
+        "auto picks ctranslate2 when MODEL_DIR holds model.bin",
+    })
+    max_batch_tokens: int = field(
+        default=4096, metadata={"help": "ctranslate2 engine: source tokens per batch (it replaces --batch_size)"}
+    )
+    num_threads: int = field(
+        default=0, metadata={"help": "ctranslate2 engine: CPU threads; 0 lets CTranslate2 choose"}
+    )
 
     def __post_init__(self):
-        for flag in ("batch_size", "num_beams", "max_new_tokens"):
+        if self.num_threads < 0:
+            raise ValueError(f"--num_threads: got {self.num_threads}; accepted: an integer >= 0")
+        for flag in ("batch_size", "num_beams", "max_new_tokens", "max_batch_tokens"):
             if getattr(self, flag) < 1:
                 raise ValueError(f"--{flag}: got {getattr(self, flag)}; accepted: an integer >= 1")
 
@@ -139,14 +153,23 @@ def run_evaluate(settings: EvaluateSettings) -> None:
     from ..evaluation.translate import evaluate_files, report_scores
 
     if settings.base is not None:
+        if chosen_engine(settings) == "ctranslate2":
+            raise ValueError(
+                f"--base: the forgetting report translates every model with PyTorch, and {settings.model_dir!r} is "
+                "read with CTranslate2; accepted: the folder of the model it was exported from (with --engine auto "
+                "or transformers)"
+            )
         run_forgetting_report(settings)
         return
     device = default_device(settings.device)
     warn_if_prefix_missing(settings.model_dir, settings.source_prefix)
-    scores = evaluate_files(
-        settings.model_dir, settings.test_sets(), batch_size=settings.batch_size, num_beams=settings.num_beams,
-        max_new_tokens=settings.max_new_tokens, source_prefix=settings.source_prefix, device=device,
-    )
+    if chosen_engine(settings) == "ctranslate2":
+        scores = evaluate_with_export(settings, device)
+    else:
+        scores = evaluate_files(
+            settings.model_dir, settings.test_sets(), batch_size=settings.batch_size, num_beams=settings.num_beams,
+            max_new_tokens=settings.max_new_tokens, source_prefix=settings.source_prefix, device=device,
+        )
     json_path = settings.output_json or os.path.join(settings.model_dir, "test_scores.json")
     print(report_scores(scores, json_path=json_path))
     print(f"scores with sacreBLEU signatures: {json_path}", file=sys.stderr)
@@ -225,13 +248,58 @@ def run_translate(settings: TranslateSettings) -> None:
         sentences = read_lines(settings.input)
     else:
         sentences = decode_lines(sys.stdin.buffer.read(), "<stdin>")
-    model, tokenizer = load_translation_model(settings.model_dir)
-    translations = translate(
-        sentences, model, tokenizer, batch_size=settings.batch_size, num_beams=settings.num_beams,
-        max_new_tokens=settings.max_new_tokens, source_prefix=settings.source_prefix, device=device,
-    )
+    if chosen_engine(settings) == "ctranslate2":
+        translations = translate_with_export_settings(settings, sentences, device)
+    else:
+        model, tokenizer = load_translation_model(settings.model_dir)
+        translations = translate(
+            sentences, model, tokenizer, batch_size=settings.batch_size, num_beams=settings.num_beams,
+            max_new_tokens=settings.max_new_tokens, source_prefix=settings.source_prefix, device=device,
+        )
     # One line per input sentence, so that line i of the output translates line i of the input.
     sys.stdout.writelines(" ".join(text.splitlines()) + "\n" for text in translations)
+
+
+def chosen_engine(settings: GenerationSettings) -> str:
+    """``--engine``, with ``auto`` resolved: ctranslate2 for an export folder, else transformers."""
+    from ..evaluation.ctranslate2_engine import EXPORT_WEIGHTS, is_ctranslate2_export
+
+    is_export = is_ctranslate2_export(settings.model_dir)
+    if settings.engine == "auto":
+        return "ctranslate2" if is_export else "transformers"
+    if settings.engine == "transformers" and is_export:
+        raise ValueError(
+            f"--engine transformers: {settings.model_dir!r} is a CTranslate2 export ({EXPORT_WEIGHTS}); accepted: "
+            "--engine ctranslate2 or auto, or the folder of the model it was exported from"
+        )
+    return settings.engine
+
+
+def engine_device(device) -> str:
+    """A ``torch.device`` as CTranslate2 names it: ``cpu``, ``cuda`` or ``cuda:N``."""
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {device.type!r}: the ctranslate2 engine runs on cpu, cuda or cuda:N")
+    return str(device)
+
+
+def translate_with_export_settings(settings: GenerationSettings, sentences: list[str], device) -> list[str]:
+    from ..evaluation.ctranslate2_engine import ExportedModel, translate_with_export
+
+    model = ExportedModel(settings.model_dir, device=engine_device(device), num_threads=settings.num_threads)
+    return translate_with_export(
+        sentences, model, max_batch_tokens=settings.max_batch_tokens, num_beams=settings.num_beams,
+        max_new_tokens=settings.max_new_tokens, source_prefix=settings.source_prefix,
+    )
+
+
+def evaluate_with_export(settings: EvaluateSettings, device) -> dict[str, dict]:
+    from ..evaluation.ctranslate2_engine import evaluate_export_files
+
+    return evaluate_export_files(
+        settings.model_dir, settings.test_sets(), device=engine_device(device), num_threads=settings.num_threads,
+        max_batch_tokens=settings.max_batch_tokens, num_beams=settings.num_beams,
+        max_new_tokens=settings.max_new_tokens, source_prefix=settings.source_prefix,
+    )
 
 
 def default_device(device: str | None):

@@ -153,6 +153,16 @@ def evaluate_files(model_dir: str, test_sets: dict, **translate_kwargs) -> dict[
     path of a text file with one sentence per line. ``translate_kwargs`` go to ``translate``.
     Returns ``{name: score_translations(...)}``.
     """
+    loaded = read_test_sets(test_sets)
+    model, tokenizer = load_translation_model(model_dir)
+    return {
+        name: score_translations(translate(sources, model, tokenizer, **translate_kwargs), references)
+        for name, (sources, references) in loaded.items()
+    }
+
+
+def read_test_sets(test_sets: dict) -> dict[str, tuple[list[str], list[str]]]:
+    """``{name: (sources, references)}`` as lists of sentences, each pair checked to have equal, non-zero lengths."""
     loaded = {}
     for name, pair in test_sets.items():
         if not isinstance(pair, (tuple, list)) or len(pair) != 2:
@@ -165,11 +175,7 @@ def evaluate_files(model_dir: str, test_sets: dict, **translate_kwargs) -> dict[
                 f"{reference_name} has {len(references)}; accepted: the same number, at least one"
             )
         loaded[name] = (sources, references)
-    model, tokenizer = load_translation_model(model_dir)
-    return {
-        name: score_translations(translate(sources, model, tokenizer, **translate_kwargs), references)
-        for name, (sources, references) in loaded.items()
-    }
+    return loaded
 
 
 def _sentences(side, what: str) -> tuple[list[str], str]:

@@ -1,0 +1,108 @@
+"""Translation with a CTranslate2 export (``hf-l2mt export``): the same sentences in, the same strings out.
+
+An export folder holds CTranslate2's ``model.bin`` beside the Hugging Face tokenizer it was made with
+and the model's ``generation_config.json``. ``translate_with_export`` tokenizes with that tokenizer,
+lets CTranslate2 batch by tokens (it sorts by length and returns the results in input order) and
+decodes the tokens back with the tokenizer, as ``hf_l2mt.evaluation.translate.translate`` does with
+the PyTorch model.
+"""
+
+import json
+import os
+
+from transformers import AutoTokenizer, GenerationConfig
+
+from ..tokenizer_warnings import without_sacremoses_recommendation
+from .metrics import score_translations
+from .translate import ModelDirectoryError, _encode, read_test_sets
+
+EXPORT_WEIGHTS = "model.bin"
+EXPORT_INFO = "hf_l2mt_export.json"
+
+
+def is_ctranslate2_export(path: str) -> bool:
+    """True when ``path`` is a folder CTranslate2 converted a model into."""
+    return os.path.isfile(os.path.join(path, EXPORT_WEIGHTS))
+
+
+def read_export_info(path: str) -> dict:
+    """What ``hf-l2mt export`` recorded about the export in ``path`` (source model, quantization, parity)."""
+    info_path = os.path.join(path, EXPORT_INFO)
+    if not os.path.isfile(info_path):
+        return {}
+    with open(info_path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+class ExportedModel:
+    """A CTranslate2 ``Translator`` with the tokenizer and generation settings of the model it came from."""
+
+    def __init__(self, path: str, device: str = "cpu", num_threads: int = 0):
+        import ctranslate2
+
+        if not is_ctranslate2_export(path):
+            what = "does not exist" if not os.path.exists(path) else f"has no {EXPORT_WEIGHTS}"
+            raise ModelDirectoryError(f"{path!r} {what}; pass a folder written by hf-l2mt export")
+        device_type, _, index = device.partition(":")
+        self.translator = ctranslate2.Translator(
+            path, device=device_type, device_index=int(index or 0), intra_threads=num_threads
+        )
+        with without_sacremoses_recommendation():
+            self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+        has_generation_config = os.path.isfile(os.path.join(path, "generation_config.json"))
+        self.generation_config = GenerationConfig.from_pretrained(path) if has_generation_config else None
+
+
+def decoding_length(generation_config: GenerationConfig | None, max_new_tokens: int) -> int:
+    """CTranslate2's ``max_decoding_length`` that gives the hypotheses of transformers' ``max_new_tokens``.
+
+    With ``forced_eos_token_id`` set (opus-mt's configs set it), transformers spends the last of the
+    ``max_new_tokens`` on ``</s>`` when a translation reaches the limit, which decoding drops; CTranslate2
+    has no forced end token, so it stops one token earlier to produce the same text.
+    """
+    forced_eos = generation_config is not None and generation_config.forced_eos_token_id is not None
+    return max(1, max_new_tokens - 1) if forced_eos else max_new_tokens
+
+
+def translate_with_export(
+    texts: list[str],
+    model: ExportedModel,
+    *,
+    max_batch_tokens: int = 4096,
+    num_beams: int = 4,
+    max_new_tokens: int = 128,
+    source_prefix: str | None = None,
+) -> list[str]:
+    """Translate ``texts`` with ``model`` in batches of at most ``max_batch_tokens`` source tokens; input order kept."""
+    if isinstance(texts, str):
+        raise ValueError("translate_with_export: texts is a single string; pass a list of sentences")
+    for flag, value in (("max_batch_tokens", max_batch_tokens), ("num_beams", num_beams),
+                        ("max_new_tokens", max_new_tokens)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"translate_with_export: {flag}={value!r}; accepted: an integer >= 1")
+    texts = list(texts)
+    if not texts:
+        return []
+    tokenizer = model.tokenizer
+    input_ids = _encode(tokenizer, [f"{source_prefix}{text}" for text in texts] if source_prefix else texts)
+    results = model.translator.translate_batch(
+        [tokenizer.convert_ids_to_tokens(ids) for ids in input_ids],
+        max_batch_size=max_batch_tokens, batch_type="tokens", beam_size=num_beams,
+        max_decoding_length=decoding_length(model.generation_config, max_new_tokens),
+    )
+    return [
+        tokenizer.decode(tokenizer.convert_tokens_to_ids(result.hypotheses[0]), skip_special_tokens=True).strip()
+        for result in results
+    ]
+
+
+def evaluate_export_files(path: str, test_sets: dict, *, device: str = "cpu", num_threads: int = 0,
+                          **translate_kwargs) -> dict[str, dict]:
+    """``evaluate_files`` for an export folder: ``{name: score_translations(...)}``; ``translate_kwargs`` go to
+    ``translate_with_export``."""
+    loaded = read_test_sets(test_sets)
+    model = ExportedModel(path, device=device, num_threads=num_threads)
+    return {
+        name: score_translations(translate_with_export(sources, model, **translate_kwargs), references)
+        for name, (sources, references) in loaded.items()
+    }

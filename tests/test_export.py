@@ -1,0 +1,202 @@
+"""``hf-l2mt export`` to CTranslate2, its parity check, and translation with the export.
+
+Tiny Marian (SentencePiece tokenizer) and T5 (word-level tokenizer) models are trained a few steps
+on the reversal task of tiny_checkpoints, so that their translations are not all alike.
+"""
+
+import json
+import os
+import sys
+
+import pytest
+import torch
+from datasets import Dataset
+
+pytest.importorskip("ctranslate2")
+
+from conftest import make_args, train_with  # noqa: E402
+from tiny_checkpoints import save_checkpoint, save_opus_mt_checkpoint, sentence_pairs  # noqa: E402
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, MarianMTModel, ProphetNetConfig  # noqa: E402
+
+from hf_l2mt.apps.cli import main as cli_main  # noqa: E402
+from hf_l2mt.apps.export import ExportError, ExportSettings, ParityError, export_model  # noqa: E402
+from hf_l2mt.evaluation.ctranslate2_engine import ExportedModel, translate_with_export  # noqa: E402
+from hf_l2mt.evaluation.translate import load_translation_model, translate  # noqa: E402
+
+T5_PREFIX = "reverse: "
+
+
+def train_saved(path, pad_id, prefix="", zero_pad_embedding=False):
+    """Train the model saved in ``path`` 200 steps on reversal pairs and save it back.
+
+    ``zero_pad_embedding``: CTranslate2's Marian converter drops ``<pad>`` and starts decoding from a
+    zero vector (``start_from_zero_embedding``), where transformers starts from the ``<pad>``
+    embedding: the two agree only while that row is zero. Training moves it (the tied output layer
+    gives it a gradient), so it is zeroed after training, and the parity check is expected to fail
+    without that.
+    """
+    model = AutoModelForSeq2SeqLM.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    rows = [
+        {"input_ids": tokenizer(prefix + source)["input_ids"], "labels": tokenizer(target)["input_ids"]}
+        for source, target in sentence_pairs(64, seed=1)
+    ]
+    args = make_args(path / "run", max_steps=200, logging_steps=200)
+    trainer = train_with(model, Dataset.from_list(rows), args, pad_id=pad_id)
+    if zero_pad_embedding:
+        with torch.no_grad():  # shared, encoder and decoder embeddings (one tensor or three, by version)
+            for module in trainer.model.modules():
+                if isinstance(module, torch.nn.Embedding) and module.num_embeddings == model.config.vocab_size:
+                    module.weight[pad_id] = 0
+    trainer.model.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def marian_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("marian")
+    save_opus_mt_checkpoint(path, sentence_pairs(64, seed=1))
+    return train_saved(path, AutoTokenizer.from_pretrained(path).pad_token_id, zero_pad_embedding=True)
+
+
+@pytest.fixture(scope="module")
+def t5_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("t5")
+    save_checkpoint(path, "t5")
+    return train_saved(path, pad_id=0, prefix=T5_PREFIX)
+
+
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("probe")
+    pairs = sentence_pairs(24, seed=7)
+    (folder / "probe.src").write_text("".join(source + "\n" for source, _ in pairs), encoding="utf-8")
+    (folder / "probe.ref").write_text("".join(target + "\n" for _, target in pairs), encoding="utf-8")
+    return str(folder / "probe.src"), str(folder / "probe.ref")
+
+
+def same_where_pytorch_says_something(pytorch: list[str], exported: list[str]) -> None:
+    """Where PyTorch's first token is ``</s>`` (an empty translation, which this tiny model gives), CTranslate2
+    4.x still emits a word; every other translation must be the same string."""
+    assert len(pytorch) == len(exported)
+    assert [e for p, e in zip(pytorch, exported) if p] == [p for p in pytorch if p]
+    assert sum(bool(p) for p in pytorch) > len(pytorch) / 2
+
+
+def test_float32_export_translates_as_pytorch(marian_dir, probe, tmp_path):
+    output = tmp_path / "ct2"
+    parity = export_model(ExportSettings(model_dir=marian_dir, probe=",".join(probe), output_dir=str(output),
+                                         parity_tolerance=100))
+    assert parity["scored_against"] == "references" and parity["sentences"] == 24
+    info = json.loads((output / "hf_l2mt_export.json").read_text())
+    assert info["quantization"] == "float32" and info["architecture"] == "MarianConfig"
+    readme = (output / "README.md").read_text()
+    assert f"identical hypotheses {parity['identical']:.1f} %" in readme and "ctranslate2.Translator" in readme
+    # Small token-budget batches and a length limit that cuts translations: the same strings, in input order.
+    sources = open(probe[0], encoding="utf-8").read().splitlines()
+    model, tokenizer = load_translation_model(marian_dir)
+    pytorch = translate(sources, model, tokenizer, num_beams=1, max_new_tokens=3, progress=False)
+    exported = translate_with_export(sources, ExportedModel(str(output)), num_beams=1, max_new_tokens=3,
+                                     max_batch_tokens=20)
+    same_where_pytorch_says_something(pytorch, exported)
+    assert len(set(pytorch)) > 3, "a model that says one thing for every input tests nothing"
+
+
+def test_int8_export_reports_what_it_costs(marian_dir, probe, tmp_path, capsys):
+    output = tmp_path / "ct2-int8"
+    cli_main(["export", marian_dir, "--quantization", "int8", "--probe", probe[0], "--parity_tolerance", "100",
+              "--output_dir", str(output)])
+    printed = capsys.readouterr().out
+    assert "identical hypotheses" in printed and "(scored against PyTorch's translations" in printed
+    info = json.loads((output / "hf_l2mt_export.json").read_text())
+    assert info["quantization"] == "int8" and 0 <= info["parity"]["identical"] <= 100
+
+
+def test_t5_export_with_prefix(t5_dir, probe, tmp_path):
+    parity = export_model(ExportSettings(model_dir=t5_dir, probe=probe[0], output_dir=str(tmp_path / "t5-ct2"),
+                                         source_prefix=T5_PREFIX))
+    assert parity["identical"] == 100.0 and parity["chrf_difference"] == 0.0
+
+
+def test_parity_beyond_tolerance_fails_and_writes_nothing(probe, tmp_path):
+    """A Marian whose <pad> embedding is not zero converts without complaint but translates differently."""
+    model_dir = tmp_path / "nonzero-pad"
+    save_opus_mt_checkpoint(model_dir, sentence_pairs(64, seed=1))
+    train_saved(model_dir, AutoTokenizer.from_pretrained(model_dir).pad_token_id)
+    output = tmp_path / "ct2"
+    with pytest.raises(ParityError, match=r"differs from PyTorch by more than --parity_tolerance 1.0 points; nothing "
+                       r"was written:\nsentences +24\nidentical hypotheses \d+\.\d %"):
+        export_model(ExportSettings(model_dir=str(model_dir), probe=probe[0], output_dir=str(output)))
+    assert sorted(os.listdir(tmp_path)) == ["nonzero-pad"]
+
+
+def test_existing_output_needs_overwrite(marian_dir, probe, tmp_path):
+    output = tmp_path / "ct2"
+    output.mkdir()
+    (output / "keep.txt").write_text("mine")
+    settings = ExportSettings(model_dir=marian_dir, probe=probe[0], output_dir=str(output), parity_tolerance=100)
+    with pytest.raises(ExportError, match="exists; pass --overwrite to replace it"):
+        export_model(settings)
+    assert (output / "keep.txt").read_text() == "mine"
+    settings.overwrite = True
+    export_model(settings)
+    assert not (output / "keep.txt").exists() and (output / "model.bin").is_file()
+
+
+def test_unsupported_architecture_lists_the_supported(probe, tmp_path):
+    model_dir = tmp_path / "prophetnet"
+    ProphetNetConfig(vocab_size=24, hidden_size=16, num_encoder_layers=1, num_decoder_layers=1).save_pretrained(model_dir)
+    with pytest.raises(ExportError, match="holds a ProphetNetConfig, which CTranslate2's converter does not support; "
+                       "accepted: .*MarianConfig.*T5Config"):
+        export_model(ExportSettings(model_dir=str(model_dir), probe=probe[0], output_dir=str(tmp_path / "out")))
+
+
+def adapter_dir(marian_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    base = MarianMTModel.from_pretrained(marian_dir)
+    lora = LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    model = get_peft_model(base, lora)
+    folder = tmp_path / "adapters"
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(marian_dir).save_pretrained(folder)
+    return str(folder)
+
+
+def test_peft_adapters_are_merged_before_export(marian_dir, probe, tmp_path):
+    pytest.importorskip("peft")
+    adapters = adapter_dir(marian_dir, tmp_path)
+    parity = export_model(ExportSettings(model_dir=adapters, probe=probe[0], output_dir=str(tmp_path / "ct2"),
+                                         parity_tolerance=100))
+    assert parity["chrf_difference"] == 0.0
+    sources = open(probe[0], encoding="utf-8").read().splitlines()
+    base_model, tokenizer = load_translation_model(marian_dir)
+    base = translate(sources, base_model, tokenizer, num_beams=1, progress=False)
+    merged = translate_with_export(sources, ExportedModel(str(tmp_path / "ct2")), num_beams=1)
+    assert merged != base, "the adapters should change the translations, or merging is not tested"
+
+
+def test_adapters_without_peft_are_refused(marian_dir, probe, tmp_path, monkeypatch):
+    pytest.importorskip("peft")
+    adapters = adapter_dir(marian_dir, tmp_path)
+    monkeypatch.setitem(sys.modules, "peft", None)
+    with pytest.raises(ImportError, match="peft is not installed; without peft only plain models can be exported"):
+        export_model(ExportSettings(model_dir=adapters, probe=probe[0], output_dir=str(tmp_path / "ct2")))
+
+
+def test_translate_and_evaluate_take_an_export(marian_dir, probe, tmp_path, capsys):
+    export_dir = str(tmp_path / "ct2")
+    export_model(ExportSettings(model_dir=marian_dir, probe=probe[0], output_dir=export_dir, parity_tolerance=100))
+    capsys.readouterr()
+    common = ["--input", probe[0], "--num_beams", "1", "--device", "cpu"]
+    cli_main(["translate", marian_dir, *common])
+    pytorch = capsys.readouterr().out
+    cli_main(["translate", export_dir, *common, "--max_batch_tokens", "16", "--num_threads", "1"])
+    same_where_pytorch_says_something(pytorch.split("\n"), capsys.readouterr().out.split("\n"))
+    scores = tmp_path / "scores.json"
+    cli_main(["evaluate", export_dir, "--engine", "ctranslate2", "--test", f"probe={','.join(probe)}",
+              "--device", "cpu", "--output_json", str(scores)])
+    assert json.loads(scores.read_text())["probe"]["num_sentences"] == 24
+    with pytest.raises(SystemExit):
+        cli_main(["translate", export_dir, "--engine", "transformers", "--input", probe[0]])
+    assert "is a CTranslate2 export (model.bin); accepted: --engine ctranslate2 or auto" in capsys.readouterr().err
