@@ -62,10 +62,10 @@ def plot_forgetting(report: dict, path: str, metric: str = "bleu") -> str | None
 
 
 def write_report_files(
-    report: dict, output_dir: str, metric: str = "bleu", train_source: str | None = None
+    report: dict, output_dir: str, metric: str = "bleu", **page_options
 ) -> dict[str, str | None]:
     """``forgetting_report.json``, with matplotlib ``forgetting_report.png``, and ``forgetting_report.html`` in
-    ``output_dir``; ``train_source`` (a file of training sources) is where the page counts word frequencies."""
+    ``output_dir``; ``page_options`` go to ``report_page.render_page`` (the training sources, for word frequencies)."""
     from .report_page import PAGE_FILE, write_page
 
     paths = {"json": save_report(report, os.path.join(output_dir, REPORT_FILE)), "png": None}
@@ -73,7 +73,7 @@ def write_report_files(
         paths["png"] = plot_forgetting(report, os.path.join(output_dir, PLOT_FILE), metric)
     except ImportError as err:
         logger.warning("forgetting report: no PNG (%s)", err)
-    paths["html"] = write_page(report, os.path.join(output_dir, PAGE_FILE), png_path=paths["png"], train_source=train_source)
+    paths["html"] = write_page(report, os.path.join(output_dir, PAGE_FILE), png_path=paths["png"], **page_options)
     return paths
 
 

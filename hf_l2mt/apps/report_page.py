@@ -175,18 +175,18 @@ def _data_uri(path: str) -> str:
 
 
 def render_page(
-    report: dict, *, train_source: str | None = None, examples: int = DEFAULT_EXAMPLES, png_path: str | None = None
+    report: dict,
+    *,
+    train_sources: list[str] | None = None,
+    train_name: str = "the training data",
+    examples: int = DEFAULT_EXAMPLES,
+    png_path: str | None = None,
 ) -> str:
-    """The page's HTML. ``train_source`` (a file of training sources) is where word frequencies are counted;
-    without it, each test set counts its own."""
+    """The page's HTML. Word frequencies are counted in ``train_sources`` (the run's training sources, called
+    ``train_name`` on the page); without them, each test set counts its own."""
     models = [BASE, RUN, *report["compared"]]
-    train_counts = None
-    if train_source is not None:
-        with open(train_source, encoding="utf-8") as handle:
-            train_counts = word_counts(handle.read().splitlines())
-    frequency_source = (
-        f"the training data ({os.path.basename(train_source)})" if train_source else "each test set itself"
-    )
+    train_counts = None if train_sources is None else word_counts(train_sources)
+    frequency_source = train_name if train_sources is not None else "each test set itself"
     details = {name: set_details(entry, models, train_counts, examples) for name, entry in report["sets"].items()}
     environment = Environment(
         loader=FileSystemLoader(os.path.join(os.path.dirname(__file__), "templates")),
@@ -223,7 +223,11 @@ def run_report(settings: ReportSettings) -> str:
     if not isinstance(report, dict) or "sets" not in report or "compared" not in report:
         raise ValueError(f"{json_path}: not a forgetting report (no 'sets' and 'compared'); write it with "
                          "hf-l2mt evaluate --base")
+    options = {}
+    if settings.train_source is not None:
+        with open(settings.train_source, encoding="utf-8") as handle:
+            options = {"train_sources": handle.read().splitlines(),
+                       "train_name": f"the training data ({os.path.basename(settings.train_source)})"}
     return write_page(
-        report, settings.output or os.path.join(settings.run_dir, PAGE_FILE),
-        train_source=settings.train_source, examples=settings.examples,
+        report, settings.output or os.path.join(settings.run_dir, PAGE_FILE), examples=settings.examples, **options
     )
