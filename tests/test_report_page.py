@@ -10,7 +10,15 @@ from sacrebleu.metrics import CHRF
 
 from hf_l2mt.apps import cli
 from hf_l2mt.apps.report_page import (
-    FREQUENCY_BUCKETS, LENGTH_BUCKETS, PAGE_FILE, bucket_scores, char_diff, extreme_examples, render_page, word_counts, words,
+    FREQUENCY_BUCKETS,
+    LENGTH_BUCKETS,
+    PAGE_FILE,
+    bucket_scores,
+    char_diff,
+    extreme_examples,
+    render_page,
+    word_counts,
+    words,
 )
 from hf_l2mt.evaluation.forgetting import BASE, REPORT_FILE, RUN, build_report, save_report
 

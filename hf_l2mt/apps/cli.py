@@ -149,7 +149,8 @@ def run_plot(argv: list[str]) -> None:
 
 
 def run_report(argv: list[str]) -> None:
-    from .report_page import ReportSettings, run_report as write_report_page
+    from .report_page import ReportSettings
+    from .report_page import run_report as write_report_page
     from .settings import parse_settings
 
     (settings,) = parse_settings(
