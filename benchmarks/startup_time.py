@@ -26,6 +26,9 @@ COMMANDS = [
     (["fisher"], TARGET_SECONDS),
     (["search"], TARGET_SECONDS),
     (["plot"], TARGET_SECONDS),
+    (["report"], TARGET_SECONDS),
+    (["export"], TARGET_SECONDS),
+    (["average"], TARGET_SECONDS),
     (["demo"], TARGET_SECONDS),
     (["train", "en_de"], None),
 ]

@@ -43,6 +43,19 @@ def test_table_has_every_model_and_scores_in_range(first_run, capsys):
     assert set(saved["examples"][0]["outputs"]) == {"base", "lambda=0", "lambda=3"}
 
 
+def test_forgetting_report_of_the_best_model_against_base_and_lambda_0(first_run):
+    out, _, results = first_run
+    report = json.loads((out / "forgetting_report.json").read_text(encoding="utf-8"))
+    best = results["best_balanced"]
+    expected = {"base": "base", "run": best} | ({} if best == "lambda=0" else {"plain": "lambda=0"})
+    assert report["models"] == expected
+    assert report["general_sets"] == ["cardinals"] and set(report["sets"]) == {"cardinals", "years"}
+    held_out = [example["source"] for example in results["examples"][:evaluation.EXAMPLES_PER_DOMAIN]]
+    assert report["sets"]["cardinals"]["sentences"]["source"][:len(held_out)] == held_out
+    page = (out / "forgetting_report.html").read_text(encoding="utf-8")
+    assert "occurs in the fine-tuning pairs" in page and 'data-set="years"' in page
+
+
 def test_saved_model_and_tokenizer_load_and_translate(first_run):
     out, _, _ = first_run
     tokenizer = AutoTokenizer.from_pretrained(out)
@@ -97,7 +110,8 @@ def test_overwrite_output_dir_replaces_it(first_run, tmp_path):
     run(out, cache, "--overwrite_output_dir")
     assert sorted(os.listdir(out)) == sorted(
         ["config.json", "generation_config.json", "model.safetensors", "source.spm", "target.spm",
-         "tokenizer_config.json", "vocab.json", output.RESULTS_FILE]
+         "tokenizer_config.json", "vocab.json", output.RESULTS_FILE,
+         "forgetting_report.json", "forgetting_report.png", "forgetting_report.html"]
     )
     assert not [name for name in os.listdir(tmp_path) if name.startswith(".")]  # no temporary folders left
 

@@ -39,6 +39,7 @@ SUMMARIES = {
     "translate": "translate text, one sentence per line",
     "fisher": "estimate a model's diagonal Fisher on general-domain pairs, for EWC (l2sp_fisher_path)",
     "search": "search λ: an Optuna study with in-domain and general scores as objectives",
+    "report": "write a run's forgetting report as one HTML page (forgetting_report.html)",
     "plot": "draw a run's logged losses, penalties, λ schedules and evaluation scores as PNGs",
     "export": "convert a model to CTranslate2 (quantized or not), checked against PyTorch on probe sentences",
     "average": "average the weights of a run's last N complete checkpoints into one model",
@@ -182,6 +183,20 @@ def run_average(argv: list[str]) -> None:
     average(settings)
 
 
+def run_report(argv: list[str]) -> None:
+    from .report_page import ReportSettings
+    from .report_page import run_report as write_report_page
+    from .settings import parse_settings
+
+    (settings,) = parse_settings(
+        (ReportSettings,), {}, argv, prog="hf-l2mt report",
+        description="Read RUN_DIR/forgetting_report.json and write one self-contained HTML page: scores with intervals, "
+        "the plot, chrF by sentence length and word frequency, the sentences that changed most.",
+        epilog="example:\n  hf-l2mt report runs/en-de --train_source train.en",
+    )
+    print(write_report_page(settings))
+
+
 def run_demo(argv: list[str]) -> None:
     from . import demo  # the demo parses its own flags, --help and --config included
 
@@ -190,7 +205,8 @@ def run_demo(argv: list[str]) -> None:
 
 COMMANDS = {
     "train": run_train, "evaluate": run_evaluate, "translate": run_translate, "fisher": run_fisher,
-    "search": run_search, "plot": run_plot, "export": run_export, "average": run_average, "demo": run_demo,
+    "search": run_search, "plot": run_plot, "report": run_report, "export": run_export, "average": run_average,
+    "demo": run_demo,
 }
 
 

@@ -1,4 +1,5 @@
-"""The forgetting report's files: ``forgetting_report.json`` and ``forgetting_report.png``.
+"""The forgetting report's files: ``forgetting_report.json``, ``forgetting_report.png`` and the page,
+``forgetting_report.html`` (``hf_l2mt.apps.report_page``).
 
 The PNG puts each model at (in-domain score, general-domain score): the base, this run and every
 compared run, so that "learned the domain, kept the rest" is the upper right. With several sets on a
@@ -60,13 +61,19 @@ def plot_forgetting(report: dict, path: str, metric: str = "bleu") -> str | None
     return path
 
 
-def write_report_files(report: dict, output_dir: str, metric: str = "bleu") -> dict[str, str | None]:
-    """``forgetting_report.json`` and, with matplotlib, ``forgetting_report.png`` in ``output_dir``."""
+def write_report_files(
+    report: dict, output_dir: str, metric: str = "bleu", **page_options
+) -> dict[str, str | None]:
+    """``forgetting_report.json``, with matplotlib ``forgetting_report.png``, and ``forgetting_report.html`` in
+    ``output_dir``; ``page_options`` go to ``report_page.render_page`` (the training sources, for word frequencies)."""
+    from .report_page import PAGE_FILE, write_page
+
     paths = {"json": save_report(report, os.path.join(output_dir, REPORT_FILE)), "png": None}
     try:
         paths["png"] = plot_forgetting(report, os.path.join(output_dir, PLOT_FILE), metric)
     except ImportError as err:
         logger.warning("forgetting report: no PNG (%s)", err)
+    paths["html"] = write_page(report, os.path.join(output_dir, PAGE_FILE), png_path=paths["png"], **page_options)
     return paths
 
 
@@ -75,4 +82,6 @@ def log_report(report: dict, paths: dict) -> str:
     where = [f"every number, with sacreBLEU signatures: {paths['json']}"]
     if paths["png"]:
         where.append(f"general-domain against in-domain score: {paths['png']}")
+    if paths.get("html"):
+        where.append(f"the page to look at: {paths['html']}")
     return format_report(report) + "\n\n" + "\n".join(where)

@@ -203,6 +203,7 @@ def run_forgetting_report(settings: EvaluateSettings) -> None:
     report = build_report(
         references, translations, [name for name in settings.general_sets if name in references], models=models,
         seed=settings.bootstrap_seed, resamples=settings.bootstrap_resamples, command=evaluate_command(settings),
+        sources=sources,
     )
     print(log_report(report, write_report_files(report, settings.model_dir)))
 

@@ -30,12 +30,15 @@ def build_report(
     seed: int = DEFAULT_SEED,
     resamples: int = DEFAULT_RESAMPLES,
     command: str | None = None,
+    sources: dict[str, list[str]] | None = None,
 ) -> dict:
     """The report of ``translations`` (model name → set → translations; ``"base"`` and ``"run"`` required,
     any other name is a compared run) against ``references`` (set → references).
 
     ``general_sets`` names the sets that are held-out general domain; the others are in-domain.
-    ``models`` (name → directory or Hub id) and ``command`` are recorded as given.
+    ``models`` (name → directory or Hub id) and ``command`` are recorded as given. With ``sources`` (set →
+    source sentences), each set also keeps its sentences, for the page (``hf_l2mt.apps.report_page``):
+    ``"sentences": {"source", "reference", "translations": {model: [...]}}``.
     """
     check_inputs(references, translations, general_sets)
     compared = [name for name in translations if name not in (BASE, RUN)]
@@ -52,6 +55,12 @@ def build_report(
             "changes": bootstrap["systems"],
             "bootstrap_signatures": bootstrap["signatures"],
         }
+        if sources is not None:
+            sets[name]["sentences"] = {
+                "source": list(sources[name]),
+                "reference": list(refs),
+                "translations": {model: list(translations[model][name]) for model in translations},
+            }
     return {
         "command": command,
         "models": dict(models or {}),

@@ -6,6 +6,7 @@ import shutil
 import uuid
 
 from ...evaluation.metrics import save_scores
+from ..forgetting_plot import write_report_files
 from .arguments import DemoArguments
 
 RESULTS_FILE = "demo_results.json"
@@ -45,8 +46,11 @@ def fresh_dir(parent: str, name: str) -> str:
     return path
 
 
-def save_output(args: DemoArguments, model, tokenizer, results: dict) -> None:
-    """Write model, tokenizer and results to a temporary folder, then swap it in for --output_dir."""
+def save_output(
+    args: DemoArguments, model, tokenizer, results: dict, forgetting: dict, train_sources: list[str]
+) -> None:
+    """Write model, tokenizer, results and the forgetting report (JSON, PNG, page; word frequencies counted in
+    ``train_sources``) to a temporary folder, then swap it in for --output_dir."""
     parent = os.path.dirname(os.path.abspath(args.output_dir))
     os.makedirs(parent, exist_ok=True)
     work = fresh_dir(parent, "numbers_demo")
@@ -54,6 +58,7 @@ def save_output(args: DemoArguments, model, tokenizer, results: dict) -> None:
         model.save_pretrained(work)
         tokenizer.save_pretrained(work)
         save_scores(results, os.path.join(work, RESULTS_FILE))
+        write_report_files(forgetting, work, train_sources=train_sources, train_name="the fine-tuning pairs")
         old = None
         if os.path.lexists(args.output_dir):
             old = fresh_dir(parent, "numbers_demo-previous")

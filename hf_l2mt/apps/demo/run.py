@@ -5,13 +5,16 @@ from dataclasses import asdict
 
 import torch
 
+from ...evaluation.forgetting import REPORT_FILE, RUN, format_report
 from ..console import without_library_progress_bars
 from ..numbers_task import numbers_splits
+from ..report_page import PAGE_FILE
 from .arguments import BATCH_SIZE, GENERAL_DOMAIN, LEARNING_RATE, DemoArguments
 from .base import base_dir, load_base, pretrain
 from .evaluation import BLEU_NOTE, best_balanced, format_examples, format_table, held_out_examples, score_runs
 from .finetune import finetune
 from .output import DEMO_NAME, RESULTS_FILE, check_output_dir_is_replaceable, save_output
+from .report import demo_report
 from .stopwatch import Stopwatch
 from .training import tokenized
 
@@ -60,6 +63,9 @@ def run(args: DemoArguments, command: str) -> dict:
         clock.lap("evaluate")
 
         best = best_balanced(rows, [general_set, new_set])
+        forgetting = demo_report(runs, best["model"], tokenizer, {general_set: general["test"], new_set: new["test"]},
+                                 general_set, command)
+        clock.lap("report")
         results = {
             "demo": DEMO_NAME,
             "command": command,
@@ -72,7 +78,7 @@ def run(args: DemoArguments, command: str) -> dict:
             "timings_s": {**clock.laps, "total": clock.total()},
         }
         best_model = next(model for name, _, model in runs if name == best["model"])
-        save_output(args, best_model, tokenizer, results)
+        save_output(args, best_model, tokenizer, results, forgetting, list(new["train"]["source"]))
 
     print()
     print(format_table(rows, [general_set, new_set]))
@@ -80,7 +86,11 @@ def run(args: DemoArguments, command: str) -> dict:
     print(format_examples(examples))
     print()
     print(BLEU_NOTE)
+    others = " and ".join(name for key, name in forgetting["models"].items() if key != RUN)
+    print(f"\nForgetting report of {best['model']} against {others}:\n")
+    print(format_report(forgetting))
     print(f"\nBest balance (highest mean exact match): {best['model']}; saved with its tokenizer to "
-          f"{args.output_dir}, scores in {RESULTS_FILE} there.")
+          f"{args.output_dir}, scores in {RESULTS_FILE} there, the forgetting report in {REPORT_FILE} and "
+          f"{PAGE_FILE} (the page to look at).")
     print("Time: " + ", ".join(f"{k} {v:.0f} s" for k, v in results["timings_s"].items()))
     return results
