@@ -24,6 +24,8 @@ ACCEPTED_FORMATS = "a file ending in .tsv or .csv (source term, target term per 
 HEADER_WORDS = {("source", "target"), ("src", "tgt"), ("term", "translation")}
 NO_TERM_USED = "undefined: no sentence uses a glossary term"
 LANGUAGE_CODE = re.compile(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]+)*")
+# File suffixes that look like language codes but name the role of a file.
+NOT_LANGUAGES = {"txt", "src", "tgt", "ref", "hyp", "out", "tok", "raw"}
 
 
 class GlossaryError(ValueError):
@@ -136,7 +138,9 @@ def languages_of_test_files(test_sets: dict[str, tuple[str, str]]) -> tuple[str 
     }
     if len(pairs) == 1:
         source, target = pairs.pop()
-        if LANGUAGE_CODE.fullmatch(source) and LANGUAGE_CODE.fullmatch(target) and source != target:
+        codes = [suffix for suffix in (source, target)
+                 if LANGUAGE_CODE.fullmatch(suffix) and suffix.split("-")[0].lower() not in NOT_LANGUAGES]
+        if len(codes) == 2 and source != target:
             return source, target
     return None, None
 
