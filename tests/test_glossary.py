@@ -1,5 +1,7 @@
 """Glossary term use: reading TSV, CSV and TBX term pairs, the matching rule, and the rate with its counts."""
 
+import json
+
 import pytest
 
 from hf_l2mt.evaluation.glossary import (
@@ -147,3 +149,128 @@ def test_languages_come_from_the_test_file_suffixes():
     assert languages_of_test_files({"a": ("x/a.en", "x/a.de"), "b": ("b.en", "b.de")}) == ("en", "de")
     assert languages_of_test_files({"a": ("a.en", "a.de"), "b": ("b.en", "b.fr")}) == (None, None)
     assert languages_of_test_files({"a": ("a.txt.src", "a.txt.ref-file")}) == (None, None)
+
+
+# ---- In the forgetting report: JSON, table, model card and hf-l2mt evaluate --glossary -----------------------
+
+
+def report_with_checks(glossary):
+    from hf_l2mt.evaluation.forgetting import build_report
+
+    sources = {
+        "in_domain": ["The contract ends.", "Delete %d files?", "Hello."],
+        "general": ["Good morning.", "Thank you."],
+    }
+    references = {
+        "in_domain": ["Der Vertrag endet.", "%d Dateien löschen?", "Hallo."],
+        "general": ["Guten Morgen.", "Danke."],
+    }
+    translations = {
+        "base": {"in_domain": ["Der Kontrakt endet.", "Dateien löschen?", "Hallo."],
+                 "general": ["Guten Morgen.", "Danke."]},
+        "run": {"in_domain": ["Der Mietvertrag endet.", "%d Dateien löschen?", "Hallo."],
+                "general": ["Morgen.", "Danke."]},
+    }
+    return build_report(references, translations, ["general"], seed=9, resamples=50, sources=sources,
+                        glossary=glossary)
+
+
+def test_the_report_holds_term_use_and_placeholders_per_set_and_model(glossary):
+    report = report_with_checks(glossary)
+    in_domain, general = report["sets"]["in_domain"], report["sets"]["general"]
+    assert in_domain["glossary"]["base"]["rate"] == 1.0
+    assert in_domain["glossary"]["run"] == {
+        "hits": 0, "sentences_with_term": 1, "rate": 0.0, "why": "hits / sentences_with_term",
+        "missed": [{"line": 1, "terms": [{"source": "contract", "target": ["Vertrag", "Kontrakt"]}]}],
+    }
+    assert general["glossary"]["run"]["rate"] is None  # the set has no term: undefined, not 0 %
+    assert in_domain["placeholders"]["base"]["accuracy"] == 0.0
+    assert in_domain["placeholders"]["run"]["accuracy"] == 1.0
+    assert "placeholders" not in general  # no source of the set has one
+    assert report["glossary"]["terms"] == 3 and report["glossary"]["file"] == glossary.path
+
+    table = format_report_of(report)
+    assert "term use: base 1/1 (100 %), run 0/1 (0 %)" in table
+    assert "placeholders kept: base 0/1 (0 %), run 1/1 (100 %)" in table
+    assert "term use: undefined: no sentence uses a glossary term" in table
+
+
+def format_report_of(report):
+    from hf_l2mt.evaluation.forgetting import format_report
+
+    return format_report(report)
+
+
+def test_without_a_glossary_or_placeholders_the_report_has_neither():
+    from hf_l2mt.evaluation.forgetting import build_report
+
+    report = build_report({"general": ["Hallo."]}, {"base": {"general": ["Hallo."]}, "run": {"general": ["Hi."]}},
+                          ["general"], seed=9, resamples=50, sources={"general": ["Hello."]})
+    assert report["glossary"] is None and set(report["sets"]["general"]).isdisjoint({"glossary", "placeholders"})
+    assert "term use" not in format_report_of(report) and "placeholders kept" not in format_report_of(report)
+
+
+def test_a_glossary_without_sources_is_refused(glossary):
+    from hf_l2mt.evaluation.forgetting import build_report
+
+    with pytest.raises(ValueError, match="a glossary needs the source sentences"):
+        build_report({"general": ["Hallo."]}, {"base": {"general": ["Hallo."]}, "run": {"general": ["Hi."]}},
+                     ["general"], seed=9, resamples=50, glossary=glossary)
+
+
+def test_the_model_card_has_a_term_use_table_and_a_placeholder_line(glossary, tmp_path):
+    from conftest import make_args
+
+    from hf_l2mt.apps.model_card import build_model_card
+
+    report = report_with_checks(glossary)
+    card = str(build_model_card(
+        base_model="base", src_lang="en", tgt_lang="de", training_args=make_args(tmp_path / "run"), scores={},
+        forgetting=report,
+    ))
+    assert "| Set | Base | This model |\n|---|---:|---:|\n| in_domain | 100 % (1/1) | 0 % (0/1) |" in card
+    assert "| general | undefined: no sentence uses a glossary term | |" in card
+    assert "Placeholders kept exactly (%s, {0}, $1, ...): in_domain: base 0 % (0/1), this model 100 % (1/1)." in card
+
+
+def test_evaluate_with_a_glossary_reports_term_use(tmp_path, monkeypatch, capsys):
+    from conftest import EOS, PAD, tiny_marian
+    from tiny_checkpoints import word_tokenizer
+
+    from hf_l2mt.apps.cli import main
+    from hf_l2mt.evaluation.translate import load_translation_model, translate
+
+    monkeypatch.setenv("HF_L2MT_CACHE", str(tmp_path / "cache"))
+    models = {}
+    for name, seed in (("base", 3), ("run", 4)):
+        models[name] = str(tmp_path / name)
+        tiny_marian(seed=seed).save_pretrained(models[name])
+        word_tokenizer(PAD, EOS).save_pretrained(models[name])
+    run_model = load_translation_model(models["run"])
+    sources = ["the dog sees a cat", "a cat", "the sun"]
+    hypotheses = translate(sources, *run_model, num_beams=1, max_new_tokens=6, progress=False)
+    # A glossary whose target for "cat" is the run's own first word of sentence 1, so at least one hit is known.
+    first_word = (hypotheses[0].split() or ["<none>"])[0]
+    write(tmp_path, "terms.tbx", TBX.replace("contract", "cat").replace("Vertrag", first_word))
+    write(tmp_path, "t.en", "\n".join(sources) + "\n")
+    write(tmp_path, "t.de", "der Hund\neine Katze\ndie Sonne\n")
+    main(["evaluate", models["run"], "--base", models["base"], "--test", f"general={tmp_path / 't.en'},"
+          f"{tmp_path / 't.de'}", "--glossary", str(tmp_path / "terms.tbx"), "--num_beams", "1",
+          "--max_new_tokens", "6", "--device", "cpu", "--bootstrap_resamples", "50"])
+    out = capsys.readouterr().out
+    with open(tmp_path / "run" / "forgetting_report.json", encoding="utf-8") as handle:
+        report = json.load(handle)
+    run = report["sets"]["general"]["glossary"]["run"]
+    expected_hits = sum(uses_term(h, (first_word, "Kontrakt")) for h in hypotheses[:2])
+    assert (run["hits"], run["sentences_with_term"]) == (expected_hits, 2) and expected_hits >= 1
+    assert report["glossary"]["languages"] == ["en", "de-DE"]
+    assert report["command"].endswith(f"--glossary {tmp_path / 'terms.tbx'}")
+    assert f"run {expected_hits}/2" in out
+
+
+def test_glossary_needs_base(capsys):
+    from hf_l2mt.apps.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["evaluate", "RUN", "--test", "t=a.en,a.de", "--glossary", "terms.tsv"])
+    assert "--glossary terms.tsv: needs --base BASE_MODEL" in capsys.readouterr().err
