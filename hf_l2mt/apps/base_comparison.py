@@ -30,4 +30,5 @@ def forgetting_against_base(
         references, {BASE: base_translations, RUN: translations}, general,
         models={BASE: hub_id_or_local_name(recipe.model_name_or_path)[1], RUN: "this run"},
         command=shorten_local_paths(redact_secrets(command)),
+        sources={name: list(pairs["source"]) for name, pairs in eval_pairs.items()},
     )
