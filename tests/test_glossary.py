@@ -115,6 +115,12 @@ def test_multi_word_terms_match_across_any_white_space_and_the_longest_overlap_w
     ]
 
 
+def test_terms_with_punctuation_or_no_word_are_found(tmp_path):
+    glossary = read_glossary(write(tmp_path, "terms.tsv", "C++\tC++\ne-mail\tE-Mail\n→\tnach\nmail\tPost\n"))
+    assert terms_in("Write C++ code, send an E-Mail → done", glossary) == ["C++", "e-mail", "→"]
+    assert terms_in("Write C code by mail", glossary) == ["mail"]
+
+
 def test_term_use_rate_counts_and_missed_terms(glossary):
     sources = [
         "The contract is signed.",  # hit

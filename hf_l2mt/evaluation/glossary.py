@@ -16,6 +16,7 @@ import os
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import cached_property
 
 TABULAR_SUFFIXES = {".tsv": "\t", ".csv": ","}
 TBX_SUFFIX = ".tbx"
@@ -23,6 +24,7 @@ ACCEPTED_FORMATS = "a file ending in .tsv or .csv (source term, target term per 
 # A header line of a TSV or CSV glossary, skipped when its two cells are these words (or the languages).
 HEADER_WORDS = {("source", "target"), ("src", "tgt"), ("term", "translation")}
 NO_TERM_USED = "undefined: no sentence uses a glossary term"
+WORD = re.compile(r"\w+")
 LANGUAGE_CODE = re.compile(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]+)*")
 # File suffixes that look like language codes but name the role of a file.
 NOT_LANGUAGES = {"txt", "src", "tgt", "ref", "hyp", "out", "tok", "raw"}
@@ -47,6 +49,19 @@ class Glossary:
             "languages": list(self.languages) if self.languages else None,
             "rule": "case-insensitive, whole words; any listed target term counts",
         }
+
+    @cached_property
+    def index(self) -> dict[str | None, list[tuple[str, frozenset, re.Pattern]]]:
+        """Each source term with its words and compiled pattern, filed under its first word (``None`` for a term
+        without one), so that a sentence is searched only for the terms whose words it has: with thousands of
+        terms, trying every pattern on every sentence takes minutes."""
+        index: dict[str | None, list[tuple[str, frozenset, re.Pattern]]] = {}
+        for term in self.terms:
+            normalized = _normalize(term)
+            words = WORD.findall(normalized)
+            entry = (term, frozenset(words), _term_pattern(normalized))
+            index.setdefault(words[0] if words else None, []).append(entry)
+        return index
 
 
 def read_glossary(path: str, src_lang: str | None = None, tgt_lang: str | None = None) -> Glossary:
@@ -158,13 +173,16 @@ def terms_in(sentence: str, glossary: Glossary) -> list[str]:
     """The glossary's source terms found in ``sentence``, in order of appearance, each once; where two found
     terms overlap, only the longer one."""
     text = _normalize(sentence)
+    words = set(WORD.findall(text))
+    candidates = [entry for word in (*words, None) for entry in glossary.index.get(word, ())]
     found = [
         (match.start(), match.end(), term)
-        for term in glossary.terms
-        for match in _term_pattern(_normalize(term)).finditer(text)
+        for term, term_words, pattern in candidates
+        if term_words <= words
+        for match in pattern.finditer(text)
     ]
     kept: list[tuple[int, int, str]] = []
-    for start, end, term in sorted(found, key=lambda span: (span[0] - span[1], span[0])):
+    for start, end, term in sorted(found, key=lambda span: (span[0] - span[1], span[0], span[2])):
         if all(end <= other_start or start >= other_end for other_start, other_end, _ in kept):
             kept.append((start, end, term))
     return list(dict.fromkeys(term for _, _, term in sorted(kept)))
