@@ -3,7 +3,12 @@
 import json
 
 import pytest
+from conftest import EOS, PAD, make_args, tiny_marian
+from tiny_checkpoints import word_tokenizer
 
+from hf_l2mt.apps.cli import main
+from hf_l2mt.apps.model_card import build_model_card
+from hf_l2mt.evaluation.forgetting import build_report, format_report
 from hf_l2mt.evaluation.glossary import (
     NO_TERM_USED,
     GlossaryError,
@@ -13,6 +18,7 @@ from hf_l2mt.evaluation.glossary import (
     terms_in,
     uses_term,
 )
+from hf_l2mt.evaluation.translate import load_translation_model, translate
 
 TBX = """<?xml version="1.0" encoding="UTF-8"?>
 <martif type="TBX" xml:lang="en">
@@ -161,8 +167,6 @@ def test_languages_come_from_the_test_file_suffixes():
 
 
 def report_with_checks(glossary):
-    from hf_l2mt.evaluation.forgetting import build_report
-
     sources = {
         "in_domain": ["The contract ends.", "Delete %d files?", "Hello."],
         "general": ["Good morning.", "Thank you."],
@@ -195,40 +199,26 @@ def test_the_report_holds_term_use_and_placeholders_per_set_and_model(glossary):
     assert "placeholders" not in general  # no source of the set has one
     assert report["glossary"]["terms"] == 3 and report["glossary"]["file"] == glossary.path
 
-    table = format_report_of(report)
+    table = format_report(report)
     assert "term use: base 1/1 (100 %), run 0/1 (0 %)" in table
     assert "placeholders kept: base 0/1 (0 %), run 1/1 (100 %)" in table
     assert "term use: undefined: no sentence uses a glossary term" in table
 
 
-def format_report_of(report):
-    from hf_l2mt.evaluation.forgetting import format_report
-
-    return format_report(report)
-
-
 def test_without_a_glossary_or_placeholders_the_report_has_neither():
-    from hf_l2mt.evaluation.forgetting import build_report
-
     report = build_report({"general": ["Hallo."]}, {"base": {"general": ["Hallo."]}, "run": {"general": ["Hi."]}},
                           ["general"], seed=9, resamples=50, sources={"general": ["Hello."]})
     assert report["glossary"] is None and set(report["sets"]["general"]).isdisjoint({"glossary", "placeholders"})
-    assert "term use" not in format_report_of(report) and "placeholders kept" not in format_report_of(report)
+    assert "term use" not in format_report(report) and "placeholders kept" not in format_report(report)
 
 
 def test_a_glossary_without_sources_is_refused(glossary):
-    from hf_l2mt.evaluation.forgetting import build_report
-
     with pytest.raises(ValueError, match="a glossary needs the source sentences"):
         build_report({"general": ["Hallo."]}, {"base": {"general": ["Hallo."]}, "run": {"general": ["Hi."]}},
                      ["general"], seed=9, resamples=50, glossary=glossary)
 
 
 def test_the_model_card_has_a_term_use_table_and_a_placeholder_line(glossary, tmp_path):
-    from conftest import make_args
-
-    from hf_l2mt.apps.model_card import build_model_card
-
     report = report_with_checks(glossary)
     card = str(build_model_card(
         base_model="base", src_lang="en", tgt_lang="de", training_args=make_args(tmp_path / "run"), scores={},
@@ -240,12 +230,6 @@ def test_the_model_card_has_a_term_use_table_and_a_placeholder_line(glossary, tm
 
 
 def test_evaluate_with_a_glossary_reports_term_use(tmp_path, monkeypatch, capsys):
-    from conftest import EOS, PAD, tiny_marian
-    from tiny_checkpoints import word_tokenizer
-
-    from hf_l2mt.apps.cli import main
-    from hf_l2mt.evaluation.translate import load_translation_model, translate
-
     monkeypatch.setenv("HF_L2MT_CACHE", str(tmp_path / "cache"))
     models = {}
     for name, seed in (("base", 3), ("run", 4)):
@@ -260,8 +244,8 @@ def test_evaluate_with_a_glossary_reports_term_use(tmp_path, monkeypatch, capsys
     write(tmp_path, "terms.tbx", TBX.replace("contract", "cat").replace("Vertrag", first_word))
     write(tmp_path, "t.en", "\n".join(sources) + "\n")
     write(tmp_path, "t.de", "der Hund\neine Katze\ndie Sonne\n")
-    main(["evaluate", models["run"], "--base", models["base"], "--test", f"general={tmp_path / 't.en'},"
-          f"{tmp_path / 't.de'}", "--glossary", str(tmp_path / "terms.tbx"), "--num_beams", "1",
+    test = f"general={tmp_path / 't.en'},{tmp_path / 't.de'}"
+    main(["evaluate", models["run"], "--base", models["base"], "--test", test, "--glossary", str(tmp_path / "terms.tbx"), "--num_beams", "1",
           "--max_new_tokens", "6", "--device", "cpu", "--bootstrap_resamples", "50"])
     out = capsys.readouterr().out
     with open(tmp_path / "run" / "forgetting_report.json", encoding="utf-8") as handle:
@@ -275,8 +259,6 @@ def test_evaluate_with_a_glossary_reports_term_use(tmp_path, monkeypatch, capsys
 
 
 def test_glossary_needs_base(capsys):
-    from hf_l2mt.apps.cli import main
-
     with pytest.raises(SystemExit):
         main(["evaluate", "RUN", "--test", "t=a.en,a.de", "--glossary", "terms.tsv"])
     assert "--glossary terms.tsv: needs --base BASE_MODEL" in capsys.readouterr().err
