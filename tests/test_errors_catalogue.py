@@ -39,6 +39,7 @@ from hf_l2mt.data import (
 )
 from hf_l2mt.data.errors import SourceUnavailableError, TruncatedFileError
 from hf_l2mt.data.preprocess import resolve_source_prefix
+from hf_l2mt.evaluation.glossary import GlossaryError, read_glossary
 from hf_l2mt.evaluation.translate import evaluate_files
 
 DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "errors.md")
@@ -488,6 +489,48 @@ def case_translate_input_not_utf8(ctx):
 def case_test_set_lengths_differ(ctx):
     sources, references = ctx.write("test.en", "a\nb\n"), ctx.write("test.de", "a\n")
     return lambda: evaluate_files(str(ctx.tmp / "run"), {"news": (sources, references)})
+
+
+@case(SystemExit, "--glossary terms.tsv: needs --base BASE_MODEL")
+def case_glossary_without_base(ctx):
+    sources, references = ctx.write("news.en", "hello\n"), ctx.write("news.de", "hallo\n")
+    return lambda: cli_main(
+        ["evaluate", str(ctx.tmp / "run"), "--test", f"news={sources},{references}", "--glossary", "terms.tsv"]
+    )
+
+
+@case(FileNotFoundError, "terms.tsv: no such file")
+def case_glossary_missing(ctx):
+    return lambda: read_glossary(str(ctx.tmp / "terms.tsv"))
+
+
+@case(GlossaryError, "terms.xlsx: cannot tell how to read it; accepted: a file ending in .tsv or .csv")
+def case_glossary_unknown_format(ctx):
+    return lambda: read_glossary(ctx.write("terms.xlsx", b"PK\x03\x04"))
+
+
+@case(GlossaryError, "terms.tsv: the file holds no term pairs; accepted:")
+def case_glossary_empty(ctx):
+    return lambda: read_glossary(ctx.write("terms.tsv", "source\ttarget\n# nothing yet\n"))
+
+
+@case(GlossaryError, "terms.tsv line 2: ['fee'] has no target term; accepted: source term, target term")
+def case_glossary_line_without_target(ctx):
+    return lambda: read_glossary(ctx.write("terms.tsv", "contract\tVertrag\nfee\n"))
+
+
+@case(GlossaryError, "the TBX has the languages en, de-DE, fr, not both en and es; accepted:")
+def case_glossary_tbx_languages(ctx):
+    entry = "".join(
+        f'<langSet xml:lang="{lang}"><tig><term>{term}</term></tig></langSet>'
+        for lang, term in (("en", "contract"), ("de-DE", "Vertrag"), ("fr", "contrat"))
+    )
+    tbx = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<martif type="TBX" xml:lang="en"><martifHeader><fileDesc>'
+        f"<sourceDesc><p>terms</p></sourceDesc></fileDesc></martifHeader><text><body><termEntry>{entry}"
+        "</termEntry></body></text></martif>\n"
+    )
+    return lambda: read_glossary(ctx.write("terms.tbx", tbx), "en", "es")
 
 
 # ---- Checkpoints --------------------------------------------------------------------------------

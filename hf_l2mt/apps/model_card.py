@@ -215,7 +215,43 @@ def _forgetting_section(report: dict) -> str:
         "| Set | Score | Base | This model | Change [95 % CI] | p |\n|---|---|---:|---:|---|---:|\n"
         + "\n".join(rows)
         + ("\n\n" + "\n".join(shares) if shares else "")
+        + _term_use_table(report)
+        + _placeholder_line(report)
     )
+
+
+def _term_use_table(report: dict) -> str:
+    """Glossary term use of the base and of this model per set: the rate with hits / sentences with a term."""
+    if not report.get("glossary"):
+        return ""
+    rows = []
+    for name, entry in report["sets"].items():
+        base, run = entry["glossary"]["base"], entry["glossary"]["run"]
+        if base["rate"] is None:
+            rows.append(f"| {name} | {base['why']} | |")
+            continue
+        rows.append(f"| {name} | {_count_cell(base, 'hits', 'sentences_with_term', 'rate')} | "
+                    f"{_count_cell(run, 'hits', 'sentences_with_term', 'rate')} |")
+    return (
+        f"\n\nGlossary term use ({report['glossary']['terms']} terms; case-insensitive, whole words): the share of "
+        "sentences with a glossary term in the source whose translation uses the required target term.\n\n"
+        "| Set | Base | This model |\n|---|---:|---:|\n" + "\n".join(rows)
+    )
+
+
+def _placeholder_line(report: dict) -> str:
+    """One line: the share of sentences whose translation keeps exactly the source's placeholders, per set."""
+    parts = [
+        f"{name}: base {_count_cell(entry['placeholders']['base'], 'correct', 'sentences_with_placeholder', 'accuracy')}"
+        f", this model {_count_cell(entry['placeholders']['run'], 'correct', 'sentences_with_placeholder', 'accuracy')}"
+        for name, entry in report["sets"].items()
+        if "placeholders" in entry
+    ]
+    return "\n\nPlaceholders kept exactly (%s, {0}, $1, ...): " + "; ".join(parts) + "." if parts else ""
+
+
+def _count_cell(result: dict, count: str, total: str, share: str) -> str:
+    return f"{100 * result[share]:.0f} % ({result[count]}/{result[total]})"
 
 
 def _share_sentence(share: dict) -> str:

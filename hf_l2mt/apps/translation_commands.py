@@ -88,6 +88,13 @@ class EvaluateSettings(GenerationSettings):
     })
     bootstrap_seed: int = field(default=12345, metadata={"help": "seed of the paired bootstrap (sacreBLEU's default)"})
     bootstrap_resamples: int = field(default=1000, metadata={"help": "resamples of the paired bootstrap"})
+    glossary: str | None = field(
+        default=None, metadata={
+            "metavar": "FILE",
+            "help": "term pairs (.tsv or .csv: source term, target term; or .tbx): the report adds how often each "
+            "model uses the required target term; needs --base",
+        },
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -103,6 +110,8 @@ class EvaluateSettings(GenerationSettings):
             raise ValueError(
                 f"--compare: names {', '.join(compared)}; accepted: distinct names other than 'base' and 'run'"
             )
+        if self.glossary is not None and self.base is None:
+            raise ValueError(f"--glossary {self.glossary}: needs --base BASE_MODEL (term use is part of the report)")
         if self.base is not None:
             unknown = [name for name in self.general_sets if name not in names]
             if unknown and self.general_sets != ["general"]:
@@ -190,6 +199,11 @@ def run_forgetting_report(settings: EvaluateSettings) -> None:
             what = "does not exist" if not os.path.exists(model_dir) else "has no config.json"
             raise ValueError(f"{flag} {model_dir}: {what}; accepted: a directory written by save_pretrained")
     sources, references = read_test_pairs(settings.test_sets())
+    glossary = None
+    if settings.glossary is not None:
+        from ..evaluation.glossary import languages_of_test_files, read_glossary
+
+        glossary = read_glossary(settings.glossary, *languages_of_test_files(settings.test_sets()))
     translations = {}
     for name, model_dir in models.items():
         warn_if_prefix_missing(model_dir, settings.source_prefix)
@@ -203,7 +217,7 @@ def run_forgetting_report(settings: EvaluateSettings) -> None:
     report = build_report(
         references, translations, [name for name in settings.general_sets if name in references], models=models,
         seed=settings.bootstrap_seed, resamples=settings.bootstrap_resamples, command=evaluate_command(settings),
-        sources=sources,
+        sources=sources, glossary=glossary,
     )
     print(log_report(report, write_report_files(report, settings.model_dir)))
 
@@ -218,6 +232,8 @@ def evaluate_command(settings: EvaluateSettings) -> str:
         words += [f"--{flag}", str(getattr(settings, flag))]
     if settings.source_prefix is not None:
         words += ["--source_prefix", settings.source_prefix]
+    if settings.glossary is not None:
+        words += ["--glossary", settings.glossary]
     return shlex.join(words)
 
 

@@ -8,12 +8,17 @@ set and fine-tuned model: the change against the base with its 95 % interval and
 p-value (``hf_l2mt.evaluation.significance``). Against each compared run (read it as the plain,
 unregularized fine-tune), the run's share of the forgetting recovered on general sets,
 (run − plain) / (base − plain), and of the in-domain gain kept, (run − base) / (plain − base).
+Given the source sentences, per set and model: the glossary's term use (``hf_l2mt.evaluation.glossary``,
+with a glossary) and the placeholder accuracy (``hf_l2mt.evaluation.placeholders``, when a source of the set
+has a placeholder).
 """
 
 import json
 
 from ..atomic_write import atomic_path
+from .glossary import Glossary, term_use
 from .metrics import REPORT_SCORE_NAMES, SCORE_TITLES, score_translations
+from .placeholders import any_placeholder, placeholder_accuracy
 from .significance import DEFAULT_RESAMPLES, DEFAULT_SEED, SIGNIFICANCE_LEVEL, paired_bootstrap
 
 REPORT_FILE = "forgetting_report.json"
@@ -31,6 +36,7 @@ def build_report(
     resamples: int = DEFAULT_RESAMPLES,
     command: str | None = None,
     sources: dict[str, list[str]] | None = None,
+    glossary: Glossary | None = None,
 ) -> dict:
     """The report of ``translations`` (model name → set → translations; ``"base"`` and ``"run"`` required,
     any other name is a compared run) against ``references`` (set → references).
@@ -38,9 +44,11 @@ def build_report(
     ``general_sets`` names the sets that are held-out general domain; the others are in-domain.
     ``models`` (name → directory or Hub id) and ``command`` are recorded as given. With ``sources`` (set →
     source sentences), each set also keeps its sentences, for the page (``hf_l2mt.apps.report_page``):
-    ``"sentences": {"source", "reference", "translations": {model: [...]}}``.
+    ``"sentences": {"source", "reference", "translations": {model: [...]}}``, and the placeholder accuracy
+    when its sources have a placeholder; with ``glossary``, the term use of every set.
     """
     check_inputs(references, translations, general_sets)
+    check_sources(references, sources, glossary)
     compared = [name for name in translations if name not in (BASE, RUN)]
     sets = {}
     bootstrap = {}
@@ -61,6 +69,14 @@ def build_report(
                 "reference": list(refs),
                 "translations": {model: list(translations[model][name]) for model in translations},
             }
+        if glossary is not None:
+            sets[name]["glossary"] = {
+                model: term_use(sources[name], translations[model][name], glossary) for model in translations
+            }
+        if sources is not None and any_placeholder(sources[name]):
+            sets[name]["placeholders"] = {
+                model: placeholder_accuracy(sources[name], translations[model][name]) for model in translations
+            }
     return {
         "command": command,
         "models": dict(models or {}),
@@ -68,6 +84,7 @@ def build_report(
         "general_sets": [name for name in references if name in general_sets],
         "bootstrap": {key: bootstrap[key] for key in ("method", "seed", "resamples", "confidence")}
         | {"significance_level": SIGNIFICANCE_LEVEL},
+        "glossary": glossary.describe() if glossary is not None else None,
         "sets": sets,
         "shares": {
             other: {name: set_shares(sets[name], other) for name in references} for other in compared
@@ -100,6 +117,20 @@ def check_inputs(references: dict, translations: dict, general_sets) -> None:
                     f"{model!r} has {len(by_set[name])} translations of set {name!r}, which has {len(refs)} "
                     "references; accepted: one translation per reference"
                 )
+
+
+def check_sources(references: dict, sources: dict | None, glossary: Glossary | None) -> None:
+    """Sources, when given, must match the references set by set; a glossary needs them."""
+    if sources is None:
+        if glossary is not None:
+            raise ValueError("build_report: a glossary needs the source sentences (sources=); none were given")
+        return
+    for name, refs in references.items():
+        if len(sources.get(name, ())) != len(refs):
+            raise ValueError(
+                f"build_report: set {name!r} has {len(sources.get(name, ()))} source sentences and {len(refs)} "
+                "references; accepted: one source per reference"
+            )
 
 
 def recovered_share(base: float, plain: float, run: float) -> dict:
@@ -168,7 +199,9 @@ def format_report(report: dict) -> str:
             for row in rows
         ]
         domain = "general domain" if entry["domain"] == GENERAL else "in-domain"
-        blocks.append(f"{name} ({domain}, {entry['num_sentences']} sentences)\n" + "\n".join(lines))
+        blocks.append(
+            f"{name} ({domain}, {entry['num_sentences']} sentences)\n" + "\n".join(lines + _check_lines(entry))
+        )
     bootstrap = report["bootstrap"]
     blocks.append(
         f"* p < {bootstrap['significance_level']:g}: paired bootstrap, {bootstrap['resamples']} resamples, "
@@ -176,6 +209,26 @@ def format_report(report: dict) -> str:
         + ("'n/a': undefined, the compared run scores as the base." if report["compared"] else "")
     )
     return "\n\n".join(blocks).rstrip()
+
+
+def _check_lines(entry: dict) -> list[str]:
+    """Below a set's scores: term use and placeholder accuracy per model, as share and counts."""
+    lines = []
+    for key, label, count, total, share in (
+        ("glossary", "term use", "hits", "sentences_with_term", "rate"),
+        ("placeholders", "placeholders kept", "correct", "sentences_with_placeholder", "accuracy"),
+    ):
+        if key not in entry:
+            continue
+        results = entry[key]
+        first = next(iter(results.values()))
+        if first[share] is None:
+            lines.append(f"{label}: {first['why']}")
+            continue
+        cells = [f"{model} {result[count]}/{result[total]} ({100 * result[share]:.0f} %)"
+                 for model, result in results.items()]
+        lines.append(f"{label}: " + ", ".join(cells))
+    return [""] + lines if lines else []
 
 
 def _share_cell(share: float | None) -> str:
