@@ -19,7 +19,7 @@ import pytest
 import torch
 from conftest import T5_PAD, make_args, task_dataset, tiny_marian, tiny_t5, train_with
 from safetensors.torch import load_file, save_file
-from transformers import MarianMTModel, T5Config
+from transformers import MarianMTModel, NllbTokenizer, T5Config
 
 from hf_l2mt.apps.cli import main as cli_main
 from hf_l2mt.apps.recipe import RecipeArguments, load_recipe_pairs, parse_arguments
@@ -38,6 +38,7 @@ from hf_l2mt.data import (
     load_pairs,
 )
 from hf_l2mt.data.errors import SourceUnavailableError, TruncatedFileError
+from hf_l2mt.data.language_codes import LanguageCodeError, set_tokenizer_languages
 from hf_l2mt.data.preprocess import resolve_source_prefix
 from hf_l2mt.evaluation.glossary import GlossaryError, read_glossary
 from hf_l2mt.evaluation.translate import evaluate_files
@@ -152,6 +153,22 @@ def case_empty_corpus(ctx):
 @case(ValueError, "no English name for language code 'xx'")
 def case_unknown_language_code(ctx):
     return lambda: resolve_source_prefix("xx", "de", None, T5Config())
+
+
+def tiny_nllb_tokenizer():
+    """NLLB's tokenizer with its 202 language codes over a vocabulary of letters (no download)."""
+    letters = {letter: 4 + i for i, letter in enumerate("▁abcdefghijklmnopqrstuvwxyz")}
+    return NllbTokenizer(vocab={"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, **letters}, merges=[])
+
+
+@case(LanguageCodeError, "tgt_lang='deu' is not a language code of NllbTokenizer; close matches: deu_Latn; accepted")
+def case_code_not_in_multilingual_tokenizer(ctx):
+    return lambda: set_tokenizer_languages(tiny_nllb_tokenizer(), "en", "deu")
+
+
+@case(LanguageCodeError, "tgt_lang='zh' names several languages of NllbTokenizer: zho_Hans, zho_Hant; add the script")
+def case_code_with_several_scripts(ctx):
+    return lambda: set_tokenizer_languages(tiny_nllb_tokenizer(), "en", "zh")
 
 
 @case(ValueError, "max_source_length=512 exceeds the model's max_position_embeddings=32")

@@ -276,7 +276,7 @@ def test_every_recipe_has_an_entry_script_that_runs_the_packaged_recipe():
     # search_lambda.py launches the λ search (tests/test_search.py), not a training recipe.
     scripts = sorted(name[:-3] for name in os.listdir(os.path.join(ROOT, "recipes"))
                      if name.endswith(".py") and name != "search_lambda.py")
-    assert scripts == recipe_names() == ["de_en", "domain_adapt", "en_de", "t5_en_de"]
+    assert scripts == recipe_names() == ["de_en", "domain_adapt", "en_de", "nllb_en_de", "t5_en_de"]
     for name in scripts:
         tree = ast.parse(open(os.path.join(ROOT, "recipes", f"{name}.py"), encoding="utf-8").read())
         imports = [(node.module, [alias.name for alias in node.names]) for node in ast.walk(tree)

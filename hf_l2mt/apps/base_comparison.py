@@ -6,6 +6,7 @@ general domain, so that every such run says what it kept and what it learned wit
 
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
+from ..data.language_codes import prepare_translation_pair
 from ..evaluation.forgetting import BASE, RUN, build_report
 from ..evaluation.translate import translate
 from ..hub_probe import offline_mode
@@ -23,6 +24,7 @@ def forgetting_against_base(
         base = AutoModelForSeq2SeqLM.from_pretrained(
             recipe.model_name_or_path, trust_remote_code=recipe.trust_remote_code
         )
+    prepare_translation_pair(base, tokenizer, recipe.src_lang, recipe.tgt_lang)
     base_translations = {name: translate(pairs["source"], base, tokenizer, device=device, **generation)
                          for name, pairs in eval_pairs.items()}
     references = {name: list(pairs["target"]) for name, pairs in eval_pairs.items()}

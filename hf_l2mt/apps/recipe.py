@@ -44,6 +44,7 @@ from ..data import (
     split_pairs,
 )
 from ..data.errors import SourceUnavailableError
+from ..data.language_codes import prepare_translation_pair
 from ..data.preprocess import resolve_source_prefix
 from ..evaluation.metrics import SCORE_NAMES, make_compute_metrics, score_translations
 from ..evaluation.translate import report_scores, translate
@@ -314,6 +315,9 @@ def run(config: dict, argv: list[str] | None = None, description: str | None = N
         model = AutoModelForSeq2SeqLM.from_pretrained(
             recipe.model_name_or_path, trust_remote_code=recipe.trust_remote_code
         )
+    # Before the Trainer exists: evaluation during training, the final translations and the saved model all
+    # generate with the model's generation config (docs/multilingual.md).
+    prepare_translation_pair(model, tokenizer, recipe.src_lang, recipe.tgt_lang)
     prefix = resolve_source_prefix(recipe.src_lang, recipe.tgt_lang, recipe.source_prefix, model.config)
     tokenize = functools.partial(
         preprocess_pairs, tokenizer=tokenizer, src_lang=recipe.src_lang, tgt_lang=recipe.tgt_lang,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datasets import Dataset, IterableDataset
 from transformers import DataCollatorForSeq2Seq
 
+from .language_codes import set_tokenizer_languages
 from .languages import LANGUAGE_NAMES, language_name
 
 PAIR_TEXT_COLUMNS = ("source", "target", "domain")
@@ -73,10 +74,13 @@ def preprocess_pairs(
     A stream (``stream_pairs``) stays a stream, tokenised batch by batch as it is read.
 
     Sources get the prefix of ``resolve_source_prefix``; both sides are truncated to their
-    maximum length. Tokenisers that need language codes (NLLB, mBART) take them from their own
-    ``src_lang`` / ``tgt_lang`` attributes, set before calling.
+    maximum length. Tokenisers of multilingual models (NLLB-200, M2M100, mBART-50) get their
+    ``src_lang`` / ``tgt_lang`` set to their own codes for the pair first (``de`` → ``deu_Latn``,
+    ``hf_l2mt.data.language_codes``), so that sources start with the source's language token and
+    targets with the target's.
     """
     check_max_lengths(model_config, max_source_length, max_target_length)
+    set_tokenizer_languages(tokenizer, src_lang, tgt_lang)
     prefix = resolve_source_prefix(src_lang, tgt_lang, source_prefix, model_config)
 
     def tokenize(batch):
