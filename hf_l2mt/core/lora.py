@@ -52,6 +52,23 @@ def is_adapter_directory(path: str) -> bool:
     return os.path.isfile(os.path.join(path, ADAPTER_CONFIG_FILE))
 
 
+def check_adapter_resume(checkpoint: str, adapter: str) -> None:
+    """A checkpoint of a LoRA run resumes only as a LoRA run, with PEFT installed."""
+    if not is_adapter_directory(checkpoint):
+        if adapter == "lora":
+            raise LoraSetupError(
+                f"resume_from_checkpoint: {checkpoint!r} holds full model weights, not a LoRA adapter "
+                f"({ADAPTER_CONFIG_FILE}), but adapter is 'lora'; resume it with adapter='none'"
+            )
+        return
+    require_peft("resume_from_checkpoint", f"{checkpoint!r} (a LoRA adapter)")
+    if adapter != "lora":
+        raise LoraSetupError(
+            f"resume_from_checkpoint: {checkpoint!r} holds a LoRA adapter ({ADAPTER_CONFIG_FILE}) but adapter is "
+            f"{adapter!r}; resume it with adapter='lora' and the run's lora_* settings"
+        )
+
+
 def adapter_base_model(path: str) -> str | None:
     """The base model an adapter folder names (``base_model_name_or_path`` of its ``adapter_config.json``)."""
     with open(os.path.join(path, ADAPTER_CONFIG_FILE), encoding="utf-8") as handle:
