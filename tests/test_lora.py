@@ -196,3 +196,27 @@ def test_model_card_records_the_adapter_and_its_base(tmp_path):
     assert "lora_r = 2, lora_alpha = 4, lora_dropout = 0, on q_proj, v_proj" in card
     assert "lora_l2sp_lambda = 0.2" in card
     assert "| `adapter` | `lora` |" in card
+
+
+def test_the_en_de_recipe_trains_saves_and_scores_an_adapter_from_command_line_flags(tmp_path):
+    from hf_l2mt.apps.recipes import en_de
+    from test_recipes import TINY
+    from tiny_checkpoints import save_checkpoint, sentence_pairs, write_tsv
+
+    base = save_checkpoint(tmp_path / "opus-mt-tiny", "marian")
+    train, general = write_tsv(tmp_path / "train.tsv", sentence_pairs(40, seed=0)), write_tsv(tmp_path / "g.tsv", sentence_pairs(6, seed=1))
+    out = tmp_path / "lora-run"
+    # en_de sets l2sp_lambda = 0.1, which LoRA replaces by lora_l2sp_lambda (the merged-weight L2-SP).
+    argv = ["--model_name_or_path", base, "--train_source", train, "--eval_sources", f"general={general}", *TINY,
+            "--output_dir", str(out), "--adapter", "lora", "--lora_r", "4", "--lora_target_modules", "q_proj", "v_proj",
+            "--l2sp_lambda", "0", "--lora_l2sp_lambda", "0.1", "--lora_save_merged", "true"]
+    scores = en_de.main(argv)
+    assert scores["general"]["num_sentences"] == 6
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert (config["r"], sorted(config["target_modules"]), config["base_model_name_or_path"]) == (
+        4, ["q_proj", "v_proj"], base)
+    assert (out / "merged" / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "## Adapter" in card and "lora_r = 4" in card
+    model, tokenizer = load_translation_model(str(out))
+    assert len(translate(["the dog barks"], model, tokenizer, num_beams=1, max_new_tokens=5, progress=False)) == 1
