@@ -109,3 +109,14 @@ def test_a_larger_strength_keeps_the_merged_weights_closer_to_the_pretrained_one
                                                             optim="sgd", learning_rate=0.01, max_steps=4, **LORA))
         distances.append(2 * lora_l2sp_penalty(lora_pairs(trainer.model), 1.0))
     assert 0 < distances[2] < distances[1] < distances[0]
+
+
+def test_cost_benchmark_runs_every_variant_at_toy_size(capsys):
+    from benchmarks import lora_l2sp_cost
+
+    summary = lora_l2sp_cost.main(["--vocab_size", "32", "--d_model", "16", "--layers", "1", "--rank", "2",
+                                   "--batch_size", "2", "--seq_len", "4", "--warmup", "1", "--steps", "1",
+                                   "--rounds", "1"])
+    assert set(summary["median_step_s"]) == {"lora", "lora_l2sp", "autograd"}
+    assert summary["ratio_to_lora"]["lora"] == 1.0 and summary["adapter_params"] > 0
+    assert "lora_l2sp" in capsys.readouterr().out
