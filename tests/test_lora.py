@@ -220,3 +220,10 @@ def test_the_en_de_recipe_trains_saves_and_scores_an_adapter_from_command_line_f
     assert "## Adapter" in card and "lora_r = 4" in card
     model, tokenizer = load_translation_model(str(out))
     assert len(translate(["the dog barks"], model, tokenizer, num_beams=1, max_new_tokens=5, progress=False)) == 1
+
+
+def test_kl_to_base_with_lora_measures_from_the_base_model(tmp_path):
+    trainer = train_with(tiny_marian(), task_dataset(8), make_args(tmp_path, kl_lambda=0.5, max_steps=3, **LORA))
+    logged = [row["kl_to_base"] for row in trainer.state.log_history if "kl_to_base" in row]
+    # B starts at zero, so the first update's model is the base; the adapters then move it away.
+    assert logged[0] == 0.0 and all(value > 0 for value in logged[1:])
