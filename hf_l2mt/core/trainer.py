@@ -5,7 +5,8 @@ Where each term enters one optimizer update t (``docs/regularization.md`` has th
    for encoder–decoders, transformers' own loss path for every other model (``hf_l2mt.core.loss``),
    plus ``λ_kl,t · KL(p_base ‖ p_θ)`` per target token when ``kl_lambda > 0``;
 2. coupled L2-SP: ``grad += λ_t F (θ − θ₀)`` after the last micro-batch (``training_step``),
-   so gradient clipping sees it exactly as if the penalty were in the loss (F ≡ 1 unless EWC);
+   so gradient clipping sees it exactly as if the penalty were in the loss (F ≡ 1 unless EWC); with LoRA
+   adapters (``adapter='lora'``, ``hf_l2mt.core.lora``) the merged-weight L2-SP on s·B·A instead;
 3. gradient clipping (transformers);
 4. optimizer pre-step hook (``_before_optimizer_step``): coupled weight decay ``grad += wd_t θ``;
    decoupled L2-SP ``θ ← θ − min(lr_t λ_t F, 1) (θ − θ₀)``; decoupled weight decay for optimizers
@@ -363,10 +364,13 @@ class L2MTTrainer(Seq2SeqTrainer):
             if self.anchor is not None and self.args.l2sp_mode == "coupled":
                 self._add_coupled_l2sp()
             if self.args.lora_l2sp_lambda > 0:
-                scaler = self._grad_scaler()
-                loss_scale = scaler.get_scale() if scaler is not None else 1.0
-                add_lora_l2sp_grad_(self._lora_pairs(), self.args.lora_l2sp_lambda * loss_scale)
+                self._add_lora_l2sp()
         return loss
+
+    def _add_lora_l2sp(self) -> None:
+        scaler = self._grad_scaler()
+        loss_scale = scaler.get_scale() if scaler is not None else 1.0
+        add_lora_l2sp_grad_(self._lora_pairs(), self.args.lora_l2sp_lambda * loss_scale)
 
     def _lora_pairs(self):
         """The adapters' (A, B, s), found once: the parameters of the unwrapped (DDP-free) model."""
