@@ -18,7 +18,9 @@ their ratios to ``lora`` are printed.
 import argparse
 import json
 import platform
+import shutil
 import statistics
+import tempfile
 
 import torch
 from transformers import MarianConfig, MarianMTModel
@@ -55,7 +57,7 @@ def marian_config(opts) -> MarianConfig:
 
 def make_trainer(variant: str, model, data, opts, steps: int, timer) -> L2MTTrainer:
     args = L2MTTrainingArguments(
-        output_dir="/tmp/hf_l2mt_lora_cost", per_device_train_batch_size=opts.batch_size, max_steps=steps,
+        output_dir=opts.output_dir, per_device_train_batch_size=opts.batch_size, max_steps=steps,
         learning_rate=1e-4, report_to=[], save_strategy="no", logging_steps=10**9, disable_tqdm=True,
         use_cpu=opts.device == "cpu", bf16=opts.bf16, dataloader_num_workers=0, seed=0,
         adapter="lora", lora_r=opts.rank, lora_alpha=2.0 * opts.rank,
@@ -84,6 +86,8 @@ def main(argv=None) -> dict:
     if opts.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible")
 
+    # One lock per output_dir (hf_l2mt.core.run_lock): a folder of its own, so that two runs never collide.
+    opts.output_dir = tempfile.mkdtemp(prefix="hf_l2mt_lora_cost_")
     config = marian_config(opts)
     data = random_batches(opts.warmup + opts.steps, opts.batch_size, opts.seq_len, opts.vocab_size)
     torch.manual_seed(0)
@@ -99,6 +103,7 @@ def main(argv=None) -> dict:
             adapter_params = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
             trainer.train()
             timings[variant].extend(timer.times[opts.warmup:])
+    shutil.rmtree(opts.output_dir, ignore_errors=True)
     medians = {v: statistics.median(t) for v, t in timings.items()}
     device = (torch.cuda.get_device_name() if opts.device == "cuda"
               else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads")
