@@ -227,3 +227,23 @@ def test_kl_to_base_with_lora_measures_from_the_base_model(tmp_path):
     logged = [row["kl_to_base"] for row in trainer.state.log_history if "kl_to_base" in row]
     # B starts at zero, so the first update's model is the base; the adapters then move it away.
     assert logged[0] == 0.0 and all(value > 0 for value in logged[1:])
+
+
+def test_hf_l2mt_translate_and_evaluate_take_an_adapter_folder(lora_run, tmp_path, capsys):
+    from hf_l2mt.apps.cli import main
+
+    run = tmp_path / "run"
+    source, reference = tmp_path / "test.en", tmp_path / "test.de"
+    source.write_text("".join(f"{s}\n" for s in SENTENCES[:3]))
+    reference.write_text("".join(f"{s}\n" for s in SENTENCES[:3]))
+    options = ["--num_beams", "1", "--max_new_tokens", "8", "--device", "cpu"]
+    main(["translate", str(run), "--input", str(source), *options])
+    from_adapter = capsys.readouterr().out
+    main(["translate", str(run / "merged"), "--input", str(source), *options])
+    assert capsys.readouterr().out == from_adapter and from_adapter.count("\n") == 3
+    main(["evaluate", str(run), "--test", f"t={source},{reference}", *options])
+    from hf_l2mt.evaluation.metrics import score_translations
+
+    expected = score_translations(from_adapter.splitlines(), SENTENCES[:3])
+    row = capsys.readouterr().out.splitlines()[1].split()
+    assert row[:3] == ["t", f"{expected['bleu']:.2f}", f"{expected['chrf']:.2f}"] and row[-1] == "3"
