@@ -15,6 +15,8 @@ rate, batch size and data, for several seeds:
   l1_anchor       L1 to the base weights as a soft threshold after each update
   mixed           no regularizer; a share (default 20 %) of general-domain pairs is replayed
                   among the in-domain pairs (mixed fine-tuning, Chu et al. 2017)
+  lora            LoRA adapters (r = --lora_r, alpha = 2r, the default target modules), base frozen
+  lora_l2sp       the same with L2-SP in the merged weights, (λ/2)·Σ‖s·B·A‖², over its own λ grid
 
 Every model translates held-out in-domain and held-out general pairs (greedy) and is scored with
 exact match, chrF and BLEU (sacreBLEU). The goal checked: keep ≥ 80 % of what plain fine-tuning
@@ -55,7 +57,7 @@ from hf_l2mt.evaluation.translate import translate
 
 logger = logging.getLogger("hf_l2mt")
 METRICS = ("exact_match", "chrf", "bleu")
-FAMILIES = ("plain", "weight_decay", "l2sp", "l2sp_sigmoid", "l2sp_decoupled", "ewc", "kl", "l1_anchor", "mixed")
+FAMILIES = ("plain", "weight_decay", "l2sp", "l2sp_sigmoid", "l2sp_decoupled", "ewc", "kl", "l1_anchor", "mixed", "lora", "lora_l2sp")
 # Per-task defaults; every one can be overridden on the command line.
 DEFAULTS = {
     "numbers": dict(
@@ -75,6 +77,8 @@ DEFAULTS = {
         kl_lambdas=[0.3, 1.0, 3.0],
         # L1 undoes moves smaller than lr·λ₁ per update; Adam moves a weight by about lr, so λ₁ = 1 freezes it.
         l1_lambdas=[0.03, 0.1, 0.3],
+        # the merged-weight penalty is on ‖ΔW‖² like L2-SP's ‖θ − θ₀‖², but only over the adapted matrices
+        lora_lambdas=[0.1, 1.0, 10.0],
         goal_metric="exact_match",
     ),
     "ding": dict(
@@ -88,7 +92,7 @@ DEFAULTS = {
         # fine-tuning: 600 updates x 32 pairs = 19,200 pairs, about 3 passes over the 6,600 med. pairs
         steps=600, batch_size=32, learning_rate=2e-4, seeds=3,
         lambdas=[0.01, 0.1, 1.0], sigmoid_lambdas=[1.0], decoupled_lambdas=[10.0, 100.0],
-        ewc_lambdas=[1.0], fisher_examples=2000, kl_lambdas=[1.0], l1_lambdas=[0.1],
+        ewc_lambdas=[1.0], fisher_examples=2000, kl_lambdas=[1.0], l1_lambdas=[0.1], lora_lambdas=[1.0],
         goal_metric="chrf",
     ),
 }
@@ -118,6 +122,9 @@ def make_variants(opts) -> list[Variant]:
     variants += [Variant("kl", lam, {"kl_lambda": lam}) for lam in opts.kl_lambdas]
     variants += [Variant("l1_anchor", lam, {"l1_lambda": lam, "l1_target": "anchor"}) for lam in opts.l1_lambdas]
     variants.append(Variant("mixed", opts.replay, replay=opts.replay))
+    lora = {"adapter": "lora", "lora_r": opts.lora_r, "lora_alpha": 2.0 * opts.lora_r}
+    variants.append(Variant("lora", None, lora))
+    variants += [Variant("lora_l2sp", lam, {**lora, "lora_l2sp_lambda": lam}) for lam in opts.lora_lambdas]
     return [v for v in variants if v.family in opts.families]
 
 
@@ -174,7 +181,8 @@ def fine_tune(variant: Variant, seed: int, base: MarianMTModel, tokenizer, train
                           data_collator=make_data_collator(tokenizer, model))
     trainer.remove_callback(PrinterCallback)
     trainer.train()
-    return trainer.model
+    # LoRA runs are scored with the adapters merged in: the same translations, no PEFT wrapper around generate.
+    return trainer.model.merge_and_unload() if variant.arguments.get("adapter") == "lora" else trainer.model
 
 
 def read_runs(path: str) -> dict:
@@ -309,6 +317,8 @@ def parse_args(argv=None):
     parser.add_argument("--fisher_examples", type=int, help="general training pairs the EWC Fisher is estimated on")
     parser.add_argument("--kl_lambdas", type=float, nargs="+", help="λ grid of the KL to the base")
     parser.add_argument("--l1_lambdas", type=float, nargs="+", help="λ₁ grid of L1 to the anchor")
+    parser.add_argument("--lora_lambdas", type=float, nargs="+", help="λ grid of L2-SP in LoRA's merged weights")
+    parser.add_argument("--lora_r", type=int, default=8, help="rank of the LoRA variants (lora_alpha = 2 x rank)")
     parser.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES),
                         help="variant families to run (plain is always run: the goal is measured against it)")
     parser.add_argument("--weight_decay", type=float, default=0.01)

@@ -134,12 +134,12 @@ def test_pretraining_resumes_and_refuses_other_settings(tmp_path):
 def _study_args(tmp_path, *extra):
     return [*extra, "--heldout", "3", "--pretrain_steps", "3", "--pretrain_batch_size", "8", "--steps", "2",
             "--batch_size", "4", "--seeds", "2", "--lambdas", "0.1", "--sigmoid_lambdas", "0.1", "--decoupled_lambdas", "1", "--ewc_lambdas", "1",
-            "--fisher_examples", "8", "--kl_lambdas", "1", "--l1_lambdas", "0.1", "--vocab_size", "60",
+            "--fisher_examples", "8", "--kl_lambdas", "1", "--l1_lambdas", "0.1", "--lora_lambdas", "1", "--lora_r", "2", "--vocab_size", "60",
             "--max_length", "24", "--cache_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path / "out")]
 
 
 EXPECTED_VARIANTS = ["plain", "weight_decay 0.01", "l2sp 0.1", "l2sp_sigmoid 0.1", "l2sp_decoupled 1", "ewc 1", "kl 1",
-                     "l1_anchor 0.1", "mixed 0.2"]
+                     "l1_anchor 0.1", "mixed 0.2", "lora", "lora_l2sp 1"]
 
 
 def _check_outputs(result, out, seeds):

@@ -651,6 +651,58 @@ def case_cuda_without_gpu(ctx):
     return lambda: cli_main(["translate", str(ctx.tmp / "run"), "--input", path, "--device", "cuda"])
 
 
+# ---- LoRA adapters ------------------------------------------------------------------------------
+
+LORA = dict(adapter="lora", lora_r=2, l2sp_lambda=0.0)
+
+
+def lora_wrap(ctx, **settings):
+    from hf_l2mt.core.lora import wrap_with_lora
+
+    args = make_args(str(ctx.tmp / "run"), **(LORA | settings))
+    return lambda: wrap_with_lora(tiny_marian(), args)
+
+
+@case(ValueError, "lora_target_modules: 'query' match(es) no module of MarianMTModel; its linear layers are: ")
+def case_lora_target_matches_nothing(ctx):
+    return lora_wrap(ctx, lora_target_modules=["query"])
+
+
+@case(ValueError, "adapter: PEFT cannot put LoRA on MarianMTModel")
+def case_lora_module_not_supported(ctx):
+    return lora_wrap(ctx, lora_target_modules=["final_layer_norm"])
+
+
+@case(ValueError, "lora_r: got 17, but model.encoder.layers.0.self_attn.k_proj is 16x16")
+def case_lora_rank_too_large(ctx):
+    return lora_wrap(ctx, lora_r=17)
+
+
+@case(ValueError, "l2sp_lambda: got 0.1 (l2sp_overrides []) with adapter='lora'")
+def case_lora_with_l2sp_lambda(ctx):
+    return lambda: make_args(str(ctx.tmp / "run"), **(LORA | dict(l2sp_lambda=0.1)))
+
+
+@case(ValueError, "(a LoRA adapter) needs PEFT, which is not installed; pip install 'hf-l2mt[lora]'")
+def case_lora_resume_without_peft(ctx):
+    from hf_l2mt import L2MTTrainer
+    from hf_l2mt.core import lora
+
+    run = str(ctx.tmp / "run")
+    tiny_train(tiny_marian(), run, max_steps=2, save_strategy="steps", save_steps=2, **LORA)()
+    ctx.monkeypatch.setattr(lora, "peft_installed", lambda: False)
+    trainer = L2MTTrainer(model=tiny_marian(), args=make_args(run, max_steps=4), train_dataset=task_dataset(8))
+    return lambda: trainer.train(resume_from_checkpoint=os.path.join(run, "checkpoint-2"))
+
+
+@case(ValueError, "is a LoRA adapter whose adapter_config.json names no base model")
+def case_lora_adapter_pushed_without_base(ctx):
+    from hf_l2mt.apps.hub import push_to_hub
+
+    ctx.write("adapter/adapter_config.json", json.dumps({"peft_type": "LORA", "r": 2}))
+    return lambda: push_to_hub(str(ctx.tmp / "adapter"), "someone/adapter")
+
+
 # ---- The tests ----------------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""Publish a finished run (model, tokenizer, README.md model card) to the Hugging Face Hub.
+"""Publish a finished run (model or LoRA adapter, tokenizer, README.md model card) to the Hugging Face Hub.
 
 Only what a user of the model needs is uploaded. Never uploaded: intermediate checkpoints
 (``checkpoint-*``, which hold optimizer states and the anchor), the L2-SP anchor file, and
@@ -11,6 +11,7 @@ import os
 from huggingface_hub import HfApi
 
 from ..core.anchor import ANCHOR_FILE
+from ..core.lora import adapter_base_model, is_adapter_directory
 from ..core.run_lock import LOCK_FILE
 
 logger = logging.getLogger(__name__)
@@ -22,6 +23,22 @@ NEVER_UPLOADED = [
     "training_args.bin", "*/training_args.bin",
     "*.tmp", LOCK_FILE,
 ]
+
+
+# An adapter is published alone; the merged model of lora_save_merged is a model of its own (push output_dir/merged).
+ADAPTER_NOT_UPLOADED = ["merged/*"]
+
+
+def _check_adapter_base(output_dir: str) -> None:
+    """An adapter is usable only on its base model, so the base must be one a downloader can fetch: a Hub id."""
+    base = adapter_base_model(output_dir)
+    if not base or os.path.isabs(os.path.expanduser(base)) or base.startswith(".") or os.path.isdir(base):
+        what = "names no base model" if not base else f"names the local base model {base!r}"
+        raise ValueError(
+            f"push_to_hub: {output_dir!r} is a LoRA adapter whose adapter_config.json {what}; a downloader could "
+            "not load it. Set base_model_name_or_path there to the base's Hub id (e.g. "
+            "'Helsinki-NLP/opus-mt-en-de'), or push the merged model (lora_save_merged) instead"
+        )
 
 
 def push_to_hub(
@@ -39,9 +56,12 @@ def push_to_hub(
     """
     if not os.path.isdir(output_dir):
         raise ValueError(f"push_to_hub: output_dir {output_dir!r} is not a directory")
-    if not os.path.isfile(os.path.join(output_dir, "config.json")):
+    adapter = is_adapter_directory(output_dir)
+    if adapter:
+        _check_adapter_base(output_dir)
+    elif not os.path.isfile(os.path.join(output_dir, "config.json")):
         raise ValueError(
-            f"push_to_hub: {output_dir!r} has no config.json, so it holds no saved model; "
+            f"push_to_hub: {output_dir!r} has no config.json (nor adapter_config.json), so it holds no saved model; "
             "pass the directory given to trainer.save_model / save_pretrained"
         )
     if not os.path.isfile(os.path.join(output_dir, "README.md")):
@@ -49,7 +69,7 @@ def push_to_hub(
     api = HfApi(token=token)
     repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
     # A copy: upload_folder appends its own defaults to the list it is given (huggingface_hub 2.4).
-    ignore_patterns = list(NEVER_UPLOADED)
+    ignore_patterns = list(NEVER_UPLOADED) + (ADAPTER_NOT_UPLOADED if adapter else [])
     commit = api.upload_folder(
         repo_id=repo_url.repo_id, folder_path=output_dir, commit_message=commit_message, ignore_patterns=ignore_patterns
     )

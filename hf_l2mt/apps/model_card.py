@@ -100,14 +100,16 @@ def build_model_card(
     settings["training"]["total_train_batch_size"] = (
         training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * training_args.world_size
     )
+    lora = training_args.adapter == "lora"
     data = ModelCardData(
         model_name=model_name,
         base_model=base_id,
         language=[src_lang, tgt_lang],
         license=license,
         datasets=[repo_id for repo_id, _ in sources if repo_id] or None,
-        tags=["translation", "hf_l2mt"],
-        library_name="transformers",
+        tags=["translation", "hf_l2mt", *(["lora"] if lora else [])],
+        # An adapter loads through PEFT (the Hub shows its loading snippet for library_name "peft").
+        library_name="peft" if lora else "transformers",
         pipeline_tag="translation",
         metrics=[metric for metric in SCORE_NAMES if metric != "exact_match"] if scores else None,
         eval_results=(_eval_results(scores) + _base_eval_results(forgetting, base_shown)) or None,
@@ -115,6 +117,7 @@ def build_model_card(
     )
     body = "\n\n".join([
         _overview(model_name, src_lang, tgt_lang, base_id, base_shown, sources),
+        *([_adapter_section(training_args, base_shown)] if lora else []),
         _training_section(training_args, settings, command),
         _evaluation_section(scores),
         *([_forgetting_section(forgetting)] if forgetting else []),
@@ -299,6 +302,22 @@ def _training_section(training_args, settings, command) -> str:
     )
 
 
+def _adapter_section(training_args, base_shown: str) -> str:
+    """What a LoRA run ships: the adapter's PEFT settings and how to load it on its base model."""
+    targets = ", ".join(training_args.lora_target_modules) or "the defaults of the base's architecture"
+    trained = ", ".join(training_args.lora_modules_to_save) or "nothing else"
+    return (
+        "## Adapter\n\n"
+        f"This is a LoRA adapter (PEFT) for the base model {base_shown}, whose weights were frozen. Each adapted "
+        f"matrix W becomes W + (lora_alpha / lora_r)·B·A with lora_r = {training_args.lora_r}, lora_alpha = "
+        f"{training_args.lora_alpha:g}, lora_dropout = {training_args.lora_dropout:g}, on {targets}; trained in "
+        f"full besides the adapters: {trained}.\n\n"
+        "```python\nfrom peft import PeftModel\nfrom transformers import AutoModelForSeq2SeqLM\n\n"
+        f'base = AutoModelForSeq2SeqLM.from_pretrained("{base_shown}")\n'
+        'model = PeftModel.from_pretrained(base, "<this repository>")\n```'
+    )
+
+
 def _other_regularizers(training_args, recorded: dict) -> str:
     """A sentence naming EWC, KL-to-base and L1 when the run used them, with their settings."""
     used = []
@@ -308,6 +327,9 @@ def _other_regularizers(training_args, recorded: dict) -> str:
     if training_args.kl_lambda > 0:
         used.append(f"KL to the base model (kl_lambda = {training_args.kl_lambda:g}, kl_temperature = "
                     f"{training_args.kl_temperature:g}, {training_args.kl_schedule} schedule)")
+    if training_args.lora_l2sp_lambda > 0:
+        used.append(f"L2-SP on the LoRA updates in the merged weights, (λ/2)·Σ‖s·B·A‖² (lora_l2sp_lambda = "
+                    f"{training_args.lora_l2sp_lambda:g})")
     if training_args.l1_lambda > 0:
         used.append(f"L1 (l1_lambda = {training_args.l1_lambda:g}, towards {training_args.l1_target})")
     return f" It also used {'; '.join(used)}." if used else ""

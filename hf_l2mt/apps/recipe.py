@@ -367,7 +367,10 @@ def run(config: dict, argv: list[str] | None = None, description: str | None = N
         "max_new_tokens": args.generation_max_length or recipe.max_target_length,
         "source_prefix": prefix,
     }
-    translations = {name: translate(pairs["source"], trainer.model, tokenizer, **generation)
+    # A LoRA run translates with the adapters merged in (saved already): the same translations, no PEFT wrapper
+    # between translate() and the model's generation settings.
+    model = trainer.model.merge_and_unload() if args.adapter == "lora" else trainer.model
+    translations = {name: translate(pairs["source"], model, tokenizer, **generation)
                     for name, pairs in eval_pairs.items()}
     scores = {name: score_translations(translations[name], pairs["target"]) for name, pairs in eval_pairs.items()}
     scores_path = os.path.join(args.output_dir, SCORES_FILE)

@@ -187,6 +187,7 @@ def run_evaluate(settings: EvaluateSettings) -> None:
 def run_forgetting_report(settings: EvaluateSettings) -> None:
     """Translate every --test set with the base, MODEL_DIR and each --compare run (cached), then print the
     forgetting report and write its JSON and PNG into MODEL_DIR."""
+    from ..core.lora import is_adapter_directory
     from ..evaluation.forgetting import BASE, RUN, build_report
     from ..evaluation.translation_cache import cached_translations
     from .forgetting_plot import log_report, write_report_files
@@ -194,7 +195,7 @@ def run_forgetting_report(settings: EvaluateSettings) -> None:
     device = default_device(settings.device)
     models = {BASE: settings.base, RUN: settings.model_dir, **settings.compared_runs()}
     for name, model_dir in models.items():
-        if not os.path.isfile(os.path.join(model_dir, "config.json")):
+        if not os.path.isfile(os.path.join(model_dir, "config.json")) and not is_adapter_directory(model_dir):
             flag = {BASE: "--base", RUN: "MODEL_DIR"}.get(name, f"--compare {name}")
             what = "does not exist" if not os.path.exists(model_dir) else "has no config.json"
             raise ValueError(f"{flag} {model_dir}: {what}; accepted: a directory written by save_pretrained")

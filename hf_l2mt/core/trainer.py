@@ -5,7 +5,8 @@ Where each term enters one optimizer update t (``docs/regularization.md`` has th
    for encoder–decoders, transformers' own loss path for every other model (``hf_l2mt.core.loss``),
    plus ``λ_kl,t · KL(p_base ‖ p_θ)`` per target token when ``kl_lambda > 0``;
 2. coupled L2-SP: ``grad += λ_t F (θ − θ₀)`` after the last micro-batch (``training_step``),
-   so gradient clipping sees it exactly as if the penalty were in the loss (F ≡ 1 unless EWC);
+   so gradient clipping sees it exactly as if the penalty were in the loss (F ≡ 1 unless EWC); with LoRA
+   adapters (``adapter='lora'``, ``hf_l2mt.core.lora``) the merged-weight L2-SP on s·B·A instead;
 3. gradient clipping (transformers);
 4. optimizer pre-step hook (``_before_optimizer_step``): coupled weight decay ``grad += wd_t θ``;
    decoupled L2-SP ``θ ← θ − min(lr_t λ_t F, 1) (θ − θ₀)``; decoupled weight decay for optimizers
@@ -33,6 +34,7 @@ from . import preflight, run_lock
 from .batching import TokenBudgetBatchSampler, int_list, pair_lengths
 from .checkpoints import resolve_resume_checkpoint, rotate_checkpoints
 from .fisher import FISHER_FILE, fisher_weights, load_checkpoint_weights, save_fisher
+from .lora import check_adapter_resume, save_merged, wrap_with_lora
 from .loss import IGNORE_INDEX, logits_of, token_cross_entropy, uses_token_level_loss
 from .nonfinite import (
     SKIPPED_METRIC,
@@ -45,6 +47,7 @@ from .param_groups import build_param_groups, format_group_table, freeze_fixed_p
 from .preemption import PreemptionCallback, workers_ignore_stop_signals
 from .regularized_group import RegularizedGroup, weight_decay_by
 from .regularizers.kl import base_logits, token_kl_sum
+from .regularizers.lora_l2sp import add_lora_l2sp_grad_, lora_l2sp_penalty, lora_pairs
 from .schedules import schedule_factor
 from .training_args import L2MTTrainingArguments
 
@@ -52,6 +55,23 @@ if is_datasets_available():
     import datasets
 
 logger = logging.getLogger("hf_l2mt")
+
+
+def _with_lora_adapters(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """``Trainer``'s arguments with the model wrapped in LoRA adapters when ``adapter='lora'``.
+
+    Wrapped before ``Trainer.__init__`` so that it sees a ``PeftModel`` from the start: it then saves and
+    resumes adapters (``adapter_model.safetensors``) and builds its optimizer over their parameters only."""
+    args, kwargs = list(args), dict(kwargs)
+    model = args[0] if args else kwargs.get("model")
+    training_args = args[1] if len(args) > 1 else kwargs.get("args")
+    if getattr(training_args, "adapter", "none") == "lora" and model is not None:
+        model = wrap_with_lora(model, training_args)
+        if args:
+            args[0] = model
+        else:
+            kwargs["model"] = model
+    return tuple(args), kwargs
 
 
 class L2MTTrainer(Seq2SeqTrainer):
@@ -63,6 +83,7 @@ class L2MTTrainer(Seq2SeqTrainer):
     """
 
     def __init__(self, *args, **kwargs):
+        args, kwargs = _with_lora_adapters(args, kwargs)
         super().__init__(*args, **kwargs)
         if not isinstance(self.args, L2MTTrainingArguments):
             raise TypeError(f"args: L2MTTrainer needs L2MTTrainingArguments, got {type(self.args).__name__}")
@@ -86,6 +107,7 @@ class L2MTTrainer(Seq2SeqTrainer):
         self._kl_sum: torch.Tensor | None = None  # Σ KL and target tokens since the last log
         self._kl_tokens: torch.Tensor | None = None
         self._resume_dir: str | None = None
+        self._lora_pair_cache = None  # the adapters' (A, B, s) for lora_l2sp_lambda
         self.nonfinite = NonFiniteGuard(self.args.nonfinite_loss)
         self._skip_update = False
         self.preemption = PreemptionCallback(self._largest_across_processes)
@@ -115,6 +137,8 @@ class L2MTTrainer(Seq2SeqTrainer):
             strengths["kl_lambda"] = self.args.kl_lambda * self._factor("kl", step)
         if self.args.l1_lambda > 0:
             strengths["l1_lambda"] = self.args.l1_lambda
+        if self.args.lora_l2sp_lambda > 0:
+            strengths["lora_l2sp_lambda"] = self.args.lora_l2sp_lambda
         return strengths
 
     def group_strengths(self, step: int) -> dict[str, float]:
@@ -212,11 +236,16 @@ class L2MTTrainer(Seq2SeqTrainer):
                 resume_from_checkpoint, self.args.output_dir, self.args.uses_l2sp
             )
             if resume_from_checkpoint is not None:
+                check_adapter_resume(resume_from_checkpoint, self.args.adapter)
                 preflight.check_checkpoint_fits(self.model, resume_from_checkpoint)
             self._resume_dir = resume_from_checkpoint
             with self.preemption.installed():
                 output = super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
         self.preemption.raise_if_stopped(self._get_output_dir(trial), self.args.uses_l2sp, self.is_world_process_zero())
+        if self.args.lora_save_merged and self.is_world_process_zero():
+            merged = save_merged(self.accelerator.unwrap_model(self.model), os.path.join(self.args.output_dir, "merged"),
+                                 self.processing_class)
+            logger.info("merged model (base + adapters) written to %s", merged)
         return output
 
     def _largest_across_processes(self, value: int) -> int:
@@ -331,9 +360,23 @@ class L2MTTrainer(Seq2SeqTrainer):
             # GradScaler skips the step itself on the non-finite gradients (and refuses a step with none).
             if self._grad_scaler() is None:
                 model.zero_grad(set_to_none=True)
-        elif self.anchor is not None and self.args.l2sp_mode == "coupled":
-            self._add_coupled_l2sp()
+        else:
+            if self.anchor is not None and self.args.l2sp_mode == "coupled":
+                self._add_coupled_l2sp()
+            if self.args.lora_l2sp_lambda > 0:
+                self._add_lora_l2sp()
         return loss
+
+    def _add_lora_l2sp(self) -> None:
+        scaler = self._grad_scaler()
+        loss_scale = scaler.get_scale() if scaler is not None else 1.0
+        add_lora_l2sp_grad_(self._lora_pairs(), self.args.lora_l2sp_lambda * loss_scale)
+
+    def _lora_pairs(self):
+        """The adapters' (A, B, s), found once: the parameters of the unwrapped (DDP-free) model."""
+        if self._lora_pair_cache is None:
+            self._lora_pair_cache = lora_pairs(self.accelerator.unwrap_model(self.model))
+        return self._lora_pair_cache
 
     def _grad_scaler(self):
         scaler = getattr(self.accelerator, "scaler", None)
@@ -386,6 +429,8 @@ class L2MTTrainer(Seq2SeqTrainer):
             metrics["l2sp_distance"] = distance_sq**0.5
         if self.args.l1_lambda > 0:
             metrics["l1_penalty"] = self.args.l1_lambda * sum(group.l1_distance() for group in self.regularized_groups)
+        if self.args.lora_l2sp_lambda > 0:
+            metrics["lora_l2sp_penalty"] = lora_l2sp_penalty(self._lora_pairs(), self.args.lora_l2sp_lambda)
         if self._kl_tokens is not None:
             metrics["kl_to_base"] = float(self._kl_sum) / max(int(self._kl_tokens), 1)
             self._kl_sum, self._kl_tokens = None, None

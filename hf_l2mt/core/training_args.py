@@ -10,6 +10,7 @@ from transformers import Seq2SeqTrainingArguments
 
 from .anchor import ANCHOR_DTYPES
 from .fisher import FISHER_NORMALIZATIONS
+from .lora_arguments import ADAPTERS, check_lora_arguments
 from .nonfinite import NONFINITE_ACTIONS
 from .preflight import check_output_dir
 from .schedules import SCHEDULED_TERMS, SCHEDULES
@@ -222,6 +223,40 @@ class L2MTTrainingArguments(Seq2SeqTrainingArguments):
         "or 'zero' (the weights that get weight decay: sparse weights)."},
     )
 
+    # Parameters that control LoRA adapters (hf_l2mt.core.lora, docs/lora.md; needs the `lora` extra).
+    adapter: str = field(
+        default="none",
+        metadata={"choices": list(ADAPTERS), "help": "'none': train the model's own weights. 'lora': freeze them "
+        "and train LoRA adapters (PEFT) on lora_target_modules; checkpoints and the final model are adapters."},
+    )
+    lora_r: int = field(default=8, metadata={"help": "Rank r of each LoRA update B·A (B: out x r, A: r x in)."})
+    lora_alpha: float = field(
+        default=16.0, metadata={"help": "LoRA's alpha: the update is scaled by s = lora_alpha / lora_r."}
+    )
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the input of each LoRA update."})
+    lora_target_modules: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Layers that get adapters, matched as suffixes of module names (e.g. 'q_proj' 'v_proj'). "
+        "Default: every attention projection and feed-forward layer of Marian, MBart, BART, M2M100/NLLB, T5 and "
+        "mT5 (hf_l2mt.core.lora.DEFAULT_TARGET_MODULES)."},
+    )
+    lora_modules_to_save: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Modules trained in full beside the adapters and saved with them (PEFT's "
+        "modules_to_save), e.g. 'lm_head'. Default: none, only the adapters train."},
+    )
+    lora_l2sp_lambda: float = field(
+        default=0.0,
+        metadata={"help": "L2-SP for LoRA, in the merged weights: (lambda/2)*sum ||(lora_alpha/lora_r)*B*A||^2 "
+        "over the adapted matrices, the distance to the pretrained weights; added to the gradients of A and B "
+        "after the last micro-batch (coupled). 0 turns it off."},
+    )
+    lora_save_merged: bool = field(
+        default=False,
+        metadata={"help": "At the end of training, also write the merged model W + s*B*A to output_dir/merged, "
+        "loadable with AutoModelForSeq2SeqLM without PEFT."},
+    )
+
     def __post_init__(self):
         super().__post_init__()
         # The accepted values are the ones the field's metadata gives argparse (``--help`` lists them).
@@ -270,6 +305,7 @@ class L2MTTrainingArguments(Seq2SeqTrainingArguments):
                     f"l2sp_fisher_path: {self.l2sp_fisher_path!r} does not exist; create it with hf-l2mt fisher "
                     "--model_name_or_path BASE --source_file ... --target_file ... --output FILE"
                 )
+        check_lora_arguments(self)
         check_output_dir(self.output_dir)
 
     def uses(self, term: str) -> bool:

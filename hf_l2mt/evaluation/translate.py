@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, GenerationConfig
 
+from ..core.lora import adapter_base_model, is_adapter_directory, load_adapter_model
 from ..tokenizer_warnings import without_sacremoses_recommendation
 from .metrics import save_scores, score_translations
 
@@ -27,8 +28,13 @@ class ModelDirectoryError(ValueError):
 def load_translation_model(path: str):
     """``(model, tokenizer)`` saved with ``save_pretrained`` in the local directory ``path``, model in eval mode.
 
+    ``path`` may also be a LoRA adapter (``adapter_config.json``, as a run with ``adapter='lora'`` saves it):
+    its base model (``base_model_name_or_path``, a local directory) is loaded and the adapter merged into it,
+    which translates as base + adapter does. The tokenizer is the adapter folder's, else the base's.
     Only local files are read and no code from the directory is run (``trust_remote_code=False``).
     """
+    if is_adapter_directory(path):
+        return _load_adapter_as_model(path)
     if not os.path.isfile(os.path.join(path, "config.json")):
         what = "does not exist" if not os.path.exists(path) else "has no config.json"
         raise ModelDirectoryError(
@@ -39,6 +45,21 @@ def load_translation_model(path: str):
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     model = AutoModelForSeq2SeqLM.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     return model.eval(), tokenizer
+
+
+def _load_adapter_as_model(path: str):
+    base = adapter_base_model(path)
+    if base is None or not os.path.isfile(os.path.join(base, "config.json")):
+        raise ModelDirectoryError(
+            f"load_translation_model: {path!r} is a LoRA adapter whose base model {base!r} is not a local model "
+            "directory; set base_model_name_or_path in its adapter_config.json to the base's directory"
+        )
+    model, base_tokenizer = load_translation_model(base)
+    tokenizer = base_tokenizer
+    if any(os.path.isfile(os.path.join(path, name)) for name in ("tokenizer_config.json", "tokenizer.json")):
+        with without_sacremoses_recommendation():
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+    return load_adapter_model(path, model).merge_and_unload().eval(), tokenizer
 
 
 def translate(
