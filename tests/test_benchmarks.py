@@ -225,3 +225,30 @@ def test_source_check_tells_a_model_that_reads_its_source_from_one_that_does_not
         assert source_check.held_out_loss(model, tokenizer, sources, targets, 4, 32) == pytest.approx(
             source_check.held_out_loss(model, tokenizer, shuffled, targets, 4, 32))
         assert source_check.encoder_spread(model, tokenizer, sources, 32) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_serving_times_pytorch_and_both_exports_and_scores_the_trained_model(tmp_path, monkeypatch):
+    pytest.importorskip("ctranslate2")
+    from benchmarks import serving
+
+    sources, targets = [p[0] for p in PAIRS], [p[1] for p in PAIRS]
+    model_dir = str(tmp_path / "model")
+    tokenizer = train_marian_tokenizer(sources + targets, model_dir, vocab_size=80)
+    serving.MarianMTModel(throughput.marian_config("tiny", 0, tokenizer)).save_pretrained(model_dir)
+    (tmp_path / "src.txt").write_text("\n".join(sources) + "\n", encoding="utf-8")
+    (tmp_path / "ref.txt").write_text("\n".join(targets) + "\n", encoding="utf-8")
+    monkeypatch.setattr(serving, "OPUS_SHAPE", dict(vocab_size=100, d_model=16, layers=1, heads=2, ffn_dim=32))
+    summary = serving.main(["--model", model_dir, "--test", f"{tmp_path / 'src.txt'},{tmp_path / 'ref.txt'}",
+                            "--sentences", "8", "--opus_sentences", "12", "--opus_max_new_tokens", "4",
+                            "--threads", "1,2", "--batch_size", "4", "--num_beams", "2", "--max_new_tokens", "8",
+                            "--rounds", "2", "--json", str(tmp_path / "s.json")])
+    cells = {(r["engine"], r["threads"]) for r in summary["models"]["trained"]}
+    assert cells == {(e, t) for e in ("pytorch", "ct2-float32", "ct2-int8") for t in (1, 2)}
+    for row in summary["models"]["trained"]:
+        assert len(row["sentences_per_s_per_round"]) == 2 and row["sentences_per_s"] > 0
+        assert 0 <= row["chrf"] <= 100
+        pytorch = next(r for r in summary["models"]["trained"] if r["engine"] == "pytorch" and r["threads"] == row["threads"])
+        assert row["ratio"] == pytest.approx(row["sentences_per_s"] / pytorch["sentences_per_s"])
+        assert row["chrf_delta"] == pytest.approx(row["chrf"] - pytorch["chrf"])
+    assert all("chrf" not in r for r in summary["models"]["opus_sized"]) and len(summary["models"]["opus_sized"]) == 6
+    assert json.loads((tmp_path / "s.json").read_text())["target_met"] == summary["target_met"]
