@@ -853,6 +853,27 @@ def case_average_checkpoint_not_safetensors(ctx):
     return average_setup(ctx, run, last=1)
 
 
+def recipe_averaging(ctx, *flags):
+    """The en_de recipe with ``--average_last_checkpoints 3``; refused before the model is loaded."""
+    argv = ["--output_dir", str(ctx.tmp / "run"), "--average_last_checkpoints", "3", *flags]
+    return lambda: en_de.main(argv)
+
+
+@case(SystemExit, "average_last_checkpoints: got 3, but save_strategy is 'no', so the run writes no checkpoint; ")
+def case_recipe_average_without_checkpoints(ctx):
+    return recipe_averaging(ctx, "--save_strategy", "no")
+
+
+@case(SystemExit, "average_last_checkpoints: got 3, but save_total_limit=2 keeps fewer checkpoints; accepted: ")
+def case_recipe_average_beyond_save_total_limit(ctx):
+    return recipe_averaging(ctx)
+
+
+@case(SystemExit, "average_last_checkpoints: got 3 with adapter='lora'; checkpoints of a LoRA run hold adapters")
+def case_recipe_average_lora(ctx):
+    return recipe_averaging(ctx, "--save_total_limit", "3", "--adapter", "lora", "--l2sp_lambda", "0")
+
+
 # ---- The tests ----------------------------------------------------------------------------------
 
 
