@@ -71,10 +71,10 @@ def test_final_model_is_the_mean_of_the_last_checkpoints(argv, tmp_path, monkeyp
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--save_strategy", "no"], "average_last_checkpoints: got 2, but save_strategy is 'no', so the run writes no "
-     "checkpoint; accepted: save_strategy 'steps' or 'epoch', or average_last_checkpoints 0"),
-    (["--save_total_limit", "1"], "average_last_checkpoints: got 2, but save_total_limit=1 keeps fewer checkpoints; "
-     "accepted: save_total_limit >= 2, or average_last_checkpoints <= 1"),
+    (["--save_strategy", "no"], ("average_last_checkpoints: got 2, but save_strategy is 'no', so the run writes no "
+                                 "checkpoint; accepted: save_strategy 'steps' or 'epoch', or average_last_checkpoints 0")),
+    (["--save_total_limit", "1"], ("average_last_checkpoints: got 2, but save_total_limit=1 keeps fewer checkpoints; "
+                                   "accepted: save_total_limit >= 2, or average_last_checkpoints <= 1")),
     (["--average_last_checkpoints", "-1"], "average_last_checkpoints: got -1; accepted: an integer >= 0"),
 ])
 def test_averaging_the_run_cannot_give_is_refused_before_training(argv, tmp_path, capsys, extra, message):
