@@ -1,4 +1,4 @@
-"""``average_last_checkpoints``: a recipe's final model is the mean of its last N checkpoints, scored and carded as such."""
+"""``average_last_checkpoints``: the final model is the mean of the last N checkpoints, scored and carded as such."""
 
 import json
 import os
@@ -71,8 +71,9 @@ def test_final_model_is_the_mean_of_the_last_checkpoints(argv, tmp_path, monkeyp
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--save_strategy", "no"], ("average_last_checkpoints: got 2, but save_strategy is 'no', so the run writes no "
-                                 "checkpoint; accepted: save_strategy 'steps' or 'epoch', or average_last_checkpoints 0")),
+    (["--save_strategy", "no"], ("average_last_checkpoints: got 2, but save_strategy is 'no', so the run writes "
+                                 "no checkpoint; accepted: save_strategy 'steps' or 'epoch', or "
+                                 "average_last_checkpoints 0")),
     (["--save_total_limit", "1"], ("average_last_checkpoints: got 2, but save_total_limit=1 keeps fewer checkpoints; "
                                    "accepted: save_total_limit >= 2, or average_last_checkpoints <= 1")),
     (["--average_last_checkpoints", "-1"], "average_last_checkpoints: got -1; accepted: an integer >= 0"),
