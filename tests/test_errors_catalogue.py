@@ -11,6 +11,7 @@ import re
 import shutil
 import socket
 import struct
+import sys
 
 import datasets
 import huggingface_hub
@@ -19,7 +20,7 @@ import pytest
 import torch
 from conftest import T5_PAD, make_args, task_dataset, tiny_marian, tiny_t5, train_with
 from safetensors.torch import load_file, save_file
-from transformers import MarianMTModel, NllbTokenizer, T5Config
+from transformers import MarianMTModel, NllbTokenizer, ProphetNetConfig, T5Config
 
 from hf_l2mt.apps.cli import main as cli_main
 from hf_l2mt.apps.recipe import RecipeArguments, load_recipe_pairs, parse_arguments
@@ -701,6 +702,176 @@ def case_lora_adapter_pushed_without_base(ctx):
 
     ctx.write("adapter/adapter_config.json", json.dumps({"peft_type": "LORA", "r": 2}))
     return lambda: push_to_hub(str(ctx.tmp / "adapter"), "someone/adapter")
+
+
+# ---- Export and averaging ------------------------------------------------------------------------
+
+
+def export_setup(ctx, model_dir, probe_lines=("hello",), reference_lines=None, **settings):
+    from hf_l2mt.apps.export import ExportSettings, export_model
+
+    probe = ctx.write("probe.en", "".join(line + "\n" for line in probe_lines))
+    if reference_lines is not None:
+        probe += "," + ctx.write("probe.de", "".join(line + "\n" for line in reference_lines))
+    options = dict(model_dir=model_dir, probe=probe, output_dir=str(ctx.tmp / "ct2")) | settings
+    return lambda: export_model(ExportSettings(**options))
+
+
+def marian_dir(ctx) -> str:
+    path = str(ctx.tmp / "model")
+    tiny_marian().save_pretrained(path)
+    return path
+
+
+@case(ImportError, "hf-l2mt export needs ctranslate2: pip install 'hf_l2mt[export]'")
+def case_export_without_ctranslate2(ctx):
+    ctx.monkeypatch.setitem(sys.modules, "ctranslate2", None)
+    return export_setup(ctx, marian_dir(ctx))
+
+
+@case(SystemExit, "--probe: none given; accepted: SOURCE_FILE[,REFERENCE_FILE]")
+def case_export_without_probe(ctx):
+    return lambda: cli_main(["export", marian_dir(ctx)])
+
+
+@case(SystemExit, "--parity_tolerance: got -1.0; accepted: a number >= 0")
+def case_export_negative_tolerance(ctx):
+    return lambda: cli_main(["export", str(ctx.tmp / "model"), "--probe", "dev.en", "--parity_tolerance", "-1"])
+
+
+@case(ValueError, "no-such-run' does not exist; pass a directory written by save_pretrained")
+def case_export_model_dir_missing(ctx):
+    pytest.importorskip("ctranslate2")
+    return export_setup(ctx, str(ctx.tmp / "no-such-run"))
+
+
+@case(ValueError, "ct2' exists; pass --overwrite to replace it, or choose another path")
+def case_export_output_exists(ctx):
+    pytest.importorskip("ctranslate2")
+    ctx.write("ct2/model.bin", b"an earlier export the user keeps")
+    return export_setup(ctx, marian_dir(ctx))
+
+
+@case(ValueError, "probe.en: the file has no sentence; accepted: a UTF-8 file with one sentence per line")
+def case_export_probe_empty(ctx):
+    pytest.importorskip("ctranslate2")
+    return export_setup(ctx, marian_dir(ctx), probe_lines=())
+
+
+@case(ValueError, "probe.en has 2 sentences and")
+def case_export_probe_line_counts(ctx):
+    pytest.importorskip("ctranslate2")
+    return export_setup(ctx, marian_dir(ctx), probe_lines=("hello", "world"), reference_lines=("hallo",))
+
+
+@case(ValueError, "holds a ProphetNetConfig, which CTranslate2's converter does not support; accepted: ")
+def case_export_unsupported_architecture(ctx):
+    pytest.importorskip("ctranslate2")
+    path = str(ctx.tmp / "prophetnet")
+    ProphetNetConfig(vocab_size=24, hidden_size=16, num_encoder_layers=1, num_decoder_layers=1).save_pretrained(path)
+    return export_setup(ctx, path)
+
+
+@case(ImportError, "holds PEFT adapters (adapter_config.json) and peft is not installed; without peft only plain")
+def case_export_adapters_without_peft(ctx):
+    pytest.importorskip("ctranslate2")
+    ctx.write("adapter/adapter_config.json", json.dumps({"peft_type": "LORA", "r": 2}))
+    ctx.monkeypatch.setitem(sys.modules, "peft", None)
+    return export_setup(ctx, str(ctx.tmp / "adapter"))
+
+
+@case(ValueError, "export differs from PyTorch by more than --parity_tolerance 1.0 points; nothing was written")
+def case_export_parity_beyond_tolerance(ctx):
+    pytest.importorskip("ctranslate2")
+    from tiny_checkpoints import save_opus_mt_checkpoint, sentence_pairs
+
+    pairs = sentence_pairs(24, seed=1)
+    model_dir = ctx.tmp / "model"
+    save_opus_mt_checkpoint(model_dir, pairs)
+    # A <pad> embedding moved by fine-tuning: CTranslate2 starts decoding from a zero vector instead.
+    weights = load_file(str(model_dir / "model.safetensors"))
+    torch.manual_seed(0)
+    pad_id = json.loads((model_dir / "config.json").read_text())["pad_token_id"]
+    weights["model.shared.weight"][pad_id] = 3 * torch.randn(weights["model.shared.weight"].shape[1])
+    save_file(weights, str(model_dir / "model.safetensors"), metadata={"format": "pt"})
+    return export_setup(ctx, str(model_dir), probe_lines=[source for source, _ in pairs],
+                        reference_lines=[target for _, target in pairs])
+
+
+def average_setup(ctx, run, **settings):
+    from hf_l2mt.apps.average import AverageSettings, average_checkpoints
+
+    return lambda: average_checkpoints(AverageSettings(run_dir=run, **settings))
+
+
+@case(SystemExit, "--last: got 0; accepted: an integer >= 1")
+def case_average_last_not_positive(ctx):
+    return lambda: cli_main(["average", str(ctx.tmp / "run"), "--last", "0"])
+
+
+@case(ValueError, "no-such-run' is not a directory; pass the output_dir of a run")
+def case_average_run_dir_missing(ctx):
+    return average_setup(ctx, str(ctx.tmp / "no-such-run"))
+
+
+@case(ValueError, "holds no complete checkpoint-* folder; a run writes them with save_strategy")
+def case_average_without_checkpoints(ctx):
+    ctx.write("run/model.safetensors", b"a final model, no checkpoint-* folder")
+    return average_setup(ctx, str(ctx.tmp / "run"))
+
+
+@case(ValueError, "--last 3: ")
+def case_average_fewer_checkpoints_than_last(ctx):
+    return average_setup(ctx, ctx.run_dir(), last=3)
+
+
+@case(ValueError, "average-last-1' exists; pass --overwrite to replace it, or choose another path")
+def case_average_output_exists(ctx):
+    run = ctx.run_dir()
+    ctx.write("run/average-last-1/config.json", "{}")
+    return average_setup(ctx, run, last=1)
+
+
+@case(ValueError, "'model.shared.weight' has shape (24, 8) in checkpoint-4 but (24, 16) in checkpoint-2; accepted")
+def case_average_checkpoints_of_different_shapes(ctx):
+    run = ctx.run_dir()
+    other = os.path.join(run, "checkpoint-4")
+    shutil.copytree(os.path.join(run, "checkpoint-2"), other)
+    weights = load_file(os.path.join(other, "model.safetensors"))
+    weights["model.shared.weight"] = weights["model.shared.weight"][:, :8].contiguous()
+    save_file(weights, os.path.join(other, "model.safetensors"), metadata={"format": "pt"})
+    return average_setup(ctx, run, last=2)
+
+
+@case(ValueError, "has no model.safetensors nor model.safetensors.index.json; accepted: checkpoints saved as")
+def case_average_checkpoint_not_safetensors(ctx):
+    run = ctx.run_dir()
+    checkpoint = os.path.join(run, "checkpoint-2")
+    weights = load_file(os.path.join(checkpoint, "model.safetensors"))
+    os.remove(os.path.join(checkpoint, "model.safetensors"))
+    torch.save(weights, os.path.join(checkpoint, "pytorch_model.bin"))
+    return average_setup(ctx, run, last=1)
+
+
+def recipe_averaging(ctx, *flags):
+    """The en_de recipe with ``--average_last_checkpoints 3``; refused before the model is loaded."""
+    argv = ["--output_dir", str(ctx.tmp / "run"), "--average_last_checkpoints", "3", *flags]
+    return lambda: en_de.main(argv)
+
+
+@case(SystemExit, "average_last_checkpoints: got 3, but save_strategy is 'no', so the run writes no checkpoint; ")
+def case_recipe_average_without_checkpoints(ctx):
+    return recipe_averaging(ctx, "--save_strategy", "no")
+
+
+@case(SystemExit, "average_last_checkpoints: got 3, but save_total_limit=2 keeps fewer checkpoints; accepted: ")
+def case_recipe_average_beyond_save_total_limit(ctx):
+    return recipe_averaging(ctx)
+
+
+@case(SystemExit, "average_last_checkpoints: got 3 with adapter='lora'; checkpoints of a LoRA run hold adapters")
+def case_recipe_average_lora(ctx):
+    return recipe_averaging(ctx, "--save_total_limit", "3", "--adapter", "lora", "--l2sp_lambda", "0")
 
 
 # ---- The tests ----------------------------------------------------------------------------------

@@ -85,12 +85,35 @@ def read_weights(checkpoint: str) -> dict:
     )
 
 
+def average_weights(checkpoints: list[str]) -> dict:
+    """The mean of the weights saved in ``checkpoints`` (folders of one run); refused before any model is loaded."""
+    from ..core.averaging import average_state_dicts
+
+    names = [os.path.basename(path) for path in checkpoints]
+    return average_state_dicts([read_weights(path) for path in checkpoints], names)
+
+
+def load_average(model, checkpoints: list[str]) -> None:
+    """Set ``model``'s weights to the mean of those saved in ``checkpoints``."""
+    set_weights(model, average_weights(checkpoints), checkpoints[-1])
+
+
+def set_weights(model, weights: dict, source: str) -> None:
+    # Tied weights are saved once, so they are "missing" here; loading the shared tensor sets both.
+    unexpected = model.load_state_dict(weights, strict=False).unexpected_keys
+    if unexpected:
+        raise AverageError(
+            f"{source!r} holds tensors that {type(model).__name__} does not have: {unexpected[:3]}; "
+            "accepted: checkpoints of the model they are averaged into"
+        )
+    model.tie_weights()
+
+
 def average_checkpoints(settings: AverageSettings) -> tuple[str, list[str]]:
     """Write the averaged model (config, weights, tokenizer, generation config); returns it and its checkpoints."""
     import transformers
     from transformers import AutoConfig, AutoTokenizer
 
-    from ..core.averaging import average_state_dicts
     from ..tokenizer_warnings import without_sacremoses_recommendation
 
     target = settings.target()
@@ -98,16 +121,12 @@ def average_checkpoints(settings: AverageSettings) -> tuple[str, list[str]]:
         raise AverageError(f"--output_dir {target!r} exists; pass --overwrite to replace it, or choose another path")
     checkpoints = last_complete_checkpoints(settings.run_dir, settings.last)
     names = [os.path.basename(path) for path in checkpoints]
-    averaged = average_state_dicts([read_weights(path) for path in checkpoints], names)
+    averaged = average_weights(checkpoints)
     newest = checkpoints[-1]
     config = AutoConfig.from_pretrained(newest, local_files_only=True)
     model_class = getattr(transformers, (config.architectures or ["AutoModelForSeq2SeqLM"])[0])
     model = model_class.from_pretrained(newest, local_files_only=True)
-    # Tied weights are saved once, so they are "missing" here; loading the shared tensor sets both.
-    unexpected = model.load_state_dict(averaged, strict=False).unexpected_keys
-    if unexpected:
-        raise AverageError(f"{newest!r} holds tensors that {model_class.__name__} does not have: {unexpected[:3]}")
-    model.tie_weights()
+    set_weights(model, averaged, newest)
     parent = os.path.dirname(os.path.abspath(target))
     os.makedirs(parent, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=parent, prefix=".hf_l2mt_average-") as scratch:

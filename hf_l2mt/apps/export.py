@@ -144,31 +144,43 @@ def convert(source_dir: str, target_dir: str, quantization: str) -> None:
     generation.save_pretrained(target_dir)
 
 
-def parity_check(source_dir: str, export_dir: str, settings: ExportSettings) -> dict:
-    """Greedy translations of the probe by PyTorch and by the export, compared."""
-    from ..evaluation.ctranslate2_engine import ExportedModel, translate_with_export
-    from ..evaluation.metrics import score_translations
-    from ..evaluation.translate import load_translation_model, read_lines, translate
+def read_probe(settings: ExportSettings) -> tuple[list[str], list[str] | None]:
+    """The probe's sentences and references (None without a reference file), checked before anything is converted."""
+    from ..evaluation.translate import read_lines
 
     source_file, reference_file = settings.probe_files()
     sources = read_lines(source_file)
     if not sources:
-        raise ValueError(f"--probe {source_file}: the file has no sentence")
-    model, tokenizer = load_translation_model(source_dir)
-    generation = {"num_beams": 1, "max_new_tokens": settings.max_new_tokens, "source_prefix": settings.source_prefix}
-    pytorch = translate(sources, model, tokenizer, device="cpu", progress=False, **generation)
-    exported = translate_with_export(sources, ExportedModel(export_dir), **generation)
-    references = read_lines(reference_file) if reference_file else pytorch
-    if len(references) != len(sources):
+        raise ValueError(
+            f"--probe {source_file}: the file has no sentence; accepted: a UTF-8 file with one sentence per line"
+        )
+    references = read_lines(reference_file) if reference_file else None
+    if references is not None and len(references) != len(sources):
         raise ValueError(
             f"--probe: {source_file} has {len(sources)} sentences and {reference_file} has {len(references)}; "
             "accepted: the same number"
         )
-    pytorch_scores, export_scores = score_translations(pytorch, references), score_translations(exported, references)
+    return sources, references
+
+
+def parity_check(source_dir: str, export_dir: str, settings: ExportSettings,
+                 sources: list[str], references: list[str] | None) -> dict:
+    """Greedy translations of the probe by PyTorch and by the export, compared."""
+    from ..evaluation.ctranslate2_engine import ExportedModel, translate_with_export
+    from ..evaluation.metrics import score_translations
+    from ..evaluation.translate import load_translation_model, translate
+
+    model, tokenizer = load_translation_model(source_dir)
+    generation = {"num_beams": 1, "max_new_tokens": settings.max_new_tokens, "source_prefix": settings.source_prefix}
+    pytorch = translate(sources, model, tokenizer, device="cpu", progress=False, **generation)
+    exported = translate_with_export(sources, ExportedModel(export_dir), **generation)
+    scored_against = pytorch if references is None else references
+    pytorch_scores = score_translations(pytorch, scored_against)
+    export_scores = score_translations(exported, scored_against)
     return {
         "sentences": len(sources),
         "identical": 100.0 * sum(a == b for a, b in zip(pytorch, exported)) / len(sources),
-        "scored_against": "references" if reference_file else "PyTorch's translations",
+        "scored_against": "PyTorch's translations" if references is None else "references",
         **{f"pytorch_{name}": pytorch_scores[name] for name in ("bleu", "chrf")},
         **{f"export_{name}": export_scores[name] for name in ("bleu", "chrf")},
         **{f"{name}_difference": export_scores[name] - pytorch_scores[name] for name in ("bleu", "chrf")},
@@ -238,6 +250,7 @@ def export_model(settings: ExportSettings) -> dict:
         raise ModelDirectoryError(f"MODEL_DIR {model_dir!r} {what}; pass a directory written by save_pretrained")
     if os.path.exists(target) and not settings.overwrite:
         raise ExportError(f"--output_dir {target!r} exists; pass --overwrite to replace it, or choose another path")
+    sources, references = read_probe(settings)
     parent = os.path.dirname(os.path.abspath(target))
     os.makedirs(parent, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=parent, prefix=".hf_l2mt_export-") as scratch:
@@ -245,7 +258,7 @@ def export_model(settings: ExportSettings) -> dict:
         architecture = check_architecture(source_dir)
         staged = os.path.join(scratch, "export")
         convert(source_dir, staged, settings.quantization)
-        parity = parity_check(source_dir, staged, settings)
+        parity = parity_check(source_dir, staged, settings, sources, references)
         worst = max(abs(parity["chrf_difference"]), abs(parity["bleu_difference"]))
         if worst > settings.parity_tolerance:
             raise ParityError(

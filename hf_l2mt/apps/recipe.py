@@ -53,6 +53,7 @@ from ..tokenizer_warnings import without_sacremoses_recommendation
 from .console import use_tidy_progress
 from .base_comparison import forgetting_against_base
 from .forgetting_plot import log_report, write_report_files
+from .average import last_complete_checkpoints, load_average
 from .hub import push_to_hub
 from .model_card import build_model_card, write_model_card
 from .settings import parse_settings
@@ -60,6 +61,7 @@ from .settings import parse_settings
 logger = logging.getLogger("hf_l2mt")
 
 SCORES_FILE = "scores.json"
+UNAVERAGED_DIR = "last"
 
 # Every recipe scores generated translations and batches pairs of similar length; PairCollator drops
 # the `length` column that the length-grouped sampler reads, so the Trainer must keep it (docs/data.md).
@@ -160,6 +162,15 @@ class RecipeArguments:
         },
     )
 
+    # Parameters that control the final model
+    average_last_checkpoints: int = field(
+        default=0,
+        metadata={
+            "help": "After training, the final model is the mean of the weights of the last N complete checkpoints "
+            "(the model of the last update is kept in output_dir/last); 0 keeps the last update's model."
+        },
+    )
+
     def __post_init__(self):
         for flag, example in (
             ("model_name_or_path", "Helsinki-NLP/opus-mt-en-de or a local directory"),
@@ -167,8 +178,9 @@ class RecipeArguments:
         ):
             if not getattr(self, flag):
                 raise ValueError(f"{flag}: not set; give --{flag} (for example {example})")
-        for flag in ("eval_holdout", "max_train_samples", "max_eval_samples", "clean_max_length"):
-            value, least = getattr(self, flag), 0 if flag == "eval_holdout" else 1
+        for flag in ("eval_holdout", "max_train_samples", "max_eval_samples", "clean_max_length",
+                     "average_last_checkpoints"):
+            value, least = getattr(self, flag), 0 if flag in ("eval_holdout", "average_last_checkpoints") else 1
             if value is not None and value < least:
                 raise ValueError(f"{flag}: got {value}; accepted: an integer >= {least}")
         if not self.eval_sets():
@@ -284,6 +296,49 @@ class ModelCardCallback(TrainerCallback):
             write_model_card(checkpoint, self.make_card(logged_scores(state.log_history, self.eval_set_sizes)))
 
 
+def check_averaging(recipe: RecipeArguments, args: L2MTTrainingArguments) -> None:
+    """Refuse, before training, an ``average_last_checkpoints`` the run's checkpoints cannot give."""
+    count = recipe.average_last_checkpoints
+    if not count:
+        return
+    if args.adapter == "lora":
+        raise ValueError(
+            f"average_last_checkpoints: got {count} with adapter='lora'; checkpoints of a LoRA run hold adapters, "
+            "not model weights; accepted: 0 with adapter='lora'"
+        )
+    if args.save_strategy == "no":
+        raise ValueError(
+            f"average_last_checkpoints: got {count}, but save_strategy is 'no', so the run writes no checkpoint; "
+            "accepted: save_strategy 'steps' or 'epoch', or average_last_checkpoints 0"
+        )
+    if args.save_total_limit is not None and args.save_total_limit < count:
+        raise ValueError(
+            f"average_last_checkpoints: got {count}, but save_total_limit={args.save_total_limit} keeps fewer "
+            f"checkpoints; accepted: save_total_limit >= {count}, or average_last_checkpoints <= "
+            f"{args.save_total_limit}"
+        )
+
+
+def average_final_model(trainer: L2MTTrainer, count: int) -> list[str]:
+    """Keep the last update's model in ``output_dir/last``, then set the model to the mean of the last
+    ``count`` complete checkpoints (Vaswani et al. 2017); returns their folder names, oldest first."""
+    output_dir = trainer.args.output_dir
+    trainer.save_model(os.path.join(output_dir, UNAVERAGED_DIR))
+    checkpoints = last_complete_checkpoints(output_dir, count)
+    load_average(trainer.model, checkpoints)
+    return [os.path.basename(path) for path in checkpoints]
+
+
+def averaging_section(checkpoints: list[str]) -> str:
+    """The model card's account of checkpoint averaging: which checkpoints, and where the unaveraged model is."""
+    return (
+        f"\n## Checkpoint averaging\n\nThe weights of this model are the mean of the weights of the last "
+        f"{len(checkpoints)} checkpoints of the run ({', '.join(checkpoints)}; `average_last_checkpoints="
+        f"{len(checkpoints)}`); the scores above are the averaged model's. The model of the last update, not "
+        f"averaged, is in `{UNAVERAGED_DIR}/`.\n"
+    )
+
+
 def parse_arguments(
     config: dict, argv: list[str] | None = None, description: str | None = None
 ) -> tuple[RecipeArguments, L2MTTrainingArguments]:
@@ -299,6 +354,10 @@ def run(config: dict, argv: list[str] | None = None, description: str | None = N
     process, ``{}`` on the others.
     """
     recipe, args = parse_arguments(config, argv, description)
+    try:
+        check_averaging(recipe, args)
+    except ValueError as err:
+        exit_unavailable(err)
     publish = args.push_to_hub
     # Trainer.push_to_hub uploads training_args.bin (a pickle of args) and checkpoints (with the anchor); the
     # run publishes the final folder once, through hf_l2mt.apps.hub.push_to_hub, which leaves them out. The token
@@ -357,6 +416,9 @@ def run(config: dict, argv: list[str] | None = None, description: str | None = N
     )
     use_tidy_progress(trainer, "training")
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    averaged_from = []
+    if recipe.average_last_checkpoints:
+        averaged_from = average_final_model(trainer, recipe.average_last_checkpoints)
     trainer.save_model()
     if not trainer.is_world_process_zero():
         return {}
@@ -382,7 +444,10 @@ def run(config: dict, argv: list[str] | None = None, description: str | None = N
             recipe, from_cache, eval_pairs, translations, general, generation, command, trainer.model.device
         )
         logger.info("forgetting report:\n%s", log_report(forgetting, write_report_files(forgetting, args.output_dir)))
-    write_model_card(args.output_dir, make_card(scores, forgetting))
+    card = make_card(scores, forgetting)
+    if averaged_from:
+        card.text += averaging_section(averaged_from)
+    write_model_card(args.output_dir, card)
     if publish:
         repo_id = args.hub_model_id or os.path.basename(os.path.normpath(args.output_dir))
         push_to_hub(args.output_dir, repo_id, token=hub_token, private=bool(args.hub_private_repo))
