@@ -27,16 +27,22 @@ identity):
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
 
 import torch
-from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, DataCollatorForSeq2Seq, MarianMTModel,
-                          Seq2SeqTrainer, Seq2SeqTrainingArguments)
+from transformers import (
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    DataCollatorForSeq2Seq,
+    MarianMTModel,
+    Seq2SeqTrainer,
+    Seq2SeqTrainingArguments,
+)
 from transformers.utils import logging as hf_logging
 
+from benchmarks.device import device_name
 from benchmarks.throughput import SHAPES, marian_config, read_sample
 from hf_l2mt.evaluation.metrics import decode_predictions, score_translations
 from hf_l2mt.evaluation.translate import translate
@@ -143,8 +149,7 @@ def report(opts, times, hypotheses, model, model_kind, description) -> dict:
     median = {v: statistics.median(times[v]) for v in VARIANTS}
     scores = {v: hypotheses[v + "_scores"] for v in VARIANTS}
     differing = [i for i, (a, b) in enumerate(zip(hypotheses["baseline"], hypotheses["ours"])) if a != b]
-    device = (torch.cuda.get_device_name() if opts.device == "cuda"
-              else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads")
+    device = device_name(opts.device)
     num_params = sum(p.numel() for p in model.parameters())
     print(f"\nEvaluation speed: {len(hypotheses['ours'])} sentences, {model_kind}, {num_params / 1e6:.1f}M parameters, "
           f"batch {opts.batch_size}, {opts.num_beams} beam(s), max {opts.max_new_tokens} new tokens, "

@@ -17,7 +17,6 @@ their ratios to ``lora`` are printed.
 
 import argparse
 import json
-import platform
 import shutil
 import statistics
 import tempfile
@@ -26,6 +25,7 @@ import torch
 from transformers import MarianConfig, MarianMTModel
 from transformers.utils import logging as hf_logging
 
+from benchmarks.device import device_name
 from benchmarks.regularizer_overhead import StepTimer, random_batches
 from hf_l2mt import L2MTTrainer, L2MTTrainingArguments
 from hf_l2mt.core.regularizers.lora_l2sp import lora_pairs
@@ -105,8 +105,7 @@ def main(argv=None) -> dict:
             timings[variant].extend(timer.times[opts.warmup:])
     shutil.rmtree(opts.output_dir, ignore_errors=True)
     medians = {v: statistics.median(t) for v, t in timings.items()}
-    device = (torch.cuda.get_device_name() if opts.device == "cuda"
-              else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads")
+    device = device_name(opts.device)
     print(f"\nLoRA L2-SP cost: Marian d_model {opts.d_model}, {opts.layers}+{opts.layers} layers, r={opts.rank} "
           f"({adapter_params / 1e6:.2f}M adapter parameters), batch {opts.batch_size} x {opts.seq_len} tokens, "
           f"{'bf16 autocast' if opts.bf16 else 'fp32'}, {device}, torch {torch.__version__}")

@@ -19,7 +19,6 @@ process and its peak resident set size is reported.
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import torch
 from transformers import MarianConfig, MarianMTModel, TrainerCallback
 from transformers.utils import logging as hf_logging
 
+from benchmarks.device import device_name
 from hf_l2mt import L2MTTrainer, L2MTTrainingArguments
 
 VARIANTS = ("plain", "coupled", "decoupled", "naive")
@@ -169,7 +169,7 @@ def main(argv=None) -> dict:
     else:
         memory = result["peak_cuda_bytes"]
         memory_kind = "peak CUDA allocated"
-    device = torch.cuda.get_device_name() if opts.device == "cuda" else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    device = device_name(opts.device)
     print(f"\nL2-SP overhead: {result['num_params'] / 1e6:.1f}M-parameter Marian, batch {opts.batch_size} x {opts.seq_len} tokens, "
           f"{'bf16 autocast' if opts.bf16 else 'fp32'}, {device}, torch {torch.__version__}")
     print(f"{opts.rounds} rounds x {opts.steps} timed updates per variant (after {opts.warmup} warm-up updates each round)\n")

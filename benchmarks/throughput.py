@@ -35,7 +35,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -43,10 +42,18 @@ import tempfile
 import time
 
 import torch
-from transformers import (DataCollatorForSeq2Seq, MarianConfig, MarianMTModel, MarianTokenizer, Seq2SeqTrainer,
-                          Seq2SeqTrainingArguments, TrainerCallback)
+from transformers import (
+    DataCollatorForSeq2Seq,
+    MarianConfig,
+    MarianMTModel,
+    MarianTokenizer,
+    Seq2SeqTrainer,
+    Seq2SeqTrainingArguments,
+    TrainerCallback,
+)
 from transformers.utils import logging as hf_logging
 
+from benchmarks.device import device_name
 from hf_l2mt import L2MTTrainer, L2MTTrainingArguments
 
 VARIANTS = ("baseline", "ours")
@@ -311,8 +318,7 @@ def report(opts, results, memory, memory_kind, description) -> dict:
         raise RuntimeError(f"the variants saw different target tokens per epoch: {tokens}")
     median = {v: statistics.median(results[v]["tokens_per_s"]) for v in VARIANTS}
     ratio = median["ours"] / median["baseline"]
-    device = (torch.cuda.get_device_name() if opts.device == "cuda"
-              else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads")
+    device = device_name(opts.device)
     print(f"\nThroughput: {results['num_params'] / 1e6:.1f}M-parameter Marian ({opts.model}), batch {opts.batch_size}, "
           f"{opts.steps} updates per epoch ({tokens['ours']:,} target tokens), {opts.rounds} rounds, "
           f"{'bf16 autocast' if opts.bf16 else 'fp32'}, {device}, torch {torch.__version__}")
