@@ -4,6 +4,9 @@
              (or ordinals); a tiny Marian (d_model 128, 2+2 layers) learns it in minutes on one core.
 ``ding``     English→German entries of the Ding dictionary: general = untagged entries (words, phrases
              and the sentence-like entries), domain = the entries of one subject tag (default ``med.``).
+``gettext``  English→German software strings of Debian's gettext catalogues (``benchmarks/gettext_corpus.py``):
+             general = every package but the held-out family, domain = one product family
+             (default ``postgresql``; or ``gcc``, ...).
 
 Each task gives four sets of ``(source, target)`` rows: ``general_train``, ``general_test``,
 ``domain_train`` and ``domain_test``. No held-out source is a training source of either domain, so a
@@ -43,6 +46,9 @@ class ModelShape:
 
 NUMBERS_SHAPE = ModelShape(d_model=128, layers=2, heads=4, ffn=512, max_positions=64)
 DING_SHAPE = ModelShape(d_model=256, layers=3, heads=4, ffn=1024, max_positions=128)
+# UI strings are as long as Ding's sentence-like entries (median 6 source words, 99 % at most 21),
+# so the Ding base's shape: 7.6M parameters with an 8,000-piece vocabulary.
+GETTEXT_SHAPE = DING_SHAPE
 
 
 def marian_config(shape: ModelShape, tokenizer) -> MarianConfig:
@@ -130,3 +136,22 @@ def ding_task(tag: str = "med.", *, heldout: int, seed: int = 0, max_chars: int 
     columns = ["source", "target"]
     return Task("ding", "untagged", tag, *(d.select_columns(columns) for d in (
         general_splits["train"], general_splits["test"], domain_splits["train"], domain_splits["test"])))
+
+
+# ---- gettext ------------------------------------------------------------------------------------
+
+
+def gettext_task(domain: str = "postgresql", *, heldout: int, seed: int = 0, cache_dir: str | None = None,
+                 max_chars: int = 200) -> Task:
+    """Debian's German gettext catalogues: every package but ``domain``'s family (general) and that family.
+
+    The corpus has one pair per source string (``gettext_corpus.build_corpus``), so no held-out
+    source is a training source of either part. The packages are downloaded once into ``cache_dir``.
+    """
+    from benchmarks.gettext_corpus import DEFAULT_CACHE, build_corpus, domain_splits
+
+    corpus = build_corpus(cache_dir=cache_dir or DEFAULT_CACHE, max_chars=max_chars)
+    splits = domain_splits(corpus, domain, heldout, seed=seed)
+    columns = ["source", "target"]
+    return Task("gettext", f"all packages but {domain}", domain, *(splits[name].select_columns(columns) for name in (
+        "general_train", "general_test", "domain_train", "domain_test")))
