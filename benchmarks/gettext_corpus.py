@@ -40,6 +40,7 @@ import numpy as np
 from datasets import Dataset, concatenate_datasets
 
 from hf_l2mt.data import clean_pairs, load_mo, load_po, split_pairs
+from hf_l2mt.evaluation.placeholders import placeholder_accuracy
 
 SRC_LANG, TGT_LANG = "en", "de"
 DEFAULT_CACHE = os.path.join("~", ".cache", "hf_l2mt", "gettext")
@@ -187,6 +188,12 @@ def dedupe_sources(pairs: Dataset) -> tuple[Dataset, dict[str, int]]:
     return pairs.select(keep), dict(dropped)
 
 
+def _placeholders_kept(sources: list[str], targets: list[str]) -> dict:
+    """How many references keep exactly their source's placeholders: the ceiling of a model's accuracy."""
+    result = placeholder_accuracy(sources, targets)
+    return {name: result[name] for name in ("correct", "sentences_with_placeholder", "accuracy")}
+
+
 def length_distribution(sources: list[str]) -> dict:
     """Source lengths in whitespace-separated words: percentiles, mean, max and a histogram."""
     words = np.array([len(source.split()) for source in sources])
@@ -213,15 +220,19 @@ def build_corpus(packages=None, cache_dir: str = DEFAULT_CACHE, max_chars: int =
     cleaned, cleaning = clean_pairs(concatenate_datasets(parts), max_length=max_chars, name="gettext catalogues")
     deduped, same_source = dedupe_sources(cleaned)
     kept = Counter(deduped["package"])
+    sources, targets, labels = deduped["source"], deduped["target"], deduped["package"]
     per_package = {package: {"family": family_of(package), **read[package], "after_cleaning": 0,
-                             "same_source_dropped": same_source.get(package, 0), "pairs": kept.get(package, 0)}
+                             "same_source_dropped": same_source.get(package, 0), "pairs": kept.get(package, 0),
+                             "references_keep_placeholders": _placeholders_kept(
+                                 [s for s, p in zip(sources, labels) if p == package],
+                                 [t for t, p in zip(targets, labels) if p == package])}
                    for package in packages}
     for package, count in Counter(cleaned["package"]).items():
         per_package[package]["after_cleaning"] = count
     report = {
         "packages": per_package, "pairs_read": cleaning.total, "pairs": len(deduped), "max_chars": max_chars,
         "dropped": {**cleaning.dropped, "same_source": sum(same_source.values())},
-        "length": length_distribution(deduped["source"]),
+        "length": length_distribution(sources), "references_keep_placeholders": _placeholders_kept(sources, targets),
     }
     return GettextCorpus(deduped, report)
 
@@ -258,13 +269,21 @@ def write_jsonl(dataset: Dataset, path: str) -> None:
 
 
 def report_markdown(report: dict, splits: dict | None = None) -> str:
-    lines = ["| package | family | catalogues | pairs read | after cleaning | same source as an earlier package | kept |",
-             "|---|---|---|---|---|---|---|"]
+    def kept_placeholders(row):
+        found = row["references_keep_placeholders"]
+        if not found["sentences_with_placeholder"]:
+            return "no placeholder"
+        return f"{found['correct']:,} / {found['sentences_with_placeholder']:,} ({100 * found['accuracy']:.1f} %)"
+
+    header = ("| package | family | catalogues | pairs read | after cleaning | same source as an earlier package | kept "
+              "| references keeping their placeholders |")
+    lines = [header, "|---|---|---|---|---|---|---|---|"]
     for package, row in report["packages"].items():
         lines.append(f"| {package} | {row['family']} | {len(row['catalogues'])} | {row['pairs_read']:,} "
-                     f"| {row['after_cleaning']:,} | {row['same_source_dropped']:,} | {row['pairs']:,} |")
+                     f"| {row['after_cleaning']:,} | {row['same_source_dropped']:,} | {row['pairs']:,} "
+                     f"| {kept_placeholders(row)} |")
     lines.append(f"| **all** | | | {report['pairs_read']:,} | | {report['dropped']['same_source']:,} "
-                 f"| **{report['pairs']:,}** |")
+                 f"| **{report['pairs']:,}** | {kept_placeholders(report)} |")
     dropped = ", ".join(f"{reason} {count:,}" for reason, count in report["dropped"].items())
     length = report["length"]
     percentiles = ", ".join(f"{name} {value:g}" for name, value in length["percentiles"].items())

@@ -19,6 +19,11 @@ from hf_l2mt.evaluation.placeholders import NO_PLACEHOLDER, placeholder_accuracy
         ("Replace $1 with $2", ["$1", "$2"]),
         ("Copying %1 of %2", ["%1", "%2"]),
         ("%s and %s again", ["%s", "%s"]),
+        ("%s of %d at %ld, %zu and %5.2f%%", ["%s", "%d", "%ld", "%zu", "%5.2f"]),
+        ("%qE argument of %q#D and %+qD", ["%qE", "%q#D", "%+qD"]),
+        ("%s: %m", ["%s", "%m"]),
+        ("between %wu and %wu bytes at %L", ["%wu", "%wu", "%L"]),
+        ("inlined from %qs at %r%s:%d%R", ["%qs", "%r", "%s", "%d", "%R"]),
     ],
 )
 def test_placeholders_are_found_as_written(text, expected):
@@ -78,3 +83,23 @@ def test_accuracy_is_undefined_without_a_placeholder_in_any_source():
     assert result["accuracy"] is None
     assert result["why"] == NO_PLACEHOLDER
     assert result["sentences_with_placeholder"] == 0
+
+
+def test_gcc_quote_markers_are_placeholders_around_the_quoted_text():
+    # GCC's "%<...%>" quotes code; the markers must survive, the code between them is text.
+    assert placeholders_in("use of %<make_signed_t<size_t>%> at %C") == Counter({"%<": 1, "%>": 1, "%C": 1})
+    assert placeholders_in("%<%.*s%> directive") == Counter({"%<": 1, "%.*s": 1, "%>": 1})
+    assert placeholders_in("couldn%'t deduce %qT, see %{in GCC 12.1%}") == Counter(
+        {"%'": 1, "%qT": 1, "%{": 1, "%}": 1})
+
+
+def test_a_translation_that_drops_a_gcc_quote_marker_is_wrong():
+    result = placeholder_accuracy(["option %<-std=c++17%> is invalid"], ["Option »-std=c++17« ist ungültig"])
+    assert result["accuracy"] == 0.0
+    assert result["wrong"] == [{"line": 1, "missing": ["%<", "%>"], "added": []}]
+
+
+def test_an_apostrophe_after_a_literal_percent_is_text():
+    # "%%'" is a literal percent and an apostrophe; the grouping flag "%'d" is one placeholder.
+    assert placeholders_in("100%%'s worth") == Counter()
+    assert placeholders_in("%'d files") == Counter({"%'d": 1})

@@ -3,8 +3,12 @@
 Software strings carry placeholders that a program fills in; a translation that drops, adds or alters one
 breaks the program. Recognised (each kept as written, so ``%s`` and ``%1$s`` are different placeholders):
 
-- printf formats: ``%s``, ``%d``, ``%5.2f``, ``%ld``, ``%-10s``, positional ``%1$s``, and GCC's
-  diagnostic formats ``%qD``, ``%qs``, ``%D``, ``%E``, ``%T``;
+- printf formats: ``%s``, ``%d``, ``%5.2f``, ``%ld``, ``%zu``, ``%-10s``, positional ``%1$s``, and glibc's
+  ``%m`` (the text of ``errno``);
+- GCC's diagnostic formats (``gcc/pretty-print.cc``, ``gcc/cp/error.cc``): ``%qD``, ``%qE``, ``%q#D``,
+  ``%qs``, ``%D``, ``%E``, ``%T``, ``%wu``, ``%L`` and ``%C`` (Fortran source locations), ``%P``, ``%Z``,
+  and its markers: ``%<`` and ``%>`` open and close a quoted code fragment, ``%'`` is a quoted
+  apostrophe, ``%{`` and ``%}`` enclose a link, ``%R`` ends a colour that ``%r`` started;
 - Python's named formats ``%(name)s``;
 - Qt's numbered arguments ``%1`` … ``%99``;
 - ``str.format`` / ICU fields ``{0}``, ``{name}``, ``{0:.2f}``, ``{name!r}``;
@@ -23,8 +27,9 @@ PLACEHOLDER = re.compile(
     r"""
     (?P<literal>%%|\{\{|\}\})
     | (?P<python>%\([^()\s]+\)[-+#0]*\d*(?:\.\d+)?[diouxXeEfFgGcrsa])
-    | (?P<printf>%(?:\d+\$)?[-+#0']*(?:\d+|\*)?(?:\.(?:\d+|\*))?(?:hh|h|ll|l|L|q|j|z|t|I64)?
-        [diouxXeEfFgGaAcspnDTV])
+    | (?P<printf>%(?:\d+\$)?[-+#0'q]*(?:\d+|\*)?(?:\.(?:\d+|\*))?(?:hh|h|ll|l|L|q|j|z|t|w|I64)?
+        [diouxXeEfFgGaAcspnrDTVmLCPZ])
+    | (?P<gcc_marker>%[<>'{}R])
     | (?P<qt>%\d{1,2}(?!\d))
     | (?P<brace>\{[A-Za-z_0-9][\w.\[\]]*(?:![rsa])?(?::[^{}]*)?\})
     | (?P<dollar>\$\d{1,2}(?![\d]|[.,]\d))
