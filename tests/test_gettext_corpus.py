@@ -1,0 +1,227 @@
+"""The Debian gettext corpus on packages built in the test: nothing is downloaded.
+
+``download_deb`` is replaced by a function that builds the ``.deb`` with ``dpkg-deb --build`` from
+catalogues written here with polib, so unpacking, finding the German catalogues, loading, cleaning,
+de-duplicating, labelling, splitting and the report all run as they do on Debian's packages.
+"""
+
+import json
+import os
+import shutil
+import statistics
+
+import polib
+import pytest
+
+from benchmarks import domain_adaptation, gettext_corpus
+from benchmarks.gettext_corpus import GettextCorpusError
+
+pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="dpkg-deb not installed (Debian's dpkg)")
+
+GCC = [(f"expected %qD before %<{word}%>", f"%qD vor %<{word}%> erwartet") for word in
+       ("int", "char", "long", "short", "float", "double", "void", "bool")] + [("out of memory", "Speicher erschöpft")]
+POSTGRES = [(f"relation \"%s\" does not exist in schema {n}", f"Relation »%s« existiert nicht in Schema {n}")
+            for n in range(6)]
+COREUTILS = [
+    ("out of memory", "Speicher voll"),  # also in gcc-12-locales, listed first: GCC's pair is kept
+    ("cannot remove %s", "%s kann nicht entfernt werden"),
+    ("Try '%s --help' for more information.", "»%s --help« liefert weitere Informationen."),
+    ("a message that is far too long for the limit of sixty characters set in this test",
+     "eine Meldung, die für die Grenze von sechzig Zeichen in diesem Test viel zu lang ist"),
+    ("missing operand", "Operand fehlt"),
+]
+TAR = [("missing operand", "Operand fehlt"),  # the same pair as coreutils': dropped as a duplicate by cleaning
+       ("Cannot open archive", "Archiv kann nicht geöffnet werden"), ("Done", "Fertig")]
+
+
+def catalogue(pairs, language="de") -> polib.POFile:
+    po = polib.POFile()
+    po.metadata = {"Content-Type": "text/plain; charset=UTF-8", "Language": language}
+    for msgid, msgstr in pairs:
+        po.append(polib.POEntry(msgid=msgid, msgstr=msgstr))
+    po.append(polib.POEntry(msgid="Untranslated", msgstr=""))  # skipped by the loader, never a pair
+    return po
+
+
+# package -> files (path inside the package -> (pairs, language, compiled))
+PACKAGE_FILES = {
+    "gcc-12-locales": {"usr/share/locale/de/LC_MESSAGES/gcc.mo": (GCC, "de", True)},
+    "postgresql-15": {"usr/share/locale/de/LC_MESSAGES/postgres-15.mo": (POSTGRES, "de", True),
+                      "usr/share/locale/fr/LC_MESSAGES/postgres-15.mo": (POSTGRES, "fr", True)},
+    "coreutils": {"usr/share/locale/de/LC_MESSAGES/coreutils.mo": (COREUTILS, "de", True),
+                  # Swiss German is left out: one source would get two references
+                  "usr/share/locale/de_CH/LC_MESSAGES/coreutils.mo": ([("Done", "Erledigt")], "de_CH", True)},
+    "tar": {"usr/share/tar/po/de.po": (TAR, "de", False)},
+    "wget": {"usr/share/locale/fr/LC_MESSAGES/wget.mo": ([("Done", "Terminé")], "fr", True)},
+}
+
+
+@pytest.fixture
+def packages(tmp_path, monkeypatch):
+    """``download_deb`` builds the package from ``PACKAGE_FILES``; the names it was asked for are recorded."""
+    asked = []
+
+    def build_deb(package, folder):
+        asked.append(package)
+        root = tmp_path / "build" / package
+        (root / "DEBIAN").mkdir(parents=True, exist_ok=True)
+        (root / "DEBIAN" / "control").write_text(
+            f"Package: {package}\nVersion: 1.0\nArchitecture: all\nMaintainer: Test <test@example.org>\n"
+            "Description: catalogues made in the test\n", encoding="utf-8")
+        for path, (pairs, language, compiled) in PACKAGE_FILES[package].items():
+            target = root / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            po = catalogue(pairs, language)
+            if compiled:
+                po.save_as_mofile(str(target))
+            else:
+                po.save(str(target))
+        os.makedirs(folder, exist_ok=True)
+        deb = os.path.join(folder, f"{package}_1.0_all.deb")
+        assert os.system(f"dpkg-deb --root-owner-group --build {root} {deb} > /dev/null") == 0
+        return deb
+
+    monkeypatch.setattr(gettext_corpus, "download_deb", build_deb)
+    return asked
+
+
+def build(tmp_path, names=("gcc-12-locales", "postgresql-15", "coreutils", "tar"), max_chars=60):
+    return gettext_corpus.build_corpus(names, cache_dir=str(tmp_path / "cache"), max_chars=max_chars)
+
+
+def rows(dataset):
+    return list(zip(dataset["source"], dataset["target"], dataset["package"]))
+
+
+def test_each_pair_is_labelled_with_its_package(packages, tmp_path):
+    corpus = build(tmp_path)
+    by_package = {}
+    for source, target, package in rows(corpus.pairs):
+        by_package.setdefault(package, set()).add((source, target))
+    assert by_package["gcc-12-locales"] == set(GCC)
+    assert by_package["postgresql-15"] == set(POSTGRES)  # the French catalogue is not read
+    assert ("Done", "Fertig") in by_package["tar"]
+    assert ("Done", "Erledigt") not in {pair for pairs in by_package.values() for pair in pairs}  # de_CH
+
+
+def test_a_source_in_several_packages_keeps_the_pair_of_the_package_listed_first(packages, tmp_path):
+    # Asked in the reverse order: PACKAGES' order decides, not the command line's.
+    corpus = build(tmp_path, names=("tar", "coreutils", "postgresql-15", "gcc-12-locales"))
+    kept = {source: (target, package) for source, target, package in rows(corpus.pairs)}
+    assert len(kept) == len(corpus.pairs)  # one pair per source
+    assert kept["out of memory"] == ("Speicher erschöpft", "gcc-12-locales")
+    assert kept["missing operand"][1] == "coreutils"
+    assert list(corpus.report["packages"]) == ["gcc-12-locales", "postgresql-15", "coreutils", "tar"]
+    assert corpus.report["packages"]["coreutils"]["same_source_dropped"] == 1
+    assert corpus.report["dropped"]["same_source"] == 1
+
+
+def test_cleaning_drops_and_counts_by_reason(packages, tmp_path):
+    corpus = build(tmp_path)
+    report = corpus.report
+    read = len(GCC) + len(POSTGRES) + len(COREUTILS) + len(TAR)
+    assert report["pairs_read"] == read
+    # one too long (coreutils), one identical pair in two packages (tar's "missing operand")
+    assert report["dropped"] == {"empty": 0, "too_long": 1, "length_ratio": 0, "duplicate": 1, "same_source": 1}
+    assert report["pairs"] == len(corpus.pairs) == read - 3
+    assert report["packages"]["coreutils"] == {
+        "family": "coreutils", "deb": "coreutils_1.0_all.deb", "catalogues": ["usr/share/locale/de/LC_MESSAGES/coreutils.mo"],
+        "pairs_read": len(COREUTILS), "after_cleaning": len(COREUTILS) - 1, "same_source_dropped": 1,
+        "pairs": len(COREUTILS) - 2, "references_keep_placeholders": {
+            "correct": 2, "sentences_with_placeholder": 2, "accuracy": 1.0},
+    }
+    assert report["packages"]["tar"]["after_cleaning"] == len(TAR) - 1
+
+
+def test_the_report_counts_lengths_of_the_kept_sources(packages, tmp_path):
+    corpus = build(tmp_path)
+    words = sorted(len(source.split()) for source in corpus.pairs["source"])
+    length = corpus.report["length"]
+    assert sum(length["histogram"].values()) == length["pairs"] == len(words)
+    assert length["max"] == words[-1]
+    assert length["percentiles"]["p50"] == statistics.median(words)
+    assert length["histogram"]["1"] == sum(1 for n in words if n == 1)
+    assert length["histogram"]["5-8"] == sum(1 for n in words if 5 <= n <= 8)
+
+
+def test_domain_splits_hold_out_one_family_and_are_fixed_by_the_seed(packages, tmp_path):
+    corpus = build(tmp_path)
+    splits = gettext_corpus.domain_splits(corpus, "gcc", heldout=2, seed=3)
+    again = gettext_corpus.domain_splits(corpus, "gcc", heldout=2, seed=3)
+    other = gettext_corpus.domain_splits(corpus, "gcc", heldout=2, seed=4)
+    assert {name: rows(split) for name, split in splits.items()} == {name: rows(split) for name, split in again.items()}
+    assert rows(other["domain_test"]) != rows(splits["domain_test"]) or rows(other["general_test"]) != rows(
+        splits["general_test"])
+    assert {p for name in ("domain_train", "domain_test") for p in splits[name]["package"]} == {"gcc-12-locales"}
+    assert "gcc-12-locales" not in set(splits["general_train"]["package"]) | set(splits["general_test"]["package"])
+    assert len(splits["domain_test"]) == len(splits["general_test"]) == 2
+    assert sum(len(split) for split in splits.values()) == len(corpus.pairs)
+    sources = [source for split in splits.values() for source in split["source"]]
+    assert len(sources) == len(set(sources))  # no source in two splits
+
+
+def test_main_writes_labelled_jsonl_and_the_report(packages, tmp_path, capsys):
+    out = tmp_path / "out"
+    report = gettext_corpus.main(["--packages", "coreutils", "gcc-12-locales", "postgresql-15", "--cache_dir",
+                                  str(tmp_path / "cache"), "--output_dir", str(out), "--max_chars", "60",
+                                  "--domain", "postgresql", "--heldout", "2"])
+    lines = [json.loads(line) for line in (out / "pairs.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == report["pairs"]
+    assert {"source": "out of memory", "target": "Speicher erschöpft", "package": "gcc-12-locales"} in lines
+    assert report["splits"] == {"general_train": report["pairs"] - len(POSTGRES) - 2, "general_test": 2,
+                                "domain_train": len(POSTGRES) - 2, "domain_test": 2}
+    for name, count in report["splits"].items():
+        assert len((out / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()) == count
+    assert json.loads((out / "report.json").read_text(encoding="utf-8"))["pairs"] == report["pairs"]
+    printed = capsys.readouterr().out
+    assert "| coreutils | coreutils | 1 | 5 | 4 | 1 | 3 | 2 / 2 (100.0 %) |" in printed
+    assert printed == (out / "report.md").read_text(encoding="utf-8") + "\n"
+
+
+def test_a_package_without_german_catalogues_is_refused(packages, tmp_path):
+    with pytest.raises(GettextCorpusError, match=r"'wget': wget_1.0_all.deb has no German gettext catalogue.*for: fr"):
+        build(tmp_path, names=("coreutils", "wget"))
+
+
+def test_an_unknown_domain_is_refused_before_anything_is_fetched(packages, tmp_path):
+    with pytest.raises(GettextCorpusError, match=r"--domain 'mysql'.*accepted: coreutils, tar"):
+        gettext_corpus.main(["--packages", "coreutils", "tar", "--cache_dir", str(tmp_path), "--domain", "mysql"])
+    assert packages == []
+    with pytest.raises(GettextCorpusError, match=r"--heldout 5: the domain part of --domain 'tar' has 2 pairs"):
+        gettext_corpus.domain_splits(build(tmp_path, names=("coreutils", "tar")), "tar", heldout=5)
+
+
+def fake_tools(tmp_path, monkeypatch, *tools):
+    """A PATH holding only ``tools``, each a script that fails as apt does for an unknown package."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for tool in tools:
+        (folder / tool).write_text("#!/bin/sh\necho 'E: No packages found' >&2\nexit 100\n")
+        (folder / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", str(folder))
+
+
+def test_an_unknown_package_is_refused_by_name(tmp_path, monkeypatch):
+    fake_tools(tmp_path, monkeypatch, "apt-get", "apt-cache")
+    with pytest.raises(GettextCorpusError, match=r"--packages 'no-such-package': apt knows no such package"):
+        gettext_corpus.download_deb("no-such-package", str(tmp_path / "debs"))
+
+
+def test_without_apt_get_the_error_says_what_is_needed(tmp_path, monkeypatch):
+    fake_tools(tmp_path, monkeypatch, "apt-cache")
+    with pytest.raises(GettextCorpusError, match=r"apt-get: not found on PATH.*debs/<package>_\*.deb"):
+        gettext_corpus.download_deb("coreutils", str(tmp_path / "debs"))
+
+
+def test_a_cached_package_is_not_fetched_again(tmp_path, monkeypatch):
+    fake_tools(tmp_path, monkeypatch)  # no apt at all: only the cache can answer
+    (tmp_path / "debs").mkdir()
+    (tmp_path / "debs" / "coreutils_9.1-1_amd64.deb").write_bytes(b"")
+    assert gettext_corpus.download_deb("coreutils", str(tmp_path / "debs")).endswith("coreutils_9.1-1_amd64.deb")
+
+
+def test_the_forgetting_study_refuses_an_unknown_gettext_domain():
+    with pytest.raises(SystemExit):
+        domain_adaptation.parse_args(["--task", "gettext", "--domain", "mysql"])
+    assert domain_adaptation.parse_args(["--task", "gettext"]).domain == "postgresql"
+    assert domain_adaptation.parse_args(["--task", "numbers"]).domain == "year"
