@@ -13,8 +13,10 @@ import statistics
 import polib
 import pytest
 
-from benchmarks import domain_adaptation, gettext_corpus
+from benchmarks import base_scores, domain_adaptation, gettext_corpus
 from benchmarks.gettext_corpus import GettextCorpusError
+from hf_l2mt.evaluation.metrics import score_translations
+from hf_l2mt.evaluation.placeholders import placeholder_accuracy
 
 pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="dpkg-deb not installed (Debian's dpkg)")
 
@@ -225,3 +227,28 @@ def test_the_forgetting_study_refuses_an_unknown_gettext_domain():
         domain_adaptation.parse_args(["--task", "gettext", "--domain", "mysql"])
     assert domain_adaptation.parse_args(["--task", "gettext"]).domain == "postgresql"
     assert domain_adaptation.parse_args(["--task", "numbers"]).domain == "year"
+
+
+def test_a_gettext_base_is_pretrained_and_scored_on_both_held_out_sets(packages, tmp_path, monkeypatch):
+    # The corpus of the four packages made here stands in for the twenty of PACKAGES.
+    listed = [row for row in gettext_corpus.PACKAGES if row[0] in ("gcc-12-locales", "postgresql-15", "coreutils", "tar")]
+    monkeypatch.setattr(gettext_corpus, "PACKAGES", tuple(listed))
+    where = ["--task", "gettext", "--domain", "postgresql", "--heldout", "2", "--cache_dir", str(tmp_path / "base"),
+             "--gettext_cache", str(tmp_path / "debian")]
+    progress = domain_adaptation.main([*where, "--stage", "pretrain", "--pretrain_steps", "2", "--pretrain_batch_size",
+                                       "4", "--vocab_size", "60", "--output_dir", str(tmp_path / "out")])
+    assert progress["steps"] == 2
+    result = base_scores.main([*where, "--examples", "2", "--json", str(tmp_path / "scores.json")])
+    assert result["base_progress"]["steps"] == 2
+    corpus = gettext_corpus.build_corpus(["gcc-12-locales", "postgresql-15", "coreutils", "tar"],
+                                         cache_dir=str(tmp_path / "debian"))
+    splits = gettext_corpus.domain_splits(corpus, "postgresql", heldout=2)
+    for name, split in (("general (all packages but postgresql)", "general_test"),
+                        ("in-domain (postgresql)", "domain_test")):
+        row, sources, references = result["sets"][name], splits[split]["source"], splits[split]["target"]
+        scores = score_translations(row["translations"], references)
+        assert (row["chrf"], row["bleu"], row["exact_match"]) == (scores["chrf"], scores["bleu"], scores["exact_match"])
+        assert row["placeholders"]["model"]["correct"] == placeholder_accuracy(sources, row["translations"])["correct"]
+        assert row["placeholders"]["references"]["accuracy"] == 1.0
+        assert [e["source"] for e in row["examples"]] == [sources[0], sources[-1]]
+    assert json.loads((tmp_path / "scores.json").read_text(encoding="utf-8"))["sets"].keys() == result["sets"].keys()
