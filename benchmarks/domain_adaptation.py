@@ -30,6 +30,9 @@ already there), ``results.json``, ``results.md`` (the table) and ``forgetting.pn
     python -m benchmarks.domain_adaptation --task numbers
     # Ding: base pretrained in the background first (see benchmarks/pretrain_base.py), then
     python -m benchmarks.domain_adaptation --task ding --tag med. --stage study
+    # software strings (benchmarks/gettext_corpus.py): a base on every package but PostgreSQL's, then the study
+    python -m benchmarks.domain_adaptation --task gettext --domain postgresql --stage pretrain --pretrain_minutes 600
+    python -m benchmarks.domain_adaptation --task gettext --domain postgresql --stage study
 """
 
 import argparse
