@@ -1,7 +1,7 @@
 """English→German software strings from the gettext catalogues that Debian packages ship.
 
-Each package in ``PACKAGES`` is fetched with ``apt-get download`` (no installation, no root needed
-beyond what apt allows) into a cache folder, unpacked with ``dpkg-deb -x``, and its German
+Each package in ``PACKAGES`` is fetched with ``apt-get download`` (it is not installed, and apt-get
+download needs no root) into a cache folder, unpacked with ``dpkg-deb -x``, and its German
 catalogues (``locale/de/LC_MESSAGES/*.mo`` or ``de_DE``; ``de.po`` / ``de_DE.po``) are read with
 ``hf_l2mt.data.load_mo`` / ``load_po``. Swiss and Austrian catalogues (``de_CH``, ``de_AT``) are
 left out: their spelling differs (``ss`` for ``ß``) and one source would get two references.
@@ -20,7 +20,7 @@ sources; shared libraries (GLib, GTK, libc) come after the programs. Each pair k
     python -m benchmarks.gettext_corpus --packages coreutils tar --output_dir /tmp/gettext_small
 
 Cache folder (``--cache_dir``, default ``~/.cache/hf_l2mt/gettext``): ``debs/`` (the packages),
-``unpacked/<package>/``, ``arrow/`` (the loader's cache). Output folder (``--output_dir``, default
+``unpacked/<package>_<version>_<arch>/``, ``arrow/`` (the loader's cache). Output folder (``--output_dir``, default
 ``<cache_dir>/corpus``): ``pairs.jsonl`` (``source``, ``target``, ``package``), ``report.json`` and
 ``report.md``; with ``--domain``, ``general_train.jsonl``, ``general_test.jsonl``,
 ``domain_train.jsonl`` and ``domain_test.jsonl``.
@@ -102,9 +102,9 @@ def _need_tool(tool: str) -> str:
 
 def download_deb(package: str, folder: str) -> str:
     """The ``.deb`` of ``package`` in ``folder``, fetched with ``apt-get download`` unless it is there."""
-    found = sorted(glob.glob(os.path.join(folder, f"{package}_*.deb")))
+    found = glob.glob(os.path.join(folder, f"{package}_*.deb"))
     if found:
-        return found[-1]
+        return max(found, key=os.path.getmtime)  # the version fetched last
     apt_get, apt_cache = _need_tool("apt-get"), _need_tool("apt-cache")
     known = subprocess.run([apt_cache, "show", "--no-all-versions", package], check=False, capture_output=True, text=True)
     if known.returncode != 0 or not known.stdout.strip():
@@ -114,10 +114,10 @@ def download_deb(package: str, folder: str) -> str:
         )
     os.makedirs(folder, exist_ok=True)
     fetched = subprocess.run([apt_get, "download", package], cwd=folder, check=False, capture_output=True, text=True)
-    found = sorted(glob.glob(os.path.join(folder, f"{package}_*.deb")))
+    found = glob.glob(os.path.join(folder, f"{package}_*.deb"))
     if fetched.returncode != 0 or not found:
         raise GettextCorpusError(f"apt-get download {package} failed in {folder}: {fetched.stderr.strip()[-500:]}")
-    return found[-1]
+    return found[0]
 
 
 def unpack_deb(deb: str, folder: str) -> str:
@@ -156,7 +156,8 @@ def _languages(folder: str) -> list[str]:
 def package_pairs(package: str, cache_dir: str) -> tuple[Dataset, dict]:
     """All German pairs of ``package`` (before cleaning), labelled with it, and what was read."""
     deb = download_deb(package, os.path.join(cache_dir, "debs"))
-    folder = unpack_deb(deb, os.path.join(cache_dir, "unpacked", package))
+    # one folder per .deb file name (package, version, architecture): a newer version is unpacked anew
+    folder = unpack_deb(deb, os.path.join(cache_dir, "unpacked", os.path.basename(deb)[:-len(".deb")]))
     catalogues = german_catalogues(folder)
     if not catalogues:
         languages = _languages(folder)
