@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from benchmarks import domain_adaptation, eval_speed, plot_forgetting, source_check, throughput
 from benchmarks.pretrain_base import pretrain_base, read_progress
@@ -111,6 +112,43 @@ def test_summary_checks_the_goal_against_plain_fine_tuning():
     assert [name for name, row in summary.items() if row["meets_goal"]] == ["keeps"]
 
 
+def test_training_state_counts_weights_gradients_moments_and_anchor(tmp_path):
+    from transformers import MarianConfig, MarianMTModel
+    from hf_l2mt import L2MTTrainer, L2MTTrainingArguments
+
+    config = MarianConfig(vocab_size=40, d_model=8, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                          decoder_attention_heads=2, encoder_ffn_dim=16, decoder_ffn_dim=16, pad_token_id=0,
+                          decoder_start_token_id=0, eos_token_id=1, max_position_embeddings=16)
+    states = {}
+    for name, extra in (("plain", {}), ("l2sp", {"l2sp_lambda": 0.1})):
+        model = MarianMTModel(config)
+        args = L2MTTrainingArguments(output_dir=str(tmp_path / name), use_cpu=True, report_to=[], max_steps=1,
+                                     per_device_train_batch_size=2, save_strategy="no", remove_unused_columns=False,
+                                     **extra)
+        trainer = L2MTTrainer(model=model, args=args, train_dataset=[{"input_ids": [5, 6, 1], "labels": [7, 1]}] * 2,
+                              data_collator=lambda rows: {key: torch.tensor([row[key] for row in rows]) for key in rows[0]})
+        trainer.train()
+        states[name] = domain_adaptation.training_state_mib(trainer)
+    weights = sum(p.numel() * 4 for p in model.parameters()) / 2**20
+    trainable = sum(p.numel() * 4 for p in model.parameters() if p.requires_grad) / 2**20  # not the sinusoidal tables
+    # all weights, then gradients and Adam's two moments of the trainable ones (plus a step counter each)
+    assert states["plain"] == pytest.approx(weights + 3 * trainable, rel=0.01)
+    assert states["l2sp"] - states["plain"] == pytest.approx(trainable, rel=0.01)  # the anchor
+
+
+def test_weight_snapshots_average_the_last_updates():
+    from types import SimpleNamespace
+
+    model = torch.nn.Linear(2, 1, bias=False)
+    snapshots = domain_adaptation.WeightSnapshots(last=2, every=2)
+    for step in range(1, 7):
+        with torch.no_grad():
+            model.weight.fill_(float(step))
+        snapshots.on_step_end(None, SimpleNamespace(global_step=step), None, model=model)
+    # kept: the weights after updates 4 and 6 (2 and 1 dropped, 3 and 5 not taken)
+    assert [float(s["weight"][0, 0]) for s in snapshots.snapshots] == [4.0, 6.0]
+
+
 def test_pretraining_resumes_and_refuses_other_settings(tmp_path):
     from benchmarks.forgetting_tasks import NUMBERS_SHAPE, marian_config
     from datasets import Dataset
@@ -134,12 +172,13 @@ def test_pretraining_resumes_and_refuses_other_settings(tmp_path):
 def _study_args(tmp_path, *extra):
     return [*extra, "--heldout", "3", "--pretrain_steps", "3", "--pretrain_batch_size", "8", "--steps", "2",
             "--batch_size", "4", "--seeds", "2", "--lambdas", "0.1", "--sigmoid_lambdas", "0.1", "--decoupled_lambdas", "1", "--ewc_lambdas", "1",
-            "--fisher_examples", "8", "--kl_lambdas", "1", "--l1_lambdas", "0.1", "--lora_lambdas", "1", "--lora_r", "2", "--vocab_size", "60",
+            "--fisher_examples", "8", "--kl_lambdas", "1", "--l1_lambdas", "0.1", "--lora_lambdas", "1", "--lora_ranks", "2", "--lora_l2sp_rank", "2",
+            "--average_every", "1", "--average_last", "2", "--average_l2sp_lambdas", "0.1", "--vocab_size", "60",
             "--max_length", "24", "--cache_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path / "out")]
 
 
 EXPECTED_VARIANTS = ["plain", "weight_decay 0.01", "l2sp 0.1", "l2sp_sigmoid 0.1", "l2sp_decoupled 1", "ewc 1", "kl 1",
-                     "l1_anchor 0.1", "mixed 0.2", "lora", "lora_l2sp 1"]
+                     "l1_anchor 0.1", "mixed 0.2", "lora r2", "lora_l2sp r2 1", "average", "average l2sp 0.1"]
 
 
 def _check_outputs(result, out, seeds):
@@ -150,6 +189,19 @@ def _check_outputs(result, out, seeds):
     assert json.loads((out / "results.json").read_text())["summary"].keys() == result["summary"].keys()
     assert (out / "forgetting.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len((out / "runs.jsonl").read_text().splitlines()) == 1 + seeds * len(EXPECTED_VARIANTS)
+    # every run's forgetting report scores exactly what runs.jsonl scored, against the base's translations
+    runs = {(r["variant"], r["seed"]): r for r in map(json.loads, (out / "runs.jsonl").read_text().splitlines())}
+    for name in EXPECTED_VARIANTS:
+        for seed in range(seeds):
+            report = json.loads((out / "reports" / f"{name.replace(' ', '_')}_seed{seed}.json").read_text())
+            for split, report_set in (("domain", "in_domain"), ("general", "general")):
+                scores = report["sets"][report_set]["scores"]
+                assert scores["run"]["exact_match"] == pytest.approx(runs[(name, seed)]["scores"][split]["exact_match"])
+                assert scores["base"]["chrf"] == pytest.approx(runs[("base", 0)]["scores"][split]["chrf"])
+            assert report["compared"] == ([] if name == "plain" else ["plain"])
+    assert set(result["reports"]) == set(result["costs"]) == set(EXPECTED_VARIANTS)
+    lora_params = result["costs"]["lora r2"]["trainable_parameters"]
+    assert 0 < lora_params < result["costs"]["plain"]["trainable_parameters"]
 
 
 def test_numbers_study_writes_table_json_and_plot(tmp_path):
