@@ -61,6 +61,24 @@ def test_throughput_runs_both_variants_over_the_same_target_tokens(sample_dir, t
     assert json.loads((tmp_path / "t.json").read_text())["variants"]["ours"]["ratio"] == pytest.approx(summary["ratio"])
 
 
+def test_entries_joined_to_sentence_length_stay_parallel_and_in_order():
+    sources = [f"word{i} " * (1 + i % 3) for i in range(3000)]
+    sources = [s.strip() for s in sources]
+    targets = [f"Wort{i}" for i in range(3000)]
+    joined_sources, joined_targets = throughput.join_to_sentences(sources, targets, 100, seed=3)
+    assert len(joined_sources) == len(joined_targets) == 100
+    # consecutive entries, each used once, the same ones on both sides
+    flat_sources = [part for pair in joined_sources for part in pair.split(", ")]
+    flat_targets = [part for pair in joined_targets for part in pair.split(", ")]
+    assert flat_sources == sources[:len(flat_sources)] and flat_targets == targets[:len(flat_targets)]
+    words = sorted(len(pair.split()) for pair in joined_sources)
+    assert words[0] >= throughput.SENTENCE_WORDS["low"] and words[-1] <= throughput.SENTENCE_WORDS["high"] + 2
+    assert 14 <= words[len(words) // 2] <= 28  # log-normal around a median of 20 words
+    assert throughput.join_to_sentences(sources, targets, 100, seed=3) == (joined_sources, joined_targets)
+    with pytest.raises(ValueError, match="make only"):
+        throughput.join_to_sentences(sources[:50], targets[:50], 100)
+
+
 def test_throughput_memory_process_reports_its_high_water_mark(sample_dir, capsys):
     throughput.main(["--_memory_only", "ours", "--tokenized_sample", sample_dir, "--model", "tiny", "--vocab_size", "0",
                      "--batch_size", "4", "--steps", "2"])
