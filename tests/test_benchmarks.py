@@ -14,6 +14,7 @@ import torch
 
 from benchmarks import domain_adaptation, eval_speed, plot_forgetting, source_check, throughput
 from benchmarks.pretrain_base import pretrain_base, read_progress
+from hf_l2mt import L2MTTrainer, L2MTTrainingArguments
 from hf_l2mt.data import preprocess_pairs
 from hf_l2mt.apps.spm_tokenizer import train_marian_tokenizer
 
@@ -77,6 +78,37 @@ def test_entries_joined_to_sentence_length_stay_parallel_and_in_order():
     assert throughput.join_to_sentences(sources, targets, 100, seed=3) == (joined_sources, joined_targets)
     with pytest.raises(ValueError, match="make only"):
         throughput.join_to_sentences(sources[:50], targets[:50], 100)
+
+
+def test_update_profile_times_every_phase_without_changing_the_update(tmp_path, capsys):
+    from benchmarks import update_profile
+
+    opts = update_profile.parse_args(["--model", "tiny", "--vocab_size", "300", "--small_vocab_size", "60",
+                                      "--updates", "3", "--batch_size", "2", "--source_length", "4"])
+    weights = {}
+    for timed_phases in (False, True):
+        model = update_profile.make_model(opts, opts.small_vocab_size)
+        args = L2MTTrainingArguments(output_dir=str(tmp_path / str(timed_phases)), per_device_train_batch_size=2,
+                                     max_steps=3, save_strategy="no", report_to=[], use_cpu=True, l2sp_lambda=0.1,
+                                     remove_unused_columns=False)
+        trainer = L2MTTrainer(model=model, args=args, train_dataset=update_profile.batch_rows(opts, 60),
+                              data_collator=update_profile.collate)
+        if timed_phases:
+            clock = update_profile.PhaseClock()
+            trainer.add_callback(clock)
+            update_profile.instrument(trainer, clock)
+        trainer.train()
+        weights[timed_phases] = {n: p.detach().clone() for n, p in model.named_parameters()}
+    assert all(torch.equal(weights[True][n], weights[False][n]) for n in weights[False])
+    assert len(clock.updates) == 3
+    assert all(update[phase] > 0 for update in clock.updates for phase in ("forward", "backward", "optimizer"))
+    result = update_profile.main(["--model", "tiny", "--vocab_size", "300", "--small_vocab_size", "60", "--rounds", "2",
+                                  "--updates", "2", "--batch_size", "2", "--source_length", "4", "--target_length", "3"])
+    assert {name: len(rounds) for name, rounds in result["per_round"].items()} == {
+        "large": 2, "large_l2sp": 2, "small": 2, "small_l2sp": 2}
+    assert "L2-SP on / off, paired per round" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        update_profile.parse_args(["--small_vocab_size", "60000"])
 
 
 def test_throughput_memory_process_reports_its_high_water_mark(sample_dir, capsys):
