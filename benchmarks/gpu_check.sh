@@ -8,7 +8,11 @@
 # folder, which has to travel with the checkout:
 #
 #   python -m benchmarks.throughput --export_sample outputs/throughput_sample --pairs 16384
+#   python -m benchmarks.throughput --export_sample outputs/throughput_sample_sentences --data sentences --pairs 4096
 #   OUT=/some/folder bash benchmarks/gpu_check.sh          # on the GPU machine
+#
+# The sentence-length sample (Ding entries joined to a median of 20 source words) is optional; without
+# it the throughput step runs on dictionary entries only.
 #
 # Optional: EVAL_MODEL=folder with a trained model (save_pretrained, with its tokenizer) for the
 # evaluation-speed run; without it that run uses a random-init Marian, whose output is noise and
@@ -17,6 +21,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-./gpu_out}"
 SAMPLE="${SAMPLE:-outputs/throughput_sample}"
+SENTENCES="${SENTENCES:-outputs/throughput_sample_sentences}"
 EVAL_MODEL="${EVAL_MODEL:-outputs/eval_model}"
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -50,6 +55,12 @@ run regularizer_overhead 120 python3 benchmarks/regularizer_overhead.py --device
 # 2. Throughput: baseline vs ours, 3 rounds x 1 epoch of 100 updates of 64 Ding pairs each (140 s on an H200).
 run throughput 180 python3 -m benchmarks.throughput --tokenized_sample "$SAMPLE" --device cuda --bf16 \
     --model opus --batch_size 64 --steps 100 --rounds 3 --json "$OUT/throughput.json"
+
+# 2b. The same on pairs of sentence length (4,096 in the sample: 64 x 50 updates an epoch).
+if [ -f "$SENTENCES/sample.json" ]; then
+    run throughput_sentences 180 python3 -m benchmarks.throughput --tokenized_sample "$SENTENCES" --device cuda \
+        --bf16 --model opus --batch_size 64 --steps 50 --rounds 3 --json "$OUT/throughput_sentences.json"
+fi
 
 # 3. Evaluation speed: 2,000 Ding sentences, greedy, batch 64, 3 timed passes per variant.
 model_flags=(--model opus)
