@@ -34,8 +34,8 @@ while staying within 5 % of plain's in-domain score, on ``--goal_metric``.
 Outputs in ``--output_dir``: ``runs.jsonl`` (one line per fine-tuned model; a rerun skips the runs
 already there), ``results.json``, ``results.md`` (the table), ``forgetting.png``, and per variant and
 seed the forgetting report against the base with plain fine-tuning of the same seed as compared run
-(``reports/<variant>_seed<N>.json``, ``hf_l2mt.evaluation.forgetting``: paired bootstrap, the share
-recovered), summarised over seeds in ``reports.md``.
+(``reports/<variant>_seed<N>.json``, and its terminal table in ``.txt``; ``hf_l2mt.evaluation.forgetting``:
+paired bootstrap, the share recovered), summarised over seeds in the second table of ``results.md``.
 
     # numbers task: cardinals → years, 5 seeds (about 40 minutes on one core; --families to run fewer)
     python -m benchmarks.domain_adaptation --task numbers
@@ -64,7 +64,7 @@ from hf_l2mt import L2MTTrainer, L2MTTrainingArguments
 from hf_l2mt.core.averaging import average_state_dicts
 from hf_l2mt.core.fisher import estimate_fisher, save_fisher
 from hf_l2mt.data import make_data_collator, preprocess_pairs
-from hf_l2mt.evaluation.forgetting import build_report, save_report
+from hf_l2mt.evaluation.forgetting import build_report, format_report, save_report
 from hf_l2mt.evaluation.metrics import score_translations
 from hf_l2mt.evaluation.significance import DEFAULT_SEED
 from hf_l2mt.evaluation.translate import translate
@@ -343,6 +343,9 @@ def write_reports(opts, task: tasks.Task, runs: dict, key: str, variants: list[V
                 report = build_report(references, translations, ["general"], sources=sources, seed=DEFAULT_SEED,
                                       command=f"benchmarks/domain_adaptation.py ({variant.name}, seed {seed})")
                 save_report(report, path)
+            if not os.path.isfile(path[:-len(".json")] + ".txt"):
+                with open(path[:-len(".json")] + ".txt", "w", encoding="utf-8") as handle:
+                    handle.write(format_report(report) + "\n")
             per_seed.append(report)
         summary[variant.name] = summarize_reports(per_seed, opts.goal_metric)
     return summary

@@ -249,6 +249,8 @@ def _check_outputs(result, out, seeds):
                 assert scores["run"]["exact_match"] == pytest.approx(runs[(name, seed)]["scores"][split]["exact_match"])
                 assert scores["base"]["chrf"] == pytest.approx(runs[("base", 0)]["scores"][split]["chrf"])
             assert report["compared"] == ([] if name == "plain" else ["plain"])
+            table = (out / "reports" / f"{name.replace(' ', '_')}_seed{seed}.txt").read_text()
+            assert table.startswith("in_domain (in-domain, 3 sentences)")
     assert set(result["reports"]) == set(result["costs"]) == set(EXPECTED_VARIANTS)
     lora_params = result["costs"]["lora r2"]["trainable_parameters"]
     assert 0 < lora_params < result["costs"]["plain"]["trainable_parameters"]
