@@ -201,7 +201,7 @@ def make_trainer(variant: str, model, tokenizer, rows, opts, clock=None):
         output_dir=os.path.join(tempfile.gettempdir(), "hf_l2mt_throughput"), per_device_train_batch_size=opts.batch_size,
         num_train_epochs=1, learning_rate=opts.learning_rate, report_to=[], save_strategy="no",
         logging_steps=10**9, disable_tqdm=True, use_cpu=opts.device == "cpu", bf16=opts.bf16, seed=0,
-        dataloader_num_workers=0,
+        dataloader_num_workers=0, torch_compile=opts.torch_compile,
     )
     if variant == "baseline":
         # run_translation.py (transformers 5.x): pad_to_multiple_of=8 if training_args.fp16 else None.
@@ -263,6 +263,8 @@ def peak_rss_alone(variant: str, opts, sample_dir: str) -> int:
         cmd += ["--max_tokens", str(opts.max_tokens)]
     if opts.threads:
         cmd += ["--threads", str(opts.threads)]
+    if opts.torch_compile:
+        cmd.append("--torch_compile")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=root, env=env).stdout
@@ -292,6 +294,8 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's); 1 on a shared machine, "
                         "where more threads than free cores slow every thread down")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
+    parser.add_argument("--torch_compile", action="store_true",
+                        help="both variants with the Trainer's torch_compile (run_translation.py has the same flag)")
     parser.add_argument("--model", choices=sorted(SHAPES), default="small")
     parser.add_argument("--vocab_size", type=int, default=58101,
                         help="model vocabulary (opus-mt-en-de has 58,101); at least the tokenizer's")
@@ -364,7 +368,8 @@ def report(opts, results, memory, memory_kind, description) -> dict:
     device = device_name(opts.device)
     print(f"\nThroughput: {results['num_params'] / 1e6:.1f}M-parameter Marian ({opts.model}), batch {opts.batch_size}, "
           f"{opts.steps} updates per epoch ({tokens['ours']:,} target tokens), {opts.rounds} rounds, "
-          f"{'bf16 autocast' if opts.bf16 else 'fp32'}, {device}, torch {torch.__version__}")
+          f"{'bf16 autocast' if opts.bf16 else 'fp32'}{', torch_compile' if opts.torch_compile else ''}, {device}, "
+          f"torch {torch.__version__}")
     print(f"data: {description}\n")
     print(f"{'variant':<9} {'target tokens/s':>16} {'vs baseline':>12} {'updates':>8} {'target padding':>15} "
           f"{'source padding':>15} {memory_kind + ' (MiB)':>32}")
