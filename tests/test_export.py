@@ -7,6 +7,7 @@ on the reversal task of tiny_checkpoints, so that their translations are not all
 import json
 import os
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from conftest import make_args, train_with  # noqa: E402
 from tiny_checkpoints import save_checkpoint, save_opus_mt_checkpoint, sentence_pairs  # noqa: E402
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, MarianMTModel, ProphetNetConfig  # noqa: E402
 
+from hf_l2mt.apps import export_loaders  # noqa: E402
 from hf_l2mt.apps.cli import main as cli_main  # noqa: E402
 from hf_l2mt.apps.export import ExportError, ExportSettings, ParityError, export_model  # noqa: E402
 from hf_l2mt.evaluation.ctranslate2_engine import ExportedModel, translate_with_export  # noqa: E402
@@ -29,11 +31,9 @@ T5_PREFIX = "reverse: "
 def train_saved(path, pad_id, prefix="", zero_pad_embedding=False):
     """Train the model saved in ``path`` 200 steps on reversal pairs and save it back.
 
-    ``zero_pad_embedding``: CTranslate2's Marian converter drops ``<pad>`` and starts decoding from a
-    zero vector (``start_from_zero_embedding``), where transformers starts from the ``<pad>``
-    embedding: the two agree only while that row is zero. Training moves it (the tied output layer
-    gives it a gradient), so it is zeroed after training, and the parity check is expected to fail
-    without that.
+    ``zero_pad_embedding``: the ``<pad>`` embedding, where a Marian decoder starts, is zeroed after training, as
+    in opus-mt checkpoints; training moves it (the tied output layer gives it a gradient). CTranslate2's own
+    Marian converter is right only for the zeroed row; ``hf-l2mt export`` must be right for both.
     """
     model = AutoModelForSeq2SeqLM.from_pretrained(path)
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -60,6 +60,21 @@ def marian_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def moved_pad_dir(tmp_path_factory):
+    """A Marian whose ``<pad>`` embedding (the decoder's start) training moved, as fine-tuning does; its
+    generation config never generates ``<pad>`` (``bad_words_ids``), as opus-mt's and the recipes' do."""
+    path = tmp_path_factory.mktemp("moved-pad")
+    save_opus_mt_checkpoint(path, sentence_pairs(64, seed=1))
+    train_saved(path, AutoTokenizer.from_pretrained(path).pad_token_id)
+    model = MarianMTModel.from_pretrained(path)
+    pad_id = model.config.pad_token_id
+    assert model.get_input_embeddings().weight[pad_id].norm() > 0.1
+    model.generation_config.bad_words_ids = [[pad_id]]
+    model.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
 def t5_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("t5")
     save_checkpoint(path, "t5")
@@ -75,12 +90,11 @@ def probe(tmp_path_factory):
     return str(folder / "probe.src"), str(folder / "probe.ref")
 
 
-def same_where_pytorch_says_something(pytorch: list[str], exported: list[str]) -> None:
-    """Where PyTorch's first token is ``</s>`` (an empty translation, which this tiny model gives), CTranslate2
-    4.x still emits a word; every other translation must be the same string."""
-    assert len(pytorch) == len(exported)
-    assert [e for p, e in zip(pytorch, exported) if p] == [p for p in pytorch if p]
-    assert sum(bool(p) for p in pytorch) > len(pytorch) / 2
+def same_with_empty_translations(pytorch: list[str], exported: list[str]) -> None:
+    """The same strings, in the same order, where some of PyTorch's translations are empty (its first token is
+    ``</s>``, which the zeroed-<pad> model gives): CTranslate2's default ``min_decoding_length`` 1 forbids that."""
+    assert exported == pytorch
+    assert "" in pytorch and sum(bool(p) for p in pytorch) > len(pytorch) / 2
 
 
 def test_float32_export_translates_as_pytorch(marian_dir, probe, tmp_path):
@@ -98,8 +112,39 @@ def test_float32_export_translates_as_pytorch(marian_dir, probe, tmp_path):
     pytorch = translate(sources, model, tokenizer, num_beams=1, max_new_tokens=3, progress=False)
     exported = translate_with_export(sources, ExportedModel(str(output)), num_beams=1, max_new_tokens=3,
                                      max_batch_tokens=20)
-    same_where_pytorch_says_something(pytorch, exported)
+    same_with_empty_translations(pytorch, exported)
     assert len(set(pytorch)) > 3, "a model that says one thing for every input tests nothing"
+
+
+def test_marian_whose_pad_row_moved_translates_as_pytorch(moved_pad_dir, probe, tmp_path):
+    """transformers starts Marian's decoder from the <pad> embedding, which fine-tuning moves: the float32
+    export must start from the same row and give the same greedy hypotheses."""
+    output = tmp_path / "ct2"
+    parity = export_model(ExportSettings(model_dir=moved_pad_dir, probe=probe[0], output_dir=str(output),
+                                         parity_tolerance=0))
+    assert parity["identical"] == 100.0 and parity["chrf_difference"] == 0.0
+    sources = Path(probe[0]).read_text(encoding="utf-8").splitlines()
+    model, tokenizer = load_translation_model(moved_pad_dir)
+    pytorch = translate(sources, model, tokenizer, num_beams=1, max_new_tokens=64, progress=False)
+    assert translate_with_export(sources, ExportedModel(str(output)), num_beams=1, max_new_tokens=64) == pytorch
+    assert len(set(pytorch)) > 3, "a model that says one thing for every input tests nothing"
+
+
+def test_suppressed_pad_stays_suppressed(moved_pad_dir, probe, tmp_path):
+    """transformers never generates the tokens of ``bad_words_ids`` (<pad> here); with an output bias that makes
+    <pad> the likeliest token everywhere, the export must still give PyTorch's translations."""
+    model = MarianMTModel.from_pretrained(moved_pad_dir)
+    with torch.no_grad():
+        model.final_logits_bias[0, model.config.pad_token_id] = 100.0
+    model_dir = tmp_path / "pad-favoured"
+    model.save_pretrained(model_dir)
+    AutoTokenizer.from_pretrained(moved_pad_dir).save_pretrained(model_dir)
+    parity = export_model(ExportSettings(model_dir=str(model_dir), probe=probe[0], output_dir=str(tmp_path / "ct2"),
+                                         parity_tolerance=0))
+    assert parity["identical"] == 100.0
+    sources = Path(probe[0]).read_text(encoding="utf-8").splitlines()
+    pytorch = translate(sources, *load_translation_model(str(model_dir)), num_beams=1, progress=False)
+    assert all(pytorch), "<pad> suppressed, the model still says something"
 
 
 def test_int8_export_reports_what_it_costs(marian_dir, probe, tmp_path, capsys):
@@ -118,16 +163,15 @@ def test_t5_export_with_prefix(t5_dir, probe, tmp_path):
     assert parity["identical"] == 100.0 and parity["chrf_difference"] == 0.0
 
 
-def test_parity_beyond_tolerance_fails_and_writes_nothing(probe, tmp_path):
-    """A Marian whose <pad> embedding is not zero converts without complaint but translates differently."""
-    model_dir = tmp_path / "nonzero-pad"
-    save_opus_mt_checkpoint(model_dir, sentence_pairs(64, seed=1))
-    train_saved(model_dir, AutoTokenizer.from_pretrained(model_dir).pad_token_id)
+def test_parity_beyond_tolerance_fails_and_writes_nothing(moved_pad_dir, probe, tmp_path, monkeypatch):
+    """CTranslate2's own Marian loader starts the decoder from a zero vector: on a model whose <pad> row moved, it
+    converts without complaint but translates differently, and the parity check refuses the export."""
+    monkeypatch.setattr(export_loaders, "EXPORT_LOADERS", {})
     output = tmp_path / "ct2"
     with pytest.raises(ParityError, match=r"differs from PyTorch by more than --parity_tolerance 1.0 points; nothing "
                        r"was written:\nsentences +24\nidentical hypotheses \d+\.\d %"):
-        export_model(ExportSettings(model_dir=str(model_dir), probe=probe[0], output_dir=str(output)))
-    assert sorted(os.listdir(tmp_path)) == ["nonzero-pad"]
+        export_model(ExportSettings(model_dir=moved_pad_dir, probe=probe[0], output_dir=str(output)))
+    assert os.listdir(tmp_path) == []
 
 
 def test_existing_output_needs_overwrite(marian_dir, probe, tmp_path):
@@ -192,7 +236,7 @@ def test_translate_and_evaluate_take_an_export(marian_dir, probe, tmp_path, caps
     cli_main(["translate", marian_dir, *common])
     pytorch = capsys.readouterr().out
     cli_main(["translate", export_dir, *common, "--max_batch_tokens", "16", "--num_threads", "1"])
-    same_where_pytorch_says_something(pytorch.split("\n"), capsys.readouterr().out.split("\n"))
+    same_with_empty_translations(pytorch.split("\n"), capsys.readouterr().out.split("\n"))
     scores = tmp_path / "scores.json"
     cli_main(["evaluate", export_dir, "--engine", "ctranslate2", "--test", f"probe={','.join(probe)}",
               "--device", "cpu", "--output_json", str(scores)])

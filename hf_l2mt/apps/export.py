@@ -129,14 +129,16 @@ def merged_model_dir(model_dir: str, scratch: str) -> str:
 
 
 def convert(source_dir: str, target_dir: str, quantization: str) -> None:
-    """CTranslate2's converter, then the tokenizer and generation config the export translates with."""
+    """CTranslate2's converter, with ``EXPORT_LOADERS`` in place of its own for Marian, then the tokenizer and
+    generation config the export translates with."""
     from ctranslate2.converters import TransformersConverter
     from transformers import GenerationConfig
 
     from ..evaluation.translate import load_translation_model
     from ..tokenizer_warnings import without_sacremoses_recommendation
+    from .export_loaders import export_loaders
 
-    with without_sacremoses_recommendation():
+    with without_sacremoses_recommendation(), export_loaders():
         TransformersConverter(source_dir).convert(target_dir, quantization=quantization, force=True)
     model, tokenizer = load_translation_model(source_dir)
     tokenizer.save_pretrained(target_dir)
