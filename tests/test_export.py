@@ -6,6 +6,7 @@ on the reversal task of tiny_checkpoints, so that their translations are not all
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from hf_l2mt.apps import export_loaders  # noqa: E402
 from hf_l2mt.apps.cli import main as cli_main  # noqa: E402
 from hf_l2mt.apps.export import ExportError, ExportSettings, ParityError, export_model  # noqa: E402
 from hf_l2mt.evaluation.ctranslate2_engine import ExportedModel, translate_with_export  # noqa: E402
+from hf_l2mt.evaluation.forgetting import BASE, REPORT_FILE, RUN, build_report, save_report  # noqa: E402
+from hf_l2mt.evaluation.metrics import score_translations  # noqa: E402
 from hf_l2mt.evaluation.translate import load_translation_model, translate  # noqa: E402
 
 T5_PREFIX = "reverse: "
@@ -244,3 +247,45 @@ def test_translate_and_evaluate_take_an_export(marian_dir, probe, tmp_path, caps
     with pytest.raises(SystemExit):
         cli_main(["translate", export_dir, "--engine", "transformers", "--input", probe[0]])
     assert "is a CTranslate2 export (model.bin); accepted: --engine ctranslate2 or auto" in capsys.readouterr().err
+
+
+def run_with_report(model_dir, folder, sets: dict) -> str:
+    """A copy of ``model_dir`` with the forgetting_report.json a run writes: ``sets`` (name → pairs) with their
+    sentences, the first one general domain."""
+    shutil.copytree(model_dir, folder)
+    references = {name: [target for _, target in pairs] for name, pairs in sets.items()}
+    sources = {name: [source for source, _ in pairs] for name, pairs in sets.items()}
+    report = build_report(references, {BASE: references, RUN: references}, [next(iter(sets))], sources=sources,
+                          resamples=40)
+    save_report(report, str(folder / REPORT_FILE))
+    return str(folder)
+
+
+def test_without_probe_the_run_s_held_out_sets_are_translated(marian_dir, tmp_path, capsys):
+    sets = {"general": sentence_pairs(10, seed=11), "in_domain": sentence_pairs(14, seed=12)}
+    run = run_with_report(marian_dir, tmp_path / "run", sets)
+    output = tmp_path / "ct2"
+    cli_main(["export", run, "--output_dir", str(output), "--parity_tolerance", "100"])
+    parity = json.loads((output / "hf_l2mt_export.json").read_text())["parity"]
+    assert parity["sentences"] == 24 and parity["scored_against"] == "references"
+    sources = [source for pairs in sets.values() for source, _ in pairs]
+    references = [target for pairs in sets.values() for _, target in pairs]
+    pytorch = translate(sources, *load_translation_model(run), num_beams=1, progress=False)
+    assert parity["pytorch_chrf"] == score_translations(pytorch, references)["chrf"]
+    described = "the run's held-out sets in `forgetting_report.json` (general 10, in_domain 14 sentences)"
+    assert f"Probe: {described}." in (output / "README.md").read_text()
+    assert f"probe: {described}" in capsys.readouterr().out
+
+
+def test_probe_files_come_before_the_run_s_held_out_sets(marian_dir, probe, tmp_path):
+    run = run_with_report(marian_dir, tmp_path / "run", {"general": sentence_pairs(10, seed=11)})
+    parity = export_model(ExportSettings(model_dir=run, probe=probe[0], output_dir=str(tmp_path / "ct2"),
+                                         parity_tolerance=100))
+    assert parity["sentences"] == 24 and parity["probe"] == f"`{probe[0]}`"
+
+
+def test_without_probe_nor_report_nothing_is_converted(marian_dir, tmp_path):
+    with pytest.raises(ValueError, match=r"--probe: none given, and '.*' has no forgetting_report.json with the run's "
+                       r"held-out sentences .*; accepted: SOURCE_FILE\[,REFERENCE_FILE\]"):
+        export_model(ExportSettings(model_dir=marian_dir, output_dir=str(tmp_path / "ct2")))
+    assert os.listdir(tmp_path) == []
