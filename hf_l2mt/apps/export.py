@@ -208,7 +208,7 @@ import ctranslate2, transformers
 translator = ctranslate2.Translator("{name}", device="cpu")
 tokenizer = transformers.AutoTokenizer.from_pretrained("{name}")
 tokens = tokenizer.convert_ids_to_tokens(tokenizer.encode("A sentence."))
-output = translator.translate_batch([tokens])[0].hypotheses[0]
+output = translator.translate_batch([tokens], min_decoding_length=0)[0].hypotheses[0]  # empty allowed, as in PyTorch
 print(tokenizer.decode(tokenizer.convert_tokens_to_ids(output), skip_special_tokens=True))
 ```
 """
