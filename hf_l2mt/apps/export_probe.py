@@ -47,13 +47,12 @@ def probe_from_run(model_dir: str) -> Probe:
     from ..evaluation.forgetting import REPORT_FILE
 
     path = os.path.join(model_dir, REPORT_FILE)
-    missing = (
-        f"--probe: none given, and {model_dir!r} has no {REPORT_FILE} with the run's held-out sentences (a "
-        "recipe run with a general-domain set, hf-l2mt evaluate --base and the demo write one); accepted: "
-        f"{PROBE_FORMAT}"
-    )
     if not os.path.isfile(path):
-        raise ValueError(missing)
+        raise ValueError(
+            f"--probe: none given, and {model_dir!r} has no {REPORT_FILE} with the run's held-out sentences (a "
+            "recipe run with a general-domain set, hf-l2mt evaluate --base and the demo write one); accepted: "
+            f"{PROBE_FORMAT}"
+        )
     with open(path, encoding="utf-8") as handle:
         try:
             report = json.load(handle)
