@@ -33,6 +33,7 @@ def finished_run(tmp_path):
     (run / ANCHOR_FILE).write_bytes(b"anchor")
     (run / "training_args.bin").write_bytes(f"pickle with hub_token={TOKEN}".encode())
     tiny_marian(seed=1).save_pretrained(run / UNAVERAGED_DIR)
+    tiny_marian(seed=2).save_pretrained(run / "average-last-2")  # hf-l2mt average's default output: a model of its own
     return run, scores
 
 
