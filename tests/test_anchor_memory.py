@@ -60,8 +60,8 @@ def test_bfloat16_anchor_needs_one_piece_not_the_largest_parameter(mode):
             move_toward_anchor_(params, anchors, 0.25)
         else:
             distance = squared_distance(params, anchors)
-    # A piece's float32 copy of the anchor, its difference and its square, at most (the coupled gradient
-    # reads the bfloat16 anchor in place and needs none).
+    # The update's adds read the bfloat16 anchor in place and need nothing; the logged distance a piece's
+    # float32 copy, its difference and its square, at most.
     assert counted.peak <= 3 * PIECE_BYTES
     for p, s, g, a in zip(params, start, grads, anchors):
         if mode == "coupled":

@@ -2,11 +2,12 @@
 
 A bfloat16 anchor has to meet the float32 parameters in float32. Converting the whole anchor at once
 would make a float32 copy of it in every update, as large as a float32 anchor, which is what a bfloat16
-anchor is chosen to avoid. Converting one piece at a time keeps the temporary at one piece: at most
-``CHUNK_ELEMENTS`` float32 values (256 KiB), whatever the size of the largest parameter (opus-mt's
-embedding has 29.7M). The size is the fastest of those timed on a 2-core x86_64 CPU
-(``benchmarks/regularizer_overhead.py`` times the whole update): small enough that a piece's float32
-copy is still in cache when it is used, large enough that the per-piece call overhead stays small.
+anchor is chosen to avoid. Piece by piece, the update's in-place adds read the bfloat16 values and cast
+them as they go, with no copy at all, and what does convert (EWC's F, the logged distance) converts one
+piece: at most ``CHUNK_ELEMENTS`` float32 values (256 KiB), whatever the size of the largest parameter
+(opus-mt's embedding has 29.7M). The size is the fastest of 32Ki to 4Mi elements timed on a 2-core
+x86_64 CPU: small enough that a piece read twice is still in cache the second time, large enough that
+the per-piece call overhead stays small.
 """
 
 from collections.abc import Iterator

@@ -7,9 +7,9 @@ the *anchor*:  R(θ) = (λ/2)·Σ‖θ − θ₀‖².  Its gradient is λ·(θ 
 All functions work on lists of tensors and use PyTorch's multi-tensor (``torch._foreach_*``)
 kernels, so one call touches every parameter with a handful of kernel launches and allocates no
 per-parameter temporaries. Anchors may be stored in a lower precision (bfloat16); the arithmetic
-then happens in the parameter's dtype, one small piece at a time (``chunks.py``), so that the only
-temporary is one piece's float32 copy, never a float32 copy of the anchor. Under FSDP2 parameters and anchors are ``DTensor`` shards with the
-same placements: the element-wise functions act on each process's shard, and ``squared_distance``
+then happens in the parameter's dtype, one small piece at a time (``chunks.py``), never on a float32
+copy of the anchor: the in-place adds read the bfloat16 values and cast them as they go. Under FSDP2
+parameters and anchors are ``DTensor`` shards with the same placements: the element-wise functions act on each process's shard, and ``squared_distance``
 reduces across processes. EWC's per-coordinate weighted version is in ``ewc.py``, weight decay
 (L2 towards zero) in ``weight_decay.py``.
 """
@@ -57,8 +57,9 @@ def move_toward_anchor_(params: list[torch.Tensor], anchors: list[torch.Tensor],
         if same:
             torch._foreach_lerp_([params[i].detach() for i in same], [anchors[i] for i in same], fraction)
         for i in other:
+            # p(1 − f) + f·p₀: add_ reads the bfloat16 piece and casts as it goes (lerp_ would need a copy).
             for param, anchor in flat_chunks(params[i].detach(), anchors[i]):
-                param.lerp_(anchor.to(param.dtype), fraction)
+                param.mul_(1.0 - fraction).add_(anchor, alpha=fraction)
 
 
 def squared_distance(params: list[torch.Tensor], anchors: list[torch.Tensor]) -> torch.Tensor:
