@@ -29,14 +29,15 @@ def add_weighted_l2sp_grad_(
 
 
 def move_toward_anchor_weighted_(
-    params: list[torch.Tensor], anchors: list[torch.Tensor], weights: list[torch.Tensor], fraction: float
+    params: list[torch.Tensor], anchors: list[torch.Tensor], weights: list[torch.Tensor], fraction: float | torch.Tensor
 ) -> None:
     """Decoupled EWC: ``p ← p − min(fraction · F, 1) ⊙ (p − p₀)``, with ``fraction = lr_t · λ_t``.
 
     The per-coordinate step is clamped at 1: a coordinate with a large F lands on its anchor
-    instead of overshooting it (an unclamped step > 2 would even diverge).
+    instead of overshooting it (an unclamped step > 2 would even diverge). ``fraction`` may be a 0-d tensor
+    on the device, as for ``move_toward_anchor_``.
     """
-    if fraction == 0.0 or not params:
+    if not params or (not torch.is_tensor(fraction) and fraction == 0.0):
         return
     with torch.no_grad():
         for p, a, w in zip(params, anchors, weights):

@@ -44,22 +44,31 @@ def add_l2sp_grad_(params: list[torch.Tensor], anchors: list[torch.Tensor], stre
             grad.add_(param, alpha=strength).sub_(anchor, alpha=strength)
 
 
-def move_toward_anchor_(params: list[torch.Tensor], anchors: list[torch.Tensor], fraction: float) -> None:
+def move_toward_anchor_(
+    params: list[torch.Tensor], anchors: list[torch.Tensor], fraction: float | torch.Tensor
+) -> None:
     """Decoupled L2-SP: ``p ← p − fraction · (p − p₀)``, with ``fraction = lr_t · λ_t``.
 
     This is AdamW's decoupled decay (``p ← p − lr·wd·p``, Loshchilov & Hutter 2019) with the
-    origin moved from 0 to the anchor.
+    origin moved from 0 to the anchor. ``fraction`` may be a 0-d tensor on the parameters' device, so that
+    an update skipped on the device (``host_check_steps``) moves nothing without the host reading it.
     """
-    if fraction == 0.0 or not params:
+    on_device = torch.is_tensor(fraction)
+    if not params or (not on_device and fraction == 0.0):
         return
     same, other = same_dtype_split(params, anchors)
     with torch.no_grad():
         if same:
-            torch._foreach_lerp_([params[i].detach() for i in same], [anchors[i] for i in same], fraction)
+            weight = [fraction] * len(same) if on_device else fraction
+            torch._foreach_lerp_([params[i].detach() for i in same], [anchors[i] for i in same], weight)
+        keep = 1.0 - fraction
         for i in other:
-            # p(1 − f) + f·p₀: add_ reads the bfloat16 piece and casts as it goes (lerp_ would need a copy).
+            # p(1 − f) + f·p₀: the adds read the bfloat16 piece and cast as they go (lerp_ would need a copy).
             for param, anchor in flat_chunks(params[i].detach(), anchors[i]):
-                param.mul_(1.0 - fraction).add_(anchor, alpha=fraction)
+                if on_device:
+                    param.mul_(keep).addcmul_(anchor, fraction)
+                else:
+                    param.mul_(keep).add_(anchor, alpha=fraction)
 
 
 def squared_distance(params: list[torch.Tensor], anchors: list[torch.Tensor]) -> torch.Tensor:
