@@ -14,6 +14,9 @@ fresh model and 1 + ``--steps`` updates. The first update of each run (anchor sn
 allocator warm-up) is left out; the median of the other updates is the variant's time in that round, and
 its ratio to plain's time *in the same round* is that round's ratio. The median of the per-round ratios
 is reported, so a slow spell of the machine that hits one round hits both sides of its ratios.
+``--clock cpu`` times in this process's CPU time instead of wall time (CPU only): on a machine shared
+with other jobs it leaves out the time the process waited for a core, though not the slowdown of
+sharing caches and memory bandwidth.
 
 The regularizer alone: the L2-SP functions timed on the model's own parameters (random gradients), next
 to one read of the float32 anchor, the least an update with L2-SP can add.
@@ -24,6 +27,7 @@ variant's whole run: peak resident set size of a fresh process running 3 updates
 allocated on CUDA.
 
     python -m benchmarks.regularizer_overhead --threads 1                   # 74M Marian, CPU, batch 8 x 24
+    python -m benchmarks.regularizer_overhead --threads 1 --clock cpu       # the same, timed in CPU time
     python -m benchmarks.regularizer_overhead --device cuda --bf16 --batch_size 64 --seq_len 64
 """
 
@@ -52,16 +56,20 @@ TIME_TARGETS = {"coupled": 1.04, "decoupled": 1.04, "coupled_bf16": 1.025, "deco
 BF16_MEMORY_TARGET = 0.5
 
 
-class StepTimer(TrainerCallback):
-    """Wall time of every optimizer update (device synchronised before each clock read)."""
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
-    def __init__(self):
-        self.times, self._start = [], None
+
+class StepTimer(TrainerCallback):
+    """Time of every optimizer update (device synchronised before each clock read): wall time, or with
+    ``clock="cpu"`` the CPU time of this process, which other jobs on a shared CPU slow down less."""
+
+    def __init__(self, clock: str = "wall"):
+        self.times, self._start, self._clock = [], None, CLOCKS[clock]
 
     def _now(self):
         if torch.cuda.is_available():
             torch.cuda.synchronize()
-        return time.perf_counter()
+        return self._clock()
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._start = self._now()
@@ -140,7 +148,7 @@ def run_rounds(opts) -> dict:
             model = MarianMTModel(config)
             model.load_state_dict(base_state)
             num_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-            timer = StepTimer()
+            timer = StepTimer(opts.clock)
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats()
@@ -169,16 +177,16 @@ def regularizer_alone(opts) -> dict:
         **{f"coupled, {d} anchor": (lambda d=d: add_l2sp_grad_(params, anchors[d], 0.1)) for d in anchors},
         **{f"decoupled, {d} anchor": (lambda d=d: move_toward_anchor_(params, anchors[d], 1e-5)) for d in anchors},
     }
-    times = {name: [] for name in calls}
+    times, clock = {name: [] for name in calls}, CLOCKS[opts.clock]
     for r in range(opts.alone_repeats):
         for name in rotated(tuple(calls), r):
             if opts.device == "cuda":
                 torch.cuda.synchronize()
-            start = time.perf_counter()
+            start = clock()
             calls[name]()
             if opts.device == "cuda":
                 torch.cuda.synchronize()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     memory = {}
     for dtype, anchor in anchors.items():
         with TensorBytes() as counted:
@@ -229,7 +237,7 @@ def report(opts, result, alone, memory, memory_kind) -> dict:
     )
     print(
         f"{opts.rounds} rounds, variants in rotated order, each run 1 + {opts.steps} updates, the first left out; "
-        "ratio = variant / plain within a round, median over rounds\n"
+        f"ratio = variant / plain within a round, median over rounds; {opts.clock} clock\n"
     )
     print(f"{'variant':<15} {'median update (s)':>18} {'vs plain':>9} {'per-round ratios':>44}   target")
     for v in opts.variants:
@@ -265,7 +273,7 @@ def report(opts, result, alone, memory, memory_kind) -> dict:
         print(f"  {v:<15} {memory[v] / 2**20:8.0f} MiB   {(memory[v] - memory['plain']) / 2**20:+7.0f} MiB vs plain")
     return {
         "device": device, "num_params": result["num_params"], "batch_size": opts.batch_size, "seq_len": opts.seq_len,
-        "bf16": opts.bf16, "rounds": opts.rounds, "steps": opts.steps, "median_update_s": medians, "ratios": ratios,
+        "bf16": opts.bf16, "rounds": opts.rounds, "steps": opts.steps, "clock": opts.clock, "median_update_s": medians, "ratios": ratios,
         "per_round_median_s": result["per_round"], "regularizer_alone_s": alone["median_s"],
         "anchor_memory": alone["memory"], "bf16_anchor_share": share, "memory_bytes": memory,
         "memory_kind": memory_kind, "timings": result["timings"],
@@ -286,6 +294,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(DEFAULT_VARIANTS))
     parser.add_argument("--alone_repeats", type=int, default=8, help="calls of each L2-SP function timed alone")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument(
+        "--clock",
+        choices=list(CLOCKS),
+        default="wall",
+        help="wall time, or this process's CPU time (CPU only: steadier on a shared machine)",
+    )
     parser.add_argument("--skip_memory", action="store_true", help="no fresh process per variant for peak RSS")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--_memory_only", help=argparse.SUPPRESS)
@@ -299,6 +313,8 @@ def main(argv=None) -> dict:
         return {}
     if opts.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible")
+    if opts.device == "cuda" and opts.clock == "cpu":
+        parser.error("--clock cpu: the host's CPU time does not measure the GPU's work; use --clock wall")
     if "plain" not in opts.variants:
         parser.error(f"--variants: {' '.join(opts.variants)} has no 'plain', which the ratios are taken to")
     opts.variants = tuple(opts.variants)

@@ -272,10 +272,10 @@ def test_overhead_ratios_are_paired_within_a_round():
 def test_overhead_benchmark_runs_every_variant_and_leaves_out_the_first_update(tmp_path, capsys):
     summary = regularizer_overhead.main([
         "--vocab_size", "40", "--d_model", "16", "--layers", "1", "--batch_size", "2", "--seq_len", "4",
-        "--steps", "2", "--rounds", "2", "--alone_repeats", "2", "--threads", "1", "--skip_memory",
+        "--steps", "2", "--rounds", "2", "--alone_repeats", "2", "--threads", "1", "--skip_memory", "--clock", "cpu",
         "--json", str(tmp_path / "o.json"),
     ])  # fmt: skip
-    assert set(summary["ratios"]) == set(regularizer_overhead.DEFAULT_VARIANTS)
+    assert set(summary["ratios"]) == set(regularizer_overhead.DEFAULT_VARIANTS) and summary["clock"] == "cpu"
     assert all(len(t) == 2 * 2 for t in summary["timings"].values())  # 2 rounds x 2 updates, the first of 3 left out
     assert all(len(r["per_round"]) == 2 for r in summary["ratios"].values())
     # A bfloat16 anchor is half a float32 one, and the update makes no float32 copy of it.
