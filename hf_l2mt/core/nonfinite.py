@@ -133,11 +133,14 @@ class DeviceNonFiniteGuard(NonFiniteGuard):
             logger.warning("step %d: %s; update skipped (nonfinite_loss='skip')", step, problem)
 
 
-def device_skip_blockers(args, optimizer: torch.optim.Optimizer, changes_weights_outside: list[str]) -> list[str]:
-    """The settings that keep ``DeviceNonFiniteGuard`` from skipping an update on the device (empty: none).
+def device_skip_blockers(args, optimizer: torch.optim.Optimizer, groups: list) -> list[str]:
+    """The settings that keep ``DeviceNonFiniteGuard`` from skipping an update on the device (empty: none):
+    an optimizer that takes no ``found_inf``, fp16's own skipping, and what changes the weights outside the
+    optimizer's step and cannot be told on the device to leave a skipped update alone (decoupled L2-SP can).
 
-    ``changes_weights_outside``: the settings that change the weights outside the optimizer's step and
-    cannot be told on the device to leave a skipped update alone."""
+    ``groups``: the trainer's ``RegularizedGroup`` records (empty for a ready-made optimizer)."""
+    from .regularized_group import WeightDecayBy  # not at the top: its imports reach training_args, which imports this module
+
     blockers = []
     if not getattr(optimizer, "_step_supports_amp_scaling", False):
         optim = getattr(args.optim, "value", args.optim)  # transformers' OptimizerNames, or a string
@@ -147,4 +150,8 @@ def device_skip_blockers(args, optimizer: torch.optim.Optimizer, changes_weights
         )
     if args.fp16:
         blockers.append("fp16 (its GradScaler skips updates itself)")
-    return blockers + changes_weights_outside
+    if args.l1_lambda > 0:
+        blockers.append(f"l1_lambda={args.l1_lambda:g} (its soft threshold runs after the optimizer's step)")
+    if any(g.weight_decay_by is WeightDecayBy.PRE_STEP_SHRINK and g.weight_decay > 0 for g in groups):
+        blockers.append(f"decoupled weight decay with {type(optimizer).__name__}, which has none of its own")
+    return blockers

@@ -48,7 +48,7 @@ from .nonfinite import (
 from .own_optimizer import settings_needing_own_optimizer
 from .param_groups import build_param_groups, format_group_table, freeze_fixed_positions
 from .preemption import PreemptionCallback, workers_ignore_stop_signals
-from .regularized_group import RegularizedGroup, WeightDecayBy, weight_decay_by
+from .regularized_group import RegularizedGroup, weight_decay_by
 from .regularizers.kl import base_logits, token_kl_sum
 from .regularizers.lora_l2sp import add_lora_l2sp_grad_, lora_l2sp_penalty, lora_pairs
 from .schedules import schedule_factor
@@ -193,16 +193,8 @@ class L2MTTrainer(Seq2SeqTrainer):
         return self.optimizer
 
     def _check_device_skip(self) -> None:
-        """``host_check_steps`` > 1 needs the optimizer to skip a non-finite update on the device, and nothing
-        else to change the weights outside its step but decoupled L2-SP, which is told on the device too."""
-        groups = self.regularized_groups or []
-        outside = []
-        if self.args.l1_lambda > 0:
-            outside.append(f"l1_lambda={self.args.l1_lambda:g} (its soft threshold runs after the optimizer's step)")
-        optimizer = self._torch_optimizer()
-        if any(g.weight_decay_by is WeightDecayBy.PRE_STEP_SHRINK and g.weight_decay > 0 for g in groups):
-            outside.append(f"decoupled weight decay with {type(optimizer).__name__}, which has none of its own")
-        if blockers := device_skip_blockers(self.args, optimizer, outside):
+        """``host_check_steps`` > 1 needs the optimizer to skip a non-finite update on the device."""
+        if blockers := device_skip_blockers(self.args, self._torch_optimizer(), self.regularized_groups or []):
             raise ValueError(
                 f"host_check_steps={self.args.host_check_steps}: a NaN or infinite update is then skipped on the "
                 f"device, which these settings do not allow: {'; '.join(blockers)}. Use host_check_steps=1 (a check "
