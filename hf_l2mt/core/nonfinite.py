@@ -139,7 +139,8 @@ def device_skip_blockers(args, optimizer: torch.optim.Optimizer, groups: list) -
     optimizer's step and cannot be told on the device to leave a skipped update alone (decoupled L2-SP can).
 
     ``groups``: the trainer's ``RegularizedGroup`` records (empty for a ready-made optimizer)."""
-    from .regularized_group import WeightDecayBy  # not at the top: its imports reach training_args, which imports this module
+    # Imported here, not at the top: regularized_group's imports reach training_args, which imports this module.
+    from .regularized_group import WeightDecayBy
 
     blockers = []
     if not getattr(optimizer, "_step_supports_amp_scaling", False):
