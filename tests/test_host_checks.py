@@ -28,13 +28,14 @@ def reads_of(trainer) -> list[int]:
     return reads
 
 
-@pytest.mark.parametrize("l2sp_mode", ["coupled", "decoupled"])
-def test_skip_on_the_device_ends_with_the_weights_of_a_check_every_update(tmp_path, l2sp_mode):
+@pytest.mark.parametrize("l2sp_mode, accumulation", [("coupled", 1), ("decoupled", 1), ("coupled", 2)])
+def test_skip_on_the_device_ends_with_the_weights_of_a_check_every_update(tmp_path, l2sp_mode, accumulation):
     finals, skipped = {}, {}
     for every in (1, 4):
         trainer = build(tmp_path / str(every), nonfinite_loss="skip", host_check_steps=every, l2sp_mode=l2sp_mode,
+                        gradient_accumulation_steps=accumulation, per_device_train_batch_size=4 // accumulation,
                         **{**FUSED, "logging_steps": 3})
-        poison_forward(trainer, bad_calls={3})
+        poison_forward(trainer, bad_calls={2 * accumulation + 1})  # the first micro-batch of update 3
         trainer.train()
         finals[every] = params_of(trainer.model)
         skipped[every] = [row[SKIPPED_METRIC] for row in trainer.state.log_history if SKIPPED_METRIC in row]
