@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from benchmarks import domain_adaptation, eval_speed, plot_forgetting, source_check, throughput
+from benchmarks import domain_adaptation, eval_speed, plot_forgetting, regularizer_overhead, source_check, throughput
 from benchmarks.pretrain_base import pretrain_base, read_progress
 from hf_l2mt import L2MTTrainer, L2MTTrainingArguments
 from hf_l2mt.data import preprocess_pairs
@@ -356,3 +356,35 @@ def test_serving_times_pytorch_and_both_exports_and_scores_the_trained_model(tmp
         assert row["chrf_delta"] == pytest.approx(row["chrf"] - pytorch["chrf"])
     assert all("chrf" not in r for r in summary["models"]["opus_sized"]) and len(summary["models"]["opus_sized"]) == 6
     assert json.loads((tmp_path / "s.json").read_text())["target_met"] == summary["target_met"]
+
+
+def test_overhead_rounds_rotate_the_order_so_each_variant_takes_each_place():
+    variants = ("plain", "coupled", "decoupled")
+    orders = [regularizer_overhead.rotated(variants, r) for r in range(3)]
+    assert orders == [["plain", "coupled", "decoupled"], ["coupled", "decoupled", "plain"],
+                      ["decoupled", "plain", "coupled"]]
+
+
+def test_overhead_ratios_are_paired_within_a_round():
+    # Round 2 is slow for everyone: paired ratios stay 1.1, ratios of pooled medians would not.
+    per_round = [{"plain": 1.0, "coupled": 1.1}, {"plain": 3.0, "coupled": 3.3}, {"plain": 1.2, "coupled": 1.32}]
+    ratios = regularizer_overhead.paired_ratios(per_round, ("plain", "coupled"))
+    assert ratios["coupled"]["per_round"] == pytest.approx([1.1, 1.1, 1.1])
+    assert ratios["coupled"]["median"] == pytest.approx(1.1) and ratios["plain"]["median"] == 1.0
+
+
+def test_overhead_benchmark_runs_every_variant_and_leaves_out_the_first_update(tmp_path, capsys):
+    summary = regularizer_overhead.main([
+        "--vocab_size", "40", "--d_model", "16", "--layers", "1", "--batch_size", "2", "--seq_len", "4",
+        "--steps", "2", "--rounds", "2", "--alone_repeats", "2", "--threads", "1", "--skip_memory", "--clock", "cpu",
+        "--json", str(tmp_path / "o.json"),
+    ])  # fmt: skip
+    assert set(summary["ratios"]) == set(regularizer_overhead.DEFAULT_VARIANTS) and summary["clock"] == "cpu"
+    assert all(len(t) == 2 * 2 for t in summary["timings"].values())  # 2 rounds x 2 updates, the first of 3 left out
+    assert all(len(r["per_round"]) == 2 for r in summary["ratios"].values())
+    # A bfloat16 anchor is half a float32 one, and the update makes no float32 copy of it.
+    memory = summary["anchor_memory"]
+    assert memory["bfloat16"]["anchor_bytes"] * 2 == memory["float32"]["anchor_bytes"]
+    assert memory["bfloat16"]["update_temporary_bytes"] == 0 and summary["bf16_anchor_share"] == 0.5
+    assert "decoupled_bf16" in capsys.readouterr().out
+    assert json.loads((tmp_path / "o.json").read_text())["ratios"]["coupled"]["median"] > 0

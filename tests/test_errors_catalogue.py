@@ -451,6 +451,12 @@ def case_config_unknown_setting(ctx):
     return lambda: parse_arguments({}, ["--config", path])
 
 
+@case(ValueError, "host_check_steps=4: a NaN or infinite update is then skipped on the device, which these "
+                  "settings do not allow: optim='adamw_torch' (AdamW without found_inf")
+def case_host_check_steps_without_fused_optimizer(ctx):
+    return tiny_train(tiny_marian(), str(ctx.tmp / "out"), optim="adamw_torch", host_check_steps=4)
+
+
 @case(ValueError, "optimizers: a ready-made optimizer cannot carry l2sp_lambda=0.1")
 def case_ready_made_optimizer_with_regularizer(ctx):
     from hf_l2mt import L2MTTrainer
