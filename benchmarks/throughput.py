@@ -198,7 +198,8 @@ def rows_for(sample: dict, count: int) -> list[dict]:
 
 def make_trainer(variant: str, model, tokenizer, rows, opts, clock=None):
     common = dict(
-        output_dir=os.path.join(tempfile.gettempdir(), f"hf_l2mt_throughput-{os.getpid()}"), per_device_train_batch_size=opts.batch_size,
+        output_dir=os.path.join(tempfile.gettempdir(), f"hf_l2mt_throughput-{os.getpid()}"),
+        per_device_train_batch_size=opts.batch_size,
         num_train_epochs=1, learning_rate=opts.learning_rate, report_to=[], save_strategy="no",
         logging_steps=10**9, disable_tqdm=True, use_cpu=opts.device == "cpu", bf16=opts.bf16, seed=0,
         dataloader_num_workers=0, torch_compile=opts.torch_compile,
