@@ -2,7 +2,9 @@
 
 Four trainers run side by side, in rotated order within each round: the model with ``--vocab_size``
 (opus-mt-en-de's 58,101 by default) and with ``--small_vocab_size``, each with L2-SP off and on
-(coupled, ``--l2sp_lambda``). Every trainer makes ``--updates`` updates per round on the same random
+(coupled, ``--l2sp_lambda``); with ``--torch_compile``, two more: the large-vocabulary model with L2-SP
+off and on under the Trainer's ``torch_compile`` (compiled once per trainer: every batch has one shape,
+and the compilation falls in the first update, which is left out). Every trainer makes ``--updates`` updates per round on the same random
 batch (``--batch_size`` sentences of ``--source_length`` / ``--target_length`` tokens); the first update
 of a trainer is left out (it allocates the optimizer state). Per update, the time inside
 ``compute_loss`` (forward), ``accelerator.backward`` (backward) and ``optimizer.step`` (AdamW, with
@@ -13,6 +15,7 @@ larger vocabulary adds.
 
     python -m benchmarks.update_profile --threads 1                     # opus shape, 58,101 vs 8,001 entries
     python -m benchmarks.update_profile --model small --rounds 3 --updates 4
+    python -m benchmarks.update_profile --threads 1 --torch_compile          # and compiled, side by side
 """
 
 import argparse
@@ -102,13 +105,14 @@ def collate(rows: list[dict]) -> dict:
 def one_round(name: str, opts, output_dir: str) -> dict:
     """``--updates`` + 1 updates of one trainer; per-phase medians over updates 2.. in seconds."""
     vocab_size = opts.vocab_size if name.startswith("large") else opts.small_vocab_size
+    compiled = name.endswith("_compiled")
     model = make_model(opts, vocab_size)
     clock = PhaseClock()
     args = L2MTTrainingArguments(
         output_dir=os.path.join(output_dir, name), per_device_train_batch_size=opts.batch_size,
         max_steps=opts.updates + 1, learning_rate=1e-4, lr_scheduler_type="constant", save_strategy="no",
         report_to=[], disable_tqdm=True, logging_steps=10**9, remove_unused_columns=False, use_cpu=True,
-        dataloader_num_workers=0, l2sp_lambda=opts.l2sp_lambda if name.endswith("l2sp") else 0.0,
+        dataloader_num_workers=0, l2sp_lambda=opts.l2sp_lambda if "l2sp" in name else 0.0, torch_compile=compiled,
     )
     rows = batch_rows(opts, vocab_size)
     trainer = L2MTTrainer(model=model, args=args, train_dataset=rows + rows[:opts.batch_size], data_collator=collate,
@@ -131,6 +135,8 @@ def parse_args(argv=None):
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--l2sp_lambda", type=float, default=0.01)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--torch_compile", action="store_true",
+                        help="also the large-vocabulary trainers under torch_compile, side by side")
     opts = parser.parse_args(argv)
     for flag in ("batch_size", "source_length", "target_length", "updates", "rounds"):
         if getattr(opts, flag) < 1:
@@ -150,6 +156,8 @@ def main(argv=None) -> dict:
     hf_logging.set_verbosity_error()
     logging.getLogger("hf_l2mt").setLevel(logging.WARNING)  # each trainer would log its parameter groups
     names = ["large", "large_l2sp", "small", "small_l2sp"]
+    if opts.torch_compile:
+        names += ["large_compiled", "large_l2sp_compiled"]
     per_round = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as output_dir:
         for round_index in range(opts.rounds):
@@ -167,12 +175,12 @@ def report(opts, per_round: dict) -> dict:
           f"{opts.batch_size} x {opts.source_length}/{opts.target_length} tokens, fp32, {device_name('cpu')}, torch "
           f"{torch.__version__}; median of {opts.rounds} rounds of the median of "
           f"{opts.updates} updates\n")
-    print(f"{'trainer':<12} {'vocabulary':>10} {'L2-SP':>6} " + " ".join(f"{p + ' (ms)':>15}" for p in PHASES)
+    print(f"{'trainer':<19} {'vocabulary':>10} {'L2-SP':>6} " + " ".join(f"{p + ' (ms)':>15}" for p in PHASES)
           + f" {'update (ms)':>12}")
     for name, row in median.items():
         vocab = opts.vocab_size if name.startswith("large") else opts.small_vocab_size
         cells = " ".join(f"{1000 * row[p]:>9.0f} ({100 * row[p] / row['total']:>2.0f}%)" for p in PHASES)
-        print(f"{name:<12} {vocab:>10,} {'on' if name.endswith('l2sp') else 'off':>6} {cells} {1000 * row['total']:>12.0f}")
+        print(f"{name:<19} {vocab:>10,} {'on' if 'l2sp' in name else 'off':>6} {cells} {1000 * row['total']:>12.0f}")
 
     def paired(numerator: str, denominator: str) -> float:
         return statistics.median(a["total"] / b["total"] for a, b in zip(per_round[numerator], per_round[denominator]))
@@ -182,6 +190,11 @@ def report(opts, per_round: dict) -> dict:
     print(f"\nL2-SP on / off, paired per round: {ratios['l2sp_large']:.3f}x ({opts.vocab_size:,} entries), "
           f"{ratios['l2sp_small']:.3f}x ({opts.small_vocab_size:,}); {opts.vocab_size:,} / {opts.small_vocab_size:,} "
           f"entries: {ratios['vocabulary']:.2f}x")
+    if "large_compiled" in per_round:
+        ratios["compiled"] = paired("large_compiled", "large")
+        ratios["compiled_l2sp"] = paired("large_l2sp_compiled", "large_l2sp")
+        print(f"torch_compile / eager, paired per round: {ratios['compiled']:.3f}x (L2-SP off), "
+              f"{ratios['compiled_l2sp']:.3f}x (L2-SP on)")
     return {"median": median, "ratios": ratios, "per_round": per_round, "settings": vars(opts)}
 
 
