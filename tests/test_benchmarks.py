@@ -111,6 +111,26 @@ def test_update_profile_times_every_phase_without_changing_the_update(tmp_path, 
         update_profile.parse_args(["--small_vocab_size", "60000"])
 
 
+def test_update_profile_pairs_compiled_with_eager_trainers_per_round(monkeypatch, capsys):
+    from benchmarks import update_profile
+
+    totals = {"large": 2.0, "large_l2sp": 2.2, "small": 1.0, "small_l2sp": 1.1, "large_compiled": 1.5,
+              "large_l2sp_compiled": 1.65}
+    seen = []
+
+    def fake_round(name, opts, output_dir):
+        seen.append(name)
+        return {"forward": 0.0, "backward": 0.0, "optimizer": 0.0, "other": totals[name], "total": totals[name]}
+
+    monkeypatch.setattr(update_profile, "one_round", fake_round)
+    result = update_profile.main(["--rounds", "2", "--torch_compile"])
+    assert seen[:6] == list(totals) and seen[6:] == list(totals)[1:] + ["large"]  # rotated in round 2
+    assert result["ratios"]["compiled"] == pytest.approx(0.75)
+    assert result["ratios"]["compiled_l2sp"] == pytest.approx(0.75)
+    assert result["ratios"]["l2sp_large"] == pytest.approx(1.1)
+    assert "torch_compile / eager, paired per round: 0.750x" in capsys.readouterr().out
+
+
 def test_throughput_memory_process_reports_its_high_water_mark(sample_dir, capsys):
     throughput.main(["--_memory_only", "ours", "--tokenized_sample", sample_dir, "--model", "tiny", "--vocab_size", "0",
                      "--batch_size", "4", "--steps", "2"])
