@@ -15,16 +15,27 @@ rate, batch size and data, for several seeds:
   l1_anchor       L1 to the base weights as a soft threshold after each update
   mixed           no regularizer; a share (default 20 %) of general-domain pairs is replayed
                   among the in-domain pairs (mixed fine-tuning, Chu et al. 2017)
-  lora            LoRA adapters (r = --lora_r, alpha = 2r, the default target modules), base frozen
-  lora_l2sp       the same with L2-SP in the merged weights, (λ/2)·Σ‖s·B·A‖², over its own λ grid
+  lora            LoRA adapters (one run per rank in --lora_ranks, alpha = 2r, the default target
+                  modules), base frozen
+  lora_l2sp       the same at rank --lora_l2sp_rank with L2-SP in the merged weights,
+                  (λ/2)·Σ‖s·B·A‖², over its own λ grid
+  average         checkpoint averaging: plain fine-tuning (and L2-SP at each λ of --average_l2sp_lambdas)
+                  whose model is the mean of the weights after the last --average_last of every
+                  --average_every updates (hf_l2mt.core.averaging, as ``hf-l2mt average`` computes it)
 
 Every model translates held-out in-domain and held-out general pairs (greedy) and is scored with
-exact match, chrF and BLEU (sacreBLEU). The goal checked: keep ≥ 80 % of what plain fine-tuning
+exact match, chrF and BLEU (sacreBLEU); its translations are kept in ``runs.jsonl``. Each variant also
+gets what it costs: trainable parameters, seconds per update, and its training state in MiB, counted
+from the tensors after training (weights, gradients of the trainable ones, optimizer moments, anchor
+and Fisher; activations are not counted, and on the CPU no allocator reports a peak). The goal checked: keep ≥ 80 % of what plain fine-tuning
 loses on the general domain (general-domain loss relative to the base at most 20 % of plain's)
 while staying within 5 % of plain's in-domain score, on ``--goal_metric``.
 
 Outputs in ``--output_dir``: ``runs.jsonl`` (one line per fine-tuned model; a rerun skips the runs
-already there), ``results.json``, ``results.md`` (the table) and ``forgetting.png``.
+already there), ``results.json``, ``results.md`` (the table), ``forgetting.png``, and per variant and
+seed the forgetting report against the base with plain fine-tuning of the same seed as compared run
+(``reports/<variant>_seed<N>.json``, and its terminal table in ``.txt``; ``hf_l2mt.evaluation.forgetting``:
+paired bootstrap, the share recovered), summarised over seeds in the second table of ``results.md``.
 
     # numbers task: cardinals → years, 5 seeds (about 40 minutes on one core; --families to run fewer)
     python -m benchmarks.domain_adaptation --task numbers
@@ -46,21 +57,25 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from datasets import concatenate_datasets
-from transformers import MarianMTModel, MarianTokenizer, PrinterCallback
+from transformers import MarianMTModel, MarianTokenizer, PrinterCallback, TrainerCallback
 from transformers.utils import logging as hf_logging
 
 from benchmarks import forgetting_tasks as tasks
 from benchmarks.plot_forgetting import plot_forgetting
 from benchmarks.pretrain_base import pretrain_base, read_progress, write_json
 from hf_l2mt import L2MTTrainer, L2MTTrainingArguments
-from hf_l2mt.data import make_data_collator, preprocess_pairs
+from hf_l2mt.core.averaging import average_state_dicts
 from hf_l2mt.core.fisher import estimate_fisher, save_fisher
+from hf_l2mt.data import make_data_collator, preprocess_pairs
+from hf_l2mt.evaluation.forgetting import build_report, format_report, save_report
 from hf_l2mt.evaluation.metrics import score_translations
+from hf_l2mt.evaluation.significance import DEFAULT_SEED
 from hf_l2mt.evaluation.translate import translate
 
 logger = logging.getLogger("hf_l2mt")
 METRICS = ("exact_match", "chrf", "bleu")
-FAMILIES = ("plain", "weight_decay", "l2sp", "l2sp_sigmoid", "l2sp_decoupled", "ewc", "kl", "l1_anchor", "mixed", "lora", "lora_l2sp")
+FAMILIES = ("plain", "weight_decay", "l2sp", "l2sp_sigmoid", "l2sp_decoupled", "ewc", "kl", "l1_anchor", "mixed", "lora",
+            "lora_l2sp", "average")
 # Per-task defaults; every one can be overridden on the command line.
 DEFAULTS = {
     "numbers": dict(
@@ -81,7 +96,9 @@ DEFAULTS = {
         # L1 undoes moves smaller than lr·λ₁ per update; Adam moves a weight by about lr, so λ₁ = 1 freezes it.
         l1_lambdas=[0.03, 0.1, 0.3],
         # the merged-weight penalty is on ‖ΔW‖² like L2-SP's ‖θ − θ₀‖², but only over the adapted matrices
-        lora_lambdas=[0.1, 1.0, 10.0],
+        lora_lambdas=[0.1, 1.0, 10.0], lora_ranks=[4, 16, 64], lora_l2sp_rank=16,
+        # 5 weight snapshots 20 updates apart: the mean of the weights after updates 120, 140, ..., 200
+        average_last=5, average_every=20, average_l2sp_lambdas=[0.1],
         goal_metric="exact_match",
     ),
     "ding": dict(
@@ -96,6 +113,7 @@ DEFAULTS = {
         steps=600, batch_size=32, learning_rate=2e-4, seeds=3,
         lambdas=[0.01, 0.1, 1.0], sigmoid_lambdas=[1.0], decoupled_lambdas=[10.0, 100.0],
         ewc_lambdas=[1.0], fisher_examples=2000, kl_lambdas=[1.0], l1_lambdas=[0.1], lora_lambdas=[1.0],
+        lora_ranks=[8, 32], lora_l2sp_rank=32, average_last=5, average_every=50, average_l2sp_lambdas=[0.1],
         goal_metric="chrf",
     ),
 }
@@ -114,10 +132,14 @@ class Variant:
     strength: float | None = None  # λ for the L2-SP families, the weight decay, or the replayed share
     arguments: dict = field(default_factory=dict)
     replay: float = 0.0
+    average: tuple[int, int] | None = None  # (snapshots averaged, updates between them)
 
     @property
     def name(self) -> str:
-        return self.family if self.strength is None else f"{self.family} {self.strength:g}"
+        rank = f" r{self.arguments['lora_r']}" if "lora_r" in self.arguments else ""
+        if self.family == "average":
+            return "average" + ("" if self.strength is None else f" l2sp {self.strength:g}")
+        return self.family + rank + ("" if self.strength is None else f" {self.strength:g}")
 
 
 def make_variants(opts) -> list[Variant]:
@@ -132,10 +154,17 @@ def make_variants(opts) -> list[Variant]:
     variants += [Variant("kl", lam, {"kl_lambda": lam}) for lam in opts.kl_lambdas]
     variants += [Variant("l1_anchor", lam, {"l1_lambda": lam, "l1_target": "anchor"}) for lam in opts.l1_lambdas]
     variants.append(Variant("mixed", opts.replay, replay=opts.replay))
-    lora = {"adapter": "lora", "lora_r": opts.lora_r, "lora_alpha": 2.0 * opts.lora_r}
-    variants.append(Variant("lora", None, lora))
-    variants += [Variant("lora_l2sp", lam, {**lora, "lora_l2sp_lambda": lam}) for lam in opts.lora_lambdas]
+    variants += [Variant("lora", None, lora_arguments(rank)) for rank in opts.lora_ranks]
+    variants += [Variant("lora_l2sp", lam, {**lora_arguments(opts.lora_l2sp_rank), "lora_l2sp_lambda": lam})
+                 for lam in opts.lora_lambdas]
+    average = (opts.average_last, opts.average_every)
+    variants.append(Variant("average", None, average=average))
+    variants += [Variant("average", lam, {"l2sp_lambda": lam}, average=average) for lam in opts.average_l2sp_lambdas]
     return [v for v in variants if v.family in opts.families]
+
+
+def lora_arguments(rank: int) -> dict:
+    return {"adapter": "lora", "lora_r": rank, "lora_alpha": 2.0 * rank}
 
 
 def base_fisher(base: MarianMTModel, tokenizer, general, opts, base_steps: int) -> str:
@@ -165,18 +194,46 @@ def tokenized(dataset, tokenizer, opts, config):
                             model_config=config)
 
 
-def evaluate(model, tokenizer, task: tasks.Task, opts) -> dict:
-    """Exact match, chrF and BLEU on the held-out in-domain and general pairs (greedy decoding)."""
-    scores = {}
+def evaluate(model, tokenizer, task: tasks.Task, opts) -> tuple[dict, dict]:
+    """Exact match, chrF and BLEU on the held-out in-domain and general pairs (greedy decoding), and the
+    translations they score."""
+    scores, hypotheses = {}, {}
     for split, dataset in (("domain", task.domain_test), ("general", task.general_test)):
-        hypotheses = translate(dataset["source"], model, tokenizer, batch_size=64, num_beams=1,
-                               max_new_tokens=opts.max_length, progress=False)
-        result = score_translations(hypotheses, dataset["target"])
+        hypotheses[split] = translate(dataset["source"], model, tokenizer, batch_size=64, num_beams=1,
+                                      max_new_tokens=opts.max_length, progress=False)
+        result = score_translations(hypotheses[split], dataset["target"])
         scores[split] = {metric: result[metric] for metric in METRICS}
-    return scores
+    return scores, hypotheses
 
 
-def fine_tune(variant: Variant, seed: int, base: MarianMTModel, tokenizer, train, general, opts) -> MarianMTModel:
+class WeightSnapshots(TrainerCallback):
+    """The model's weights after every ``every``-th update, the last ``last`` of them kept (for averaging)."""
+
+    def __init__(self, last: int, every: int):
+        self.last, self.every, self.snapshots = last, every, []
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step % self.every == 0:
+            self.snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+            del self.snapshots[:-self.last]
+
+
+def training_state_mib(trainer: L2MTTrainer) -> float:
+    """Weights, gradients of the trainable weights, optimizer moments, anchor and Fisher, counted from the tensors."""
+    def size(tensors):
+        return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
+
+    model = trainer.model
+    total = size(model.parameters()) + size(p for p in model.parameters() if p.requires_grad)
+    total += size(v for state in trainer.optimizer.state.values() for v in state.values())
+    for extra in (getattr(trainer, "anchor", None), getattr(trainer, "fisher", None)):
+        if extra:
+            total += size(extra.values() if isinstance(extra, dict) else extra)
+    return total / 2**20
+
+
+def fine_tune(variant: Variant, seed: int, base: MarianMTModel, tokenizer, train, general, opts) -> tuple:
+    """The fine-tuned model (LoRA merged in, averaged weights for ``average``) and what the run cost."""
     model = copy.deepcopy(base)
     if variant.replay > 0:
         # Chu et al. 2017: the in-domain pairs plus general pairs making up `replay` of the mixture.
@@ -192,9 +249,19 @@ def fine_tune(variant: Variant, seed: int, base: MarianMTModel, tokenizer, train
     trainer = L2MTTrainer(model=model, args=args, train_dataset=train,
                           data_collator=make_data_collator(tokenizer, model))
     trainer.remove_callback(PrinterCallback)
-    trainer.train()
+    snapshots = WeightSnapshots(*variant.average) if variant.average else None
+    if snapshots:
+        trainer.add_callback(snapshots)
+    output = trainer.train()
+    cost = {"trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+            "seconds_per_update": output.metrics["train_runtime"] / opts.steps,
+            "training_state_mib": training_state_mib(trainer)}
+    if snapshots:
+        names = [f"update {opts.steps - opts.average_every * i}" for i in reversed(range(len(snapshots.snapshots)))]
+        trainer.model.load_state_dict(average_state_dicts(snapshots.snapshots, names))
     # LoRA runs are scored with the adapters merged in: the same translations, no PEFT wrapper around generate.
-    return trainer.model.merge_and_unload() if variant.arguments.get("adapter") == "lora" else trainer.model
+    model = trainer.model.merge_and_unload() if variant.arguments.get("adapter") == "lora" else trainer.model
+    return model, cost
 
 
 def read_runs(path: str) -> dict:
@@ -220,8 +287,8 @@ def run_study(opts, task: tasks.Task, base_dir: str) -> dict:
     runs_path = os.path.join(opts.output_dir, "runs.jsonl")
     runs = read_runs(runs_path)
     if (key, "base", 0) not in runs and opts.shard[0] == 0:
-        runs[(key, "base", 0)] = {"key": key, "variant": "base", "seed": 0,
-                                  "scores": evaluate(base, tokenizer, task, opts)}
+        scores, hypotheses = evaluate(base, tokenizer, task, opts)
+        runs[(key, "base", 0)] = {"key": key, "variant": "base", "seed": 0, "scores": scores, "hypotheses": hypotheses}
         with open(runs_path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(runs[(key, "base", 0)]) + "\n")
     variants = make_variants(opts)
@@ -236,9 +303,10 @@ def run_study(opts, task: tasks.Task, base_dir: str) -> dict:
         opts.fisher_path = base_fisher(base, tokenizer, general, opts, progress["steps"])
     for variant, seed in pending:
         start = time.perf_counter()
-        model = fine_tune(variant, seed, base, tokenizer, train, general, opts)
-        run = {"key": key, "variant": variant.name, "seed": seed, "scores": evaluate(model, tokenizer, task, opts),
-               "seconds": time.perf_counter() - start, "device": opts.device}
+        model, cost = fine_tune(variant, seed, base, tokenizer, train, general, opts)
+        scores, hypotheses = evaluate(model, tokenizer, task, opts)
+        run = {"key": key, "variant": variant.name, "seed": seed, "scores": scores, "hypotheses": hypotheses,
+               "cost": cost, "seconds": time.perf_counter() - start, "device": opts.device}
         runs[(key, variant.name, seed)] = run
         with open(runs_path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(run) + "\n")
@@ -253,8 +321,64 @@ def run_study(opts, task: tasks.Task, base_dir: str) -> dict:
         return None
     base = runs[(key, "base", 0)]["scores"]
     per_variant = {v.name: [runs[(key, v.name, s)]["scores"] for s in range(opts.seeds)] for v in variants}
+    costs = {v.name: {name: statistics.fmean(runs[(key, v.name, s)]["cost"][name] for s in range(opts.seeds))
+                      for name in COSTS} for v in variants}
+    reports = write_reports(opts, task, {name: runs[name] for name in runs if name[0] == key}, key, variants)
     return {"base": base, "base_progress": progress, "variants": [asdict(v) | {"name": v.name} for v in variants],
-            "runs": per_variant, "summary": summarize(base, per_variant, opts.goal_metric)}
+            "runs": per_variant, "costs": costs, "reports": reports,
+            "summary": summarize(base, per_variant, opts.goal_metric)}
+
+
+def write_reports(opts, task: tasks.Task, runs: dict, key: str, variants: list[Variant]) -> dict:
+    """The forgetting report of every run against the base, with plain fine-tuning of the same seed as compared
+    run, saved in ``reports/``; returned summarised per variant over seeds."""
+    directory = os.path.join(opts.output_dir, "reports")
+    os.makedirs(directory, exist_ok=True)
+    references = {"in_domain": task.domain_test["target"], "general": task.general_test["target"]}
+    sources = {"in_domain": task.domain_test["source"], "general": task.general_test["source"]}
+    sets = {"in_domain": "domain", "general": "general"}
+    base = runs[(key, "base", 0)]["hypotheses"]
+    summary = {}
+    for variant in variants:
+        per_seed = []
+        for seed in range(opts.seeds):
+            path = os.path.join(directory, f"{variant.name.replace(' ', '_')}_seed{seed}.json")
+            if os.path.isfile(path):
+                with open(path, encoding="utf-8") as handle:
+                    report = json.load(handle)
+            else:
+                hypotheses = {"base": base, "run": runs[(key, variant.name, seed)]["hypotheses"]}
+                if variant.family != "plain":
+                    hypotheses["plain"] = runs[(key, "plain", seed)]["hypotheses"]
+                translations = {model: {name: found[split] for name, split in sets.items()}
+                                for model, found in hypotheses.items()}
+                report = build_report(references, translations, ["general"], sources=sources, seed=DEFAULT_SEED,
+                                      command=f"benchmarks/domain_adaptation.py ({variant.name}, seed {seed})")
+                save_report(report, path)
+            if not os.path.isfile(path[:-len(".json")] + ".txt"):
+                with open(path[:-len(".json")] + ".txt", "w", encoding="utf-8") as handle:
+                    handle.write(format_report(report) + "\n")
+            per_seed.append(report)
+        summary[variant.name] = summarize_reports(per_seed, opts.goal_metric)
+    return summary
+
+
+def summarize_reports(reports: list[dict], metric: str) -> dict:
+    """Over seeds: the mean change against the base per set, how many seeds' changes are significant, and the
+    mean share recovered (general) or kept (in-domain) against plain fine-tuning."""
+    row = {}
+    for name in ("in_domain", "general"):
+        changes = [report["sets"][name]["changes"]["run"][metric] for report in reports]
+        row[f"{name}_change"] = statistics.fmean(change["change"] for change in changes)
+        row[f"{name}_significant"] = sum(change["significant"] and change["change"] < 0 for change in changes), \
+            sum(change["significant"] and change["change"] > 0 for change in changes)
+        shares = [report["shares"]["plain"][name][metric]["share"] for report in reports if report["compared"]]
+        shares = [share for share in shares if share is not None]
+        row[f"{name}_share"] = statistics.fmean(shares) if shares else None
+    return row
+
+
+COSTS = ("trainable_parameters", "seconds_per_update", "training_state_mib")
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -297,6 +421,31 @@ def markdown_table(result: dict, goal_metric: str, seeds: int) -> str:
     return "\n".join(lines) + f"\n\nMean ± std over {seeds} fine-tuning seeds; scores in %, greedy decoding.\n"
 
 
+def reports_table(result: dict, goal_metric: str, seeds: int) -> str:
+    """Per variant: the forgetting reports' change against the base, significance and shares, with the costs."""
+    header = (f"| variant | in-domain Δ {goal_metric} vs base | seeds sig. worse / better | gain kept vs plain "
+              f"| general Δ {goal_metric} vs base | seeds sig. worse / better | forgetting recovered vs plain "
+              "| trainable parameters | s / update | training state (MiB) |")
+    lines = [header, "|" + "---|" * 10]
+
+    def share(value):
+        return "—" if value is None else f"{100 * value:.0f} %"
+
+    for name, row in result["reports"].items():
+        cost = result["costs"][name]
+        lines.append(
+            f"| {name} | {row['in_domain_change']:+.1f} | {row['in_domain_significant'][0]} / "
+            f"{row['in_domain_significant'][1]} | {share(row['in_domain_share'])} | {row['general_change']:+.1f} "
+            f"| {row['general_significant'][0]} / {row['general_significant'][1]} | {share(row['general_share'])} "
+            f"| {cost['trainable_parameters']:,.0f} | {cost['seconds_per_update']:.3f} "
+            f"| {cost['training_state_mib']:.1f} |")
+    return "\n".join(lines) + (
+        f"\n\nMeans over {seeds} seeds of each seed's forgetting report (reports/*.json): Δ against the base; a seed "
+        "counts as significant at p < 0.05 (paired bootstrap, 1,000 resamples); shares against plain fine-tuning "
+        "of the same seed. Training state: weights, gradients of the trainable weights, optimizer moments, anchor "
+        "and Fisher, counted from the tensors (activations not counted).\n")
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=sorted(DEFAULTS), default="numbers")
@@ -333,7 +482,12 @@ def parse_args(argv=None):
     parser.add_argument("--kl_lambdas", type=float, nargs="+", help="λ grid of the KL to the base")
     parser.add_argument("--l1_lambdas", type=float, nargs="+", help="λ₁ grid of L1 to the anchor")
     parser.add_argument("--lora_lambdas", type=float, nargs="+", help="λ grid of L2-SP in LoRA's merged weights")
-    parser.add_argument("--lora_r", type=int, default=8, help="rank of the LoRA variants (lora_alpha = 2 x rank)")
+    parser.add_argument("--lora_ranks", type=int, nargs="+", help="ranks of the LoRA variants (lora_alpha = 2 x rank)")
+    parser.add_argument("--lora_l2sp_rank", type=int, help="rank of the LoRA + merged-weight L2-SP variants")
+    parser.add_argument("--average_last", type=int, help="average: how many weight snapshots are averaged")
+    parser.add_argument("--average_every", type=int, help="average: updates between two snapshots")
+    parser.add_argument("--average_l2sp_lambdas", type=float, nargs="+",
+                        help="average: L2-SP λ values averaged besides plain fine-tuning (none: plain only)")
     parser.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES),
                         help="variant families to run (plain is always run: the goal is measured against it)")
     parser.add_argument("--weight_decay", type=float, default=0.01)
@@ -398,7 +552,8 @@ def main(argv=None) -> dict:
     if result is None:  # a shard, and other shards' runs are still missing
         return None
     result["settings"] = {k: v for k, v in vars(opts).items()}
-    table = markdown_table(result, opts.goal_metric, opts.seeds)
+    table = markdown_table(result, opts.goal_metric, opts.seeds) + "\n" + reports_table(result, opts.goal_metric,
+                                                                                          opts.seeds)
     write_json(os.path.join(opts.output_dir, "results.json"), result)
     with open(os.path.join(opts.output_dir, "results.md"), "w", encoding="utf-8") as handle:
         handle.write(table)

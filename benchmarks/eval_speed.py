@@ -63,7 +63,8 @@ def baseline_pass(model, tokenizer, sources, references, opts) -> list[str]:
     rows = [{"input_ids": i, "attention_mask": m, "labels": t}
             for i, m, t in zip(encoded["input_ids"], encoded["attention_mask"], labels)]
     args = Seq2SeqTrainingArguments(
-        output_dir=os.path.join(tempfile.gettempdir(), "hf_l2mt_eval_speed"), per_device_eval_batch_size=opts.batch_size,
+        output_dir=os.path.join(tempfile.gettempdir(), f"hf_l2mt_eval_speed-{os.getpid()}"),
+        per_device_eval_batch_size=opts.batch_size,
         predict_with_generate=True, report_to=[], disable_tqdm=True, use_cpu=opts.device == "cpu",
         dataloader_num_workers=0,
     )

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check: L2-SP overhead, training throughput and evaluation speed of an opus-mt-en-de-sized
-# Marian (74M parameters) on one CUDA GPU, bf16, in under 6 minutes. Logs and JSON go to $OUT.
+# Marian (74M parameters) on one CUDA GPU, bf16, in under 10 minutes. Logs and JSON go to $OUT.
 #
 # Needs python3 with torch (CUDA), transformers, accelerate, sentencepiece, sacrebleu; hf_l2mt is
 # taken from this checkout (PYTHONPATH). Neither `datasets` nor the Ding file is needed there: the
@@ -8,7 +8,11 @@
 # folder, which has to travel with the checkout:
 #
 #   python -m benchmarks.throughput --export_sample outputs/throughput_sample --pairs 16384
+#   python -m benchmarks.throughput --export_sample outputs/throughput_sample_sentences --data sentences --pairs 4096
 #   OUT=/some/folder bash benchmarks/gpu_check.sh          # on the GPU machine
+#
+# The sentence-length sample (Ding entries joined to a median of 20 source words) is optional; without
+# it the throughput step runs on dictionary entries only.
 #
 # Optional: EVAL_MODEL=folder with a trained model (save_pretrained, with its tokenizer) for the
 # evaluation-speed run; without it that run uses a random-init Marian, whose output is noise and
@@ -17,6 +21,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-./gpu_out}"
 SAMPLE="${SAMPLE:-outputs/throughput_sample}"
+SENTENCES="${SENTENCES:-outputs/throughput_sample_sentences}"
 EVAL_MODEL="${EVAL_MODEL:-outputs/eval_model}"
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -43,13 +48,20 @@ run() {  # run NAME TIMEOUT_S COMMAND...: log to $OUT/NAME.log, keep going when 
   date -u +%Y-%m-%dT%H:%M:%SZ; git rev-parse HEAD 2>/dev/null; } > "$OUT/machine.txt" 2>&1
 cat "$OUT/machine.txt"
 
-# 1. L2-SP overhead per update: 4 variants x 3 rounds x (3 warm-up + 10 timed) updates, batch 64 x 64 tokens.
-run regularizer_overhead 120 python3 benchmarks/regularizer_overhead.py --device cuda --bf16 \
-    --batch_size 64 --seq_len 64 --warmup 3 --steps 10 --rounds 3 --json "$OUT/regularizer_overhead.json"
+# 1. L2-SP overhead per update: 5 variants (plain, coupled / decoupled with a float32 and a bfloat16 anchor)
+#    x 7 rounds in rotated order x (1 left out + 10 timed) updates, batch 64 x 64 tokens.
+run regularizer_overhead 180 python3 -m benchmarks.regularizer_overhead --device cuda --bf16 \
+    --batch_size 64 --seq_len 64 --steps 10 --rounds 7 --json "$OUT/regularizer_overhead.json"
 
 # 2. Throughput: baseline vs ours, 3 rounds x 1 epoch of 100 updates of 64 Ding pairs each (140 s on an H200).
 run throughput 180 python3 -m benchmarks.throughput --tokenized_sample "$SAMPLE" --device cuda --bf16 \
     --model opus --batch_size 64 --steps 100 --rounds 3 --json "$OUT/throughput.json"
+
+# 2b. The same on pairs of sentence length (4,096 in the sample: 64 x 50 updates an epoch).
+if [ -f "$SENTENCES/sample.json" ]; then
+    run throughput_sentences 180 python3 -m benchmarks.throughput --tokenized_sample "$SENTENCES" --device cuda \
+        --bf16 --model opus --batch_size 64 --steps 50 --rounds 3 --json "$OUT/throughput_sentences.json"
+fi
 
 # 3. Evaluation speed: 2,000 Ding sentences, greedy, batch 64, 3 timed passes per variant.
 model_flags=(--model opus)

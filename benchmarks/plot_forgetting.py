@@ -18,7 +18,7 @@ FAMILY_STYLE = {
     "plain": ("black", "o"), "weight_decay": ("tab:gray", "s"), "l2sp": ("tab:blue", "o"),
     "l2sp_sigmoid": ("tab:orange", "^"), "l2sp_decoupled": ("tab:green", "D"), "mixed": ("tab:red", "P"),
     "ewc": ("tab:cyan", "v"), "kl": ("tab:brown", "<"), "l1_anchor": ("tab:pink", ">"),
-    "lora": ("tab:olive", "X"), "lora_l2sp": ("tab:purple", "X"),
+    "lora": ("tab:olive", "X"), "lora_l2sp": ("tab:purple", "X"), "average": ("tab:gray", "*"),
 }
 
 

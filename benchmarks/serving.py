@@ -97,7 +97,7 @@ def opus_sized_marian(directory: str, texts: list[str]) -> str:
     small = train_marian_tokenizer(texts, os.path.join(directory, "small_tokenizer"), vocab_size=400)
     vocab = {token: index for token, index in small.encoder.items() if token != small.pad_token}
     vocab.update({f"<unused_{i}>": i for i in range(len(vocab), OPUS_SHAPE["vocab_size"] - 1)})
-    vocab[small.pad_token] = OPUS_SHAPE["vocab_size"] - 1  # last, as in opus-mt: the converter drops that row
+    vocab[small.pad_token] = OPUS_SHAPE["vocab_size"] - 1  # last, as in opus-mt
     vocab_path = os.path.join(directory, "small_tokenizer", "opus_vocab.json")
     with open(vocab_path, "w", encoding="utf-8") as handle:
         json.dump(vocab, handle, ensure_ascii=False)

@@ -20,12 +20,16 @@ Reported: the median over rounds, the ratio ours/baseline, the share of padding 
 source positions, and peak memory (CUDA: peak allocated; CPU: VmHWM of a fresh process that runs one
 epoch of that variant alone).
 
-Data: pairs of the Ding dictionary (English→German, whole alternatives), tokenised with a SentencePiece
+Data (``--data``): ``entries``, pairs of the Ding dictionary (English→German, whole alternatives; a
+median of 2 words a side), or ``sentences``, the same entries joined in order into pairs of sentence
+length (``join_to_sentences``: source lengths drawn from a log-normal with a median of 20 words, σ 0.5,
+clipped to 4..80 words, about the lengths of WMT news sentences), both tokenised with a SentencePiece
 ``MarianTokenizer`` trained on the sample. ``--export_sample DIR`` writes the tokenised sample and its
 tokenizer; ``--tokenized_sample DIR`` reads them, so a machine without ``datasets`` or the Ding file
 (a GPU box) runs the same benchmark:
 
     python -m benchmarks.throughput --export_sample outputs/throughput_sample --pairs 16384   # here, once
+    python -m benchmarks.throughput --export_sample outputs/throughput_sample_sentences --data sentences --pairs 4096
     python -m benchmarks.throughput --model small --batch_size 32 --steps 40 --rounds 3         # CPU
     python -m benchmarks.throughput --tokenized_sample outputs/throughput_sample --device cuda --bf16 \\
         --model opus --batch_size 64 --steps 200 --rounds 3                                      # GPU
@@ -101,16 +105,52 @@ def marian_config(model: str, vocab_size: int, tokenizer) -> MarianConfig:
 # ---- the sample -----------------------------------------------------------------------------------
 
 
-def export_sample(directory: str, pairs: int, vocab: int, max_length: int, seed: int = 0) -> str:
-    """``pairs`` random Ding pairs (en→de, whole alternatives), written by ``write_sample``."""
+SENTENCE_WORDS = {"median": 20, "sigma": 0.5, "low": 4, "high": 80}  # source words of a joined pair
+
+
+def export_sample(directory: str, pairs: int, vocab: int, max_length: int, seed: int = 0, data: str = "entries") -> str:
+    """``pairs`` random Ding pairs (en→de, whole alternatives), or as many joined to sentence length, written by
+    ``write_sample``."""
     from hf_l2mt.data import clean_pairs, load_ding
 
     ding, _ = clean_pairs(load_ding(src_lang="en", tgt_lang="de"), name="Ding")
-    if pairs > len(ding):
-        raise ValueError(f"--pairs {pairs}: the Ding dictionary has {len(ding)} pairs after cleaning")
-    rows = ding.shuffle(seed=seed).select(range(pairs))
-    description = f"{pairs} random pairs (seed {seed}) of the Ding dictionary, en->de"
-    return write_sample(directory, list(rows["source"]), list(rows["target"]), vocab, max_length, description)
+    ding = ding.shuffle(seed=seed)
+    if data == "entries":
+        if pairs > len(ding):
+            raise ValueError(f"--pairs {pairs}: the Ding dictionary has {len(ding)} pairs after cleaning")
+        rows = ding.select(range(pairs))
+        description = f"{pairs} random pairs (seed {seed}) of the Ding dictionary, en->de"
+        return write_sample(directory, list(rows["source"]), list(rows["target"]), vocab, max_length, description)
+    sources, targets = join_to_sentences(ding["source"], ding["target"], pairs, seed)
+    words = sorted(len(source.split()) for source in sources)
+    description = (f"{pairs} pairs of sentence length: random Ding entries (seed {seed}) joined in order, source "
+                   f"words median {words[len(words) // 2]}, 10th-90th percentile {words[len(words) // 10]}-"
+                   f"{words[9 * len(words) // 10]}, en->de")
+    return write_sample(directory, sources, targets, vocab, max_length, description)
+
+
+def join_to_sentences(sources: list[str], targets: list[str], pairs: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    """``pairs`` pairs made of consecutive entries joined with ", " on both sides until the source reaches a length
+    drawn from ``SENTENCE_WORDS`` (log-normal source words, clipped); every entry is used at most once."""
+    import random
+
+    rng = random.Random(seed)
+    joined_sources, joined_targets, index = [], [], 0
+    while len(joined_sources) < pairs:
+        goal = round(rng.lognormvariate(math.log(SENTENCE_WORDS["median"]), SENTENCE_WORDS["sigma"]))
+        goal = min(max(goal, SENTENCE_WORDS["low"]), SENTENCE_WORDS["high"])
+        source, target, words = [], [], 0
+        while words < goal:
+            if index == len(sources):
+                raise ValueError(f"--pairs {pairs}: the dictionary's {len(sources)} entries make only "
+                                 f"{len(joined_sources)} pairs of sentence length")
+            source.append(sources[index])
+            target.append(targets[index])
+            words += len(sources[index].split())
+            index += 1
+        joined_sources.append(", ".join(source))
+        joined_targets.append(", ".join(target))
+    return joined_sources, joined_targets
 
 
 def write_sample(directory: str, sources: list[str], targets: list[str], vocab: int, max_length: int,
@@ -158,10 +198,11 @@ def rows_for(sample: dict, count: int) -> list[dict]:
 
 def make_trainer(variant: str, model, tokenizer, rows, opts, clock=None):
     common = dict(
-        output_dir=os.path.join(tempfile.gettempdir(), "hf_l2mt_throughput"), per_device_train_batch_size=opts.batch_size,
+        output_dir=os.path.join(tempfile.gettempdir(), f"hf_l2mt_throughput-{os.getpid()}"),
+        per_device_train_batch_size=opts.batch_size,
         num_train_epochs=1, learning_rate=opts.learning_rate, report_to=[], save_strategy="no",
         logging_steps=10**9, disable_tqdm=True, use_cpu=opts.device == "cpu", bf16=opts.bf16, seed=0,
-        dataloader_num_workers=0,
+        dataloader_num_workers=0, torch_compile=opts.torch_compile,
     )
     if variant == "baseline":
         # run_translation.py (transformers 5.x): pad_to_multiple_of=8 if training_args.fp16 else None.
@@ -223,6 +264,8 @@ def peak_rss_alone(variant: str, opts, sample_dir: str) -> int:
         cmd += ["--max_tokens", str(opts.max_tokens)]
     if opts.threads:
         cmd += ["--threads", str(opts.threads)]
+    if opts.torch_compile:
+        cmd.append("--torch_compile")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=root, env=env).stdout
@@ -252,6 +295,8 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's); 1 on a shared machine, "
                         "where more threads than free cores slow every thread down")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA)")
+    parser.add_argument("--torch_compile", action="store_true",
+                        help="both variants with the Trainer's torch_compile (run_translation.py has the same flag)")
     parser.add_argument("--model", choices=sorted(SHAPES), default="small")
     parser.add_argument("--vocab_size", type=int, default=58101,
                         help="model vocabulary (opus-mt-en-de has 58,101); at least the tokenizer's")
@@ -266,6 +311,8 @@ def parse_args(argv=None):
     parser.add_argument("--tokenized_sample", help="folder written by --export_sample")
     parser.add_argument("--export_sample", help="write a tokenised Ding sample and its tokenizer to this folder, then stop")
     parser.add_argument("--pairs", type=int, default=16384, help="pairs in an exported sample")
+    parser.add_argument("--data", choices=["entries", "sentences"], default="entries",
+                        help="an exported sample's pairs: dictionary entries, or entries joined to sentence length")
     parser.add_argument("--tokenizer_vocab", type=int, default=8000, help="SentencePiece vocabulary of an exported sample")
     parser.add_argument("--max_length", type=int, default=128, help="tokens per side in an exported sample")
     parser.add_argument("--skip_memory", action="store_true",
@@ -291,11 +338,12 @@ def main(argv=None) -> dict:
         torch.set_num_threads(opts.threads)
     hf_logging.set_verbosity_error()
     if opts.export_sample:
-        export_sample(opts.export_sample, opts.pairs, opts.tokenizer_vocab, opts.max_length)
+        export_sample(opts.export_sample, opts.pairs, opts.tokenizer_vocab, opts.max_length, data=opts.data)
         print(f"wrote {opts.export_sample}/sample.json and {opts.export_sample}/tokenizer")
         return {"export_sample": opts.export_sample}
     with tempfile.TemporaryDirectory() as tmp:
-        sample_dir = opts.tokenized_sample or export_sample(tmp, opts.pairs, opts.tokenizer_vocab, opts.max_length)
+        sample_dir = opts.tokenized_sample or export_sample(tmp, opts.pairs, opts.tokenizer_vocab, opts.max_length,
+                                                            data=opts.data)
         sample, tokenizer = read_sample(sample_dir)
         if opts._memory_only:
             memory_only(opts._memory_only, opts, sample, tokenizer)
@@ -321,7 +369,8 @@ def report(opts, results, memory, memory_kind, description) -> dict:
     device = device_name(opts.device)
     print(f"\nThroughput: {results['num_params'] / 1e6:.1f}M-parameter Marian ({opts.model}), batch {opts.batch_size}, "
           f"{opts.steps} updates per epoch ({tokens['ours']:,} target tokens), {opts.rounds} rounds, "
-          f"{'bf16 autocast' if opts.bf16 else 'fp32'}, {device}, torch {torch.__version__}")
+          f"{'bf16 autocast' if opts.bf16 else 'fp32'}{', torch_compile' if opts.torch_compile else ''}, {device}, "
+          f"torch {torch.__version__}")
     print(f"data: {description}\n")
     print(f"{'variant':<9} {'target tokens/s':>16} {'vs baseline':>12} {'updates':>8} {'target padding':>15} "
           f"{'source padding':>15} {memory_kind + ' (MiB)':>32}")

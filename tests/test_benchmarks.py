@@ -10,9 +10,11 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
-from benchmarks import domain_adaptation, eval_speed, plot_forgetting, source_check, throughput
+from benchmarks import domain_adaptation, eval_speed, plot_forgetting, regularizer_overhead, source_check, throughput
 from benchmarks.pretrain_base import pretrain_base, read_progress
+from hf_l2mt import L2MTTrainer, L2MTTrainingArguments
 from hf_l2mt.data import preprocess_pairs
 from hf_l2mt.apps.spm_tokenizer import train_marian_tokenizer
 
@@ -58,6 +60,75 @@ def test_throughput_runs_both_variants_over_the_same_target_tokens(sample_dir, t
     assert summary["ratio"] == pytest.approx(summary["variants"]["ours"]["tokens_per_s"]
                                              / summary["variants"]["baseline"]["tokens_per_s"])
     assert json.loads((tmp_path / "t.json").read_text())["variants"]["ours"]["ratio"] == pytest.approx(summary["ratio"])
+
+
+def test_entries_joined_to_sentence_length_stay_parallel_and_in_order():
+    sources = [f"word{i} " * (1 + i % 3) for i in range(3000)]
+    sources = [s.strip() for s in sources]
+    targets = [f"Wort{i}" for i in range(3000)]
+    joined_sources, joined_targets = throughput.join_to_sentences(sources, targets, 100, seed=3)
+    assert len(joined_sources) == len(joined_targets) == 100
+    # consecutive entries, each used once, the same ones on both sides
+    flat_sources = [part for pair in joined_sources for part in pair.split(", ")]
+    flat_targets = [part for pair in joined_targets for part in pair.split(", ")]
+    assert flat_sources == sources[:len(flat_sources)] and flat_targets == targets[:len(flat_targets)]
+    words = sorted(len(pair.split()) for pair in joined_sources)
+    assert words[0] >= throughput.SENTENCE_WORDS["low"] and words[-1] <= throughput.SENTENCE_WORDS["high"] + 2
+    assert 14 <= words[len(words) // 2] <= 28  # log-normal around a median of 20 words
+    assert throughput.join_to_sentences(sources, targets, 100, seed=3) == (joined_sources, joined_targets)
+    with pytest.raises(ValueError, match="make only"):
+        throughput.join_to_sentences(sources[:50], targets[:50], 100)
+
+
+def test_update_profile_times_every_phase_without_changing_the_update(tmp_path, capsys):
+    from benchmarks import update_profile
+
+    opts = update_profile.parse_args(["--model", "tiny", "--vocab_size", "300", "--small_vocab_size", "60",
+                                      "--updates", "3", "--batch_size", "2", "--source_length", "4"])
+    weights = {}
+    for timed_phases in (False, True):
+        model = update_profile.make_model(opts, opts.small_vocab_size)
+        args = L2MTTrainingArguments(output_dir=str(tmp_path / str(timed_phases)), per_device_train_batch_size=2,
+                                     max_steps=3, save_strategy="no", report_to=[], use_cpu=True, l2sp_lambda=0.1,
+                                     remove_unused_columns=False)
+        trainer = L2MTTrainer(model=model, args=args, train_dataset=update_profile.batch_rows(opts, 60),
+                              data_collator=update_profile.collate)
+        if timed_phases:
+            clock = update_profile.PhaseClock()
+            trainer.add_callback(clock)
+            update_profile.instrument(trainer, clock)
+        trainer.train()
+        weights[timed_phases] = {n: p.detach().clone() for n, p in model.named_parameters()}
+    assert all(torch.equal(weights[True][n], weights[False][n]) for n in weights[False])
+    assert len(clock.updates) == 3
+    assert all(update[phase] > 0 for update in clock.updates for phase in ("forward", "backward", "optimizer"))
+    result = update_profile.main(["--model", "tiny", "--vocab_size", "300", "--small_vocab_size", "60", "--rounds", "2",
+                                  "--updates", "2", "--batch_size", "2", "--source_length", "4", "--target_length", "3"])
+    assert {name: len(rounds) for name, rounds in result["per_round"].items()} == {
+        "large": 2, "large_l2sp": 2, "small": 2, "small_l2sp": 2}
+    assert "L2-SP on / off, paired per round" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        update_profile.parse_args(["--small_vocab_size", "60000"])
+
+
+def test_update_profile_pairs_compiled_with_eager_trainers_per_round(monkeypatch, capsys):
+    from benchmarks import update_profile
+
+    totals = {"large": 2.0, "large_l2sp": 2.2, "small": 1.0, "small_l2sp": 1.1, "large_compiled": 1.5,
+              "large_l2sp_compiled": 1.65}
+    seen = []
+
+    def fake_round(name, opts, output_dir):
+        seen.append(name)
+        return {"forward": 0.0, "backward": 0.0, "optimizer": 0.0, "other": totals[name], "total": totals[name]}
+
+    monkeypatch.setattr(update_profile, "one_round", fake_round)
+    result = update_profile.main(["--rounds", "2", "--torch_compile"])
+    assert seen[:6] == list(totals) and seen[6:] == list(totals)[1:] + ["large"]  # rotated in round 2
+    assert result["ratios"]["compiled"] == pytest.approx(0.75)
+    assert result["ratios"]["compiled_l2sp"] == pytest.approx(0.75)
+    assert result["ratios"]["l2sp_large"] == pytest.approx(1.1)
+    assert "torch_compile / eager, paired per round: 0.750x" in capsys.readouterr().out
 
 
 def test_throughput_memory_process_reports_its_high_water_mark(sample_dir, capsys):
@@ -111,6 +182,43 @@ def test_summary_checks_the_goal_against_plain_fine_tuning():
     assert [name for name, row in summary.items() if row["meets_goal"]] == ["keeps"]
 
 
+def test_training_state_counts_weights_gradients_moments_and_anchor(tmp_path):
+    from transformers import MarianConfig, MarianMTModel
+    from hf_l2mt import L2MTTrainer, L2MTTrainingArguments
+
+    config = MarianConfig(vocab_size=40, d_model=8, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                          decoder_attention_heads=2, encoder_ffn_dim=16, decoder_ffn_dim=16, pad_token_id=0,
+                          decoder_start_token_id=0, eos_token_id=1, max_position_embeddings=16)
+    states = {}
+    for name, extra in (("plain", {}), ("l2sp", {"l2sp_lambda": 0.1})):
+        model = MarianMTModel(config)
+        args = L2MTTrainingArguments(output_dir=str(tmp_path / name), use_cpu=True, report_to=[], max_steps=1,
+                                     per_device_train_batch_size=2, save_strategy="no", remove_unused_columns=False,
+                                     **extra)
+        trainer = L2MTTrainer(model=model, args=args, train_dataset=[{"input_ids": [5, 6, 1], "labels": [7, 1]}] * 2,
+                              data_collator=lambda rows: {key: torch.tensor([row[key] for row in rows]) for key in rows[0]})
+        trainer.train()
+        states[name] = domain_adaptation.training_state_mib(trainer)
+    weights = sum(p.numel() * 4 for p in model.parameters()) / 2**20
+    trainable = sum(p.numel() * 4 for p in model.parameters() if p.requires_grad) / 2**20  # not the sinusoidal tables
+    # all weights, then gradients and Adam's two moments of the trainable ones (plus a step counter each)
+    assert states["plain"] == pytest.approx(weights + 3 * trainable, rel=0.01)
+    assert states["l2sp"] - states["plain"] == pytest.approx(trainable, rel=0.01)  # the anchor
+
+
+def test_weight_snapshots_average_the_last_updates():
+    from types import SimpleNamespace
+
+    model = torch.nn.Linear(2, 1, bias=False)
+    snapshots = domain_adaptation.WeightSnapshots(last=2, every=2)
+    for step in range(1, 7):
+        with torch.no_grad():
+            model.weight.fill_(float(step))
+        snapshots.on_step_end(None, SimpleNamespace(global_step=step), None, model=model)
+    # kept: the weights after updates 4 and 6 (2 and 1 dropped, 3 and 5 not taken)
+    assert [float(s["weight"][0, 0]) for s in snapshots.snapshots] == [4.0, 6.0]
+
+
 def test_pretraining_resumes_and_refuses_other_settings(tmp_path):
     from benchmarks.forgetting_tasks import NUMBERS_SHAPE, marian_config
     from datasets import Dataset
@@ -134,12 +242,13 @@ def test_pretraining_resumes_and_refuses_other_settings(tmp_path):
 def _study_args(tmp_path, *extra):
     return [*extra, "--heldout", "3", "--pretrain_steps", "3", "--pretrain_batch_size", "8", "--steps", "2",
             "--batch_size", "4", "--seeds", "2", "--lambdas", "0.1", "--sigmoid_lambdas", "0.1", "--decoupled_lambdas", "1", "--ewc_lambdas", "1",
-            "--fisher_examples", "8", "--kl_lambdas", "1", "--l1_lambdas", "0.1", "--lora_lambdas", "1", "--lora_r", "2", "--vocab_size", "60",
+            "--fisher_examples", "8", "--kl_lambdas", "1", "--l1_lambdas", "0.1", "--lora_lambdas", "1", "--lora_ranks", "2", "--lora_l2sp_rank", "2",
+            "--average_every", "1", "--average_last", "2", "--average_l2sp_lambdas", "0.1", "--vocab_size", "60",
             "--max_length", "24", "--cache_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path / "out")]
 
 
 EXPECTED_VARIANTS = ["plain", "weight_decay 0.01", "l2sp 0.1", "l2sp_sigmoid 0.1", "l2sp_decoupled 1", "ewc 1", "kl 1",
-                     "l1_anchor 0.1", "mixed 0.2", "lora", "lora_l2sp 1"]
+                     "l1_anchor 0.1", "mixed 0.2", "lora r2", "lora_l2sp r2 1", "average", "average l2sp 0.1"]
 
 
 def _check_outputs(result, out, seeds):
@@ -150,6 +259,21 @@ def _check_outputs(result, out, seeds):
     assert json.loads((out / "results.json").read_text())["summary"].keys() == result["summary"].keys()
     assert (out / "forgetting.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len((out / "runs.jsonl").read_text().splitlines()) == 1 + seeds * len(EXPECTED_VARIANTS)
+    # every run's forgetting report scores exactly what runs.jsonl scored, against the base's translations
+    runs = {(r["variant"], r["seed"]): r for r in map(json.loads, (out / "runs.jsonl").read_text().splitlines())}
+    for name in EXPECTED_VARIANTS:
+        for seed in range(seeds):
+            report = json.loads((out / "reports" / f"{name.replace(' ', '_')}_seed{seed}.json").read_text())
+            for split, report_set in (("domain", "in_domain"), ("general", "general")):
+                scores = report["sets"][report_set]["scores"]
+                assert scores["run"]["exact_match"] == pytest.approx(runs[(name, seed)]["scores"][split]["exact_match"])
+                assert scores["base"]["chrf"] == pytest.approx(runs[("base", 0)]["scores"][split]["chrf"])
+            assert report["compared"] == ([] if name == "plain" else ["plain"])
+            table = (out / "reports" / f"{name.replace(' ', '_')}_seed{seed}.txt").read_text()
+            assert table.startswith("in_domain (in-domain, 3 sentences)")
+    assert set(result["reports"]) == set(result["costs"]) == set(EXPECTED_VARIANTS)
+    lora_params = result["costs"]["lora r2"]["trainable_parameters"]
+    assert 0 < lora_params < result["costs"]["plain"]["trainable_parameters"]
 
 
 def test_numbers_study_writes_table_json_and_plot(tmp_path):
@@ -252,3 +376,35 @@ def test_serving_times_pytorch_and_both_exports_and_scores_the_trained_model(tmp
         assert row["chrf_delta"] == pytest.approx(row["chrf"] - pytorch["chrf"])
     assert all("chrf" not in r for r in summary["models"]["opus_sized"]) and len(summary["models"]["opus_sized"]) == 6
     assert json.loads((tmp_path / "s.json").read_text())["target_met"] == summary["target_met"]
+
+
+def test_overhead_rounds_rotate_the_order_so_each_variant_takes_each_place():
+    variants = ("plain", "coupled", "decoupled")
+    orders = [regularizer_overhead.rotated(variants, r) for r in range(3)]
+    assert orders == [["plain", "coupled", "decoupled"], ["coupled", "decoupled", "plain"],
+                      ["decoupled", "plain", "coupled"]]
+
+
+def test_overhead_ratios_are_paired_within_a_round():
+    # Round 2 is slow for everyone: paired ratios stay 1.1, ratios of pooled medians would not.
+    per_round = [{"plain": 1.0, "coupled": 1.1}, {"plain": 3.0, "coupled": 3.3}, {"plain": 1.2, "coupled": 1.32}]
+    ratios = regularizer_overhead.paired_ratios(per_round, ("plain", "coupled"))
+    assert ratios["coupled"]["per_round"] == pytest.approx([1.1, 1.1, 1.1])
+    assert ratios["coupled"]["median"] == pytest.approx(1.1) and ratios["plain"]["median"] == 1.0
+
+
+def test_overhead_benchmark_runs_every_variant_and_leaves_out_the_first_update(tmp_path, capsys):
+    summary = regularizer_overhead.main([
+        "--vocab_size", "40", "--d_model", "16", "--layers", "1", "--batch_size", "2", "--seq_len", "4",
+        "--steps", "2", "--rounds", "2", "--alone_repeats", "2", "--threads", "1", "--skip_memory", "--clock", "cpu",
+        "--json", str(tmp_path / "o.json"),
+    ])  # fmt: skip
+    assert set(summary["ratios"]) == set(regularizer_overhead.DEFAULT_VARIANTS) and summary["clock"] == "cpu"
+    assert all(len(t) == 2 * 2 for t in summary["timings"].values())  # 2 rounds x 2 updates, the first of 3 left out
+    assert all(len(r["per_round"]) == 2 for r in summary["ratios"].values())
+    # A bfloat16 anchor is half a float32 one, and the update makes no float32 copy of it.
+    memory = summary["anchor_memory"]
+    assert memory["bfloat16"]["anchor_bytes"] * 2 == memory["float32"]["anchor_bytes"]
+    assert memory["bfloat16"]["update_temporary_bytes"] == 0 and summary["bf16_anchor_share"] == 0.5
+    assert "decoupled_bf16" in capsys.readouterr().out
+    assert json.loads((tmp_path / "o.json").read_text())["ratios"]["coupled"]["median"] > 0

@@ -1,6 +1,7 @@
 """Multi-process training, launched for real: DDP through `accelerate launch` (gloo on CPU) and FSDP2 shards.
 
-Each launch starts two processes on this machine (recipes/accelerate_configs/cpu_multi_process.yaml, or
+Each launch starts two processes on this machine (recipes/accelerate_configs/cpu_multi_process.yaml, as one
+machine or as two "machines" of one process each through accelerate's --num_machines 2, or
 torchrun for FSDP2 because `accelerate launch --use_fsdp` without a GPU runs each process alone).
 Tolerance: float32 with atol 1e-6 / rtol 1e-5 (conftest.assert_same_params); the two runs sum the same
 token losses in another order (gradients all-reduced across processes), so they agree to round-off only.
@@ -65,8 +66,36 @@ def ddp_run(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="module")
+def two_machines_run(tmp_path_factory):
+    """accelerate's multi-machine launch: two "machines" of one process each (machine_rank 0 and 1), meeting at
+    --main_process_ip 127.0.0.1 over gloo, as two nodes of a cluster would; same data and batch as ddp_run."""
+    root = tmp_path_factory.mktemp("two_machines")
+    port = str(free_port())
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    machines = []
+    for rank in (0, 1):
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", CPU_CONFIG,
+                   "--num_machines", "2", "--machine_rank", str(rank), "--num_processes", "2",
+                   "--main_process_ip", "127.0.0.1", "--main_process_port", port,
+                   os.path.join(SCRIPTS, "train_tiny.py"), str(root / "out"), str(root / "reports"),
+                   "--per_device_train_batch_size", str(PER_DEVICE_BATCH)]
+        machines.append((command, subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE,
+                                                   stderr=subprocess.PIPE, text=True)))
+    for command, machine in machines:
+        _, stderr = machine.communicate(timeout=LAUNCH_TIMEOUT_S)
+        if machine.returncode != 0:
+            pytest.fail(f"{' '.join(command)} exited with {machine.returncode}:\n{stderr[-4000:]}")
+    return root
+
+
+LAUNCHES = ["ddp_run", "two_machines_run"]
+
+
+@pytest.mark.parametrize("launch_name", LAUNCHES)
 @pytest.mark.parametrize("l2sp_mode", L2SP_MODES)
-def test_two_processes_equal_one_process_with_twice_the_batch(ddp_run, tmp_path, l2sp_mode):
+def test_two_processes_equal_one_process_with_twice_the_batch(request, launch_name, tmp_path, l2sp_mode):
+    ddp_run = request.getfixturevalue(launch_name)
     reports = read_reports(ddp_run / "reports", f"-{l2sp_mode}")
     assert [report["world_size"] for report, _ in reports] == [2, 2]
     single = train(str(tmp_path / l2sp_mode), l2sp_mode, 2 * PER_DEVICE_BATCH, seed=0)
@@ -78,17 +107,21 @@ def test_two_processes_equal_one_process_with_twice_the_batch(ddp_run, tmp_path,
         assert [row["l2sp_distance"] for row in report["logged"]] == pytest.approx(logged, rel=1e-5)
 
 
+@pytest.mark.parametrize("launch_name", LAUNCHES)
 @pytest.mark.parametrize("l2sp_mode", L2SP_MODES)
-def test_anchor_is_rank_zeros_weights_on_every_process(ddp_run, l2sp_mode):
+def test_anchor_is_rank_zeros_weights_on_every_process(request, launch_name, l2sp_mode):
     """Each process built the model with its own seed; DDP trains rank 0's weights, and the anchor must be them."""
+    ddp_run = request.getfixturevalue(launch_name)
     rank0_weights = {n: p.detach() for n, p in build_model(seed=0).named_parameters()}
     for _, tensors in read_reports(ddp_run / "reports", f"-{l2sp_mode}"):
         anchor = prefixed(tensors, "anchor.")
         assert anchor and all(torch.equal(t, rank0_weights[n]) for n, t in anchor.items())
 
 
+@pytest.mark.parametrize("launch_name", LAUNCHES)
 @pytest.mark.parametrize("l2sp_mode", L2SP_MODES)
-def test_only_the_main_process_writes_checkpoints_and_cards(ddp_run, l2sp_mode):
+def test_only_the_main_process_writes_checkpoints_and_cards(request, launch_name, l2sp_mode):
+    ddp_run = request.getfixturevalue(launch_name)
     checkpoint = ddp_run / "out" / l2sp_mode / "checkpoint-3"
     files = sorted(os.listdir(checkpoint))
     assert files.count(ANCHOR_FILE) == 1 and "README.md" in files

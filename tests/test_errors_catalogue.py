@@ -451,6 +451,12 @@ def case_config_unknown_setting(ctx):
     return lambda: parse_arguments({}, ["--config", path])
 
 
+@case(ValueError, "host_check_steps=4: a NaN or infinite update is then skipped on the device, which these "
+                  "settings do not allow: optim='adamw_torch' (AdamW without found_inf")
+def case_host_check_steps_without_fused_optimizer(ctx):
+    return tiny_train(tiny_marian(), str(ctx.tmp / "out"), optim="adamw_torch", host_check_steps=4)
+
+
 @case(ValueError, "optimizers: a ready-made optimizer cannot carry l2sp_lambda=0.1")
 def case_ready_made_optimizer_with_regularizer(ctx):
     from hf_l2mt import L2MTTrainer
@@ -729,9 +735,21 @@ def case_export_without_ctranslate2(ctx):
     return export_setup(ctx, marian_dir(ctx))
 
 
-@case(SystemExit, "--probe: none given; accepted: SOURCE_FILE[,REFERENCE_FILE]")
+@case(SystemExit, "has no forgetting_report.json with the run's held-out sentences (a recipe run with a general-domain "
+      "set, hf-l2mt evaluate --base and the demo write one); accepted: SOURCE_FILE[,REFERENCE_FILE]")
 def case_export_without_probe(ctx):
+    pytest.importorskip("ctranslate2")
     return lambda: cli_main(["export", marian_dir(ctx)])
+
+
+@case(ValueError, "forgetting_report.json: no set keeps its sentences; give --probe SOURCE_FILE[,REFERENCE_FILE]")
+def case_export_probe_report_without_sentences(ctx):
+    pytest.importorskip("ctranslate2")
+    from hf_l2mt.apps.export import ExportSettings, export_model
+
+    model = marian_dir(ctx)
+    ctx.write("model/forgetting_report.json", json.dumps({"sets": {"general": {"num_sentences": 2}}}))
+    return lambda: export_model(ExportSettings(model_dir=model, output_dir=str(ctx.tmp / "ct2")))
 
 
 @case(SystemExit, "--parity_tolerance: got -1.0; accepted: a number >= 0")
@@ -785,10 +803,14 @@ def case_export_parity_beyond_tolerance(ctx):
     pytest.importorskip("ctranslate2")
     from tiny_checkpoints import save_opus_mt_checkpoint, sentence_pairs
 
+    from hf_l2mt.apps import export_loaders
+
     pairs = sentence_pairs(24, seed=1)
     model_dir = ctx.tmp / "model"
     save_opus_mt_checkpoint(model_dir, pairs)
-    # A <pad> embedding moved by fine-tuning: CTranslate2 starts decoding from a zero vector instead.
+    # A <pad> embedding moved by fine-tuning, converted by CTranslate2's own Marian loader, which starts decoding
+    # from a zero vector (hf-l2mt export's starts from <pad>, as transformers does): an export that differs.
+    ctx.monkeypatch.setattr(export_loaders, "EXPORT_LOADERS", {})
     weights = load_file(str(model_dir / "model.safetensors"))
     torch.manual_seed(0)
     pad_id = json.loads((model_dir / "config.json").read_text())["pad_token_id"]

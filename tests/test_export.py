@@ -6,7 +6,9 @@ on the reversal task of tiny_checkpoints, so that their translations are not all
 
 import json
 import os
+import shutil
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,9 +20,12 @@ from conftest import make_args, train_with  # noqa: E402
 from tiny_checkpoints import save_checkpoint, save_opus_mt_checkpoint, sentence_pairs  # noqa: E402
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, MarianMTModel, ProphetNetConfig  # noqa: E402
 
+from hf_l2mt.apps import export_loaders  # noqa: E402
 from hf_l2mt.apps.cli import main as cli_main  # noqa: E402
 from hf_l2mt.apps.export import ExportError, ExportSettings, ParityError, export_model  # noqa: E402
 from hf_l2mt.evaluation.ctranslate2_engine import ExportedModel, translate_with_export  # noqa: E402
+from hf_l2mt.evaluation.forgetting import BASE, REPORT_FILE, RUN, build_report, save_report  # noqa: E402
+from hf_l2mt.evaluation.metrics import score_translations  # noqa: E402
 from hf_l2mt.evaluation.translate import load_translation_model, translate  # noqa: E402
 
 T5_PREFIX = "reverse: "
@@ -29,11 +34,9 @@ T5_PREFIX = "reverse: "
 def train_saved(path, pad_id, prefix="", zero_pad_embedding=False):
     """Train the model saved in ``path`` 200 steps on reversal pairs and save it back.
 
-    ``zero_pad_embedding``: CTranslate2's Marian converter drops ``<pad>`` and starts decoding from a
-    zero vector (``start_from_zero_embedding``), where transformers starts from the ``<pad>``
-    embedding: the two agree only while that row is zero. Training moves it (the tied output layer
-    gives it a gradient), so it is zeroed after training, and the parity check is expected to fail
-    without that.
+    ``zero_pad_embedding``: the ``<pad>`` embedding, where a Marian decoder starts, is zeroed after training, as
+    in opus-mt checkpoints; training moves it (the tied output layer gives it a gradient). CTranslate2's own
+    Marian converter is right only for the zeroed row; ``hf-l2mt export`` must be right for both.
     """
     model = AutoModelForSeq2SeqLM.from_pretrained(path)
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -60,6 +63,21 @@ def marian_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def moved_pad_dir(tmp_path_factory):
+    """A Marian whose ``<pad>`` embedding (the decoder's start) training moved, as fine-tuning does; its
+    generation config never generates ``<pad>`` (``bad_words_ids``), as opus-mt's and the recipes' do."""
+    path = tmp_path_factory.mktemp("moved-pad")
+    save_opus_mt_checkpoint(path, sentence_pairs(64, seed=1))
+    train_saved(path, AutoTokenizer.from_pretrained(path).pad_token_id)
+    model = MarianMTModel.from_pretrained(path)
+    pad_id = model.config.pad_token_id
+    assert model.get_input_embeddings().weight[pad_id].norm() > 0.1
+    model.generation_config.bad_words_ids = [[pad_id]]
+    model.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
 def t5_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("t5")
     save_checkpoint(path, "t5")
@@ -75,12 +93,11 @@ def probe(tmp_path_factory):
     return str(folder / "probe.src"), str(folder / "probe.ref")
 
 
-def same_where_pytorch_says_something(pytorch: list[str], exported: list[str]) -> None:
-    """Where PyTorch's first token is ``</s>`` (an empty translation, which this tiny model gives), CTranslate2
-    4.x still emits a word; every other translation must be the same string."""
-    assert len(pytorch) == len(exported)
-    assert [e for p, e in zip(pytorch, exported) if p] == [p for p in pytorch if p]
-    assert sum(bool(p) for p in pytorch) > len(pytorch) / 2
+def same_with_empty_translations(pytorch: list[str], exported: list[str]) -> None:
+    """The same strings, in the same order, where some of PyTorch's translations are empty (its first token is
+    ``</s>``, which the zeroed-<pad> model gives): CTranslate2's default ``min_decoding_length`` 1 forbids that."""
+    assert exported == pytorch
+    assert "" in pytorch and sum(bool(p) for p in pytorch) > len(pytorch) / 2
 
 
 def test_float32_export_translates_as_pytorch(marian_dir, probe, tmp_path):
@@ -98,8 +115,39 @@ def test_float32_export_translates_as_pytorch(marian_dir, probe, tmp_path):
     pytorch = translate(sources, model, tokenizer, num_beams=1, max_new_tokens=3, progress=False)
     exported = translate_with_export(sources, ExportedModel(str(output)), num_beams=1, max_new_tokens=3,
                                      max_batch_tokens=20)
-    same_where_pytorch_says_something(pytorch, exported)
+    same_with_empty_translations(pytorch, exported)
     assert len(set(pytorch)) > 3, "a model that says one thing for every input tests nothing"
+
+
+def test_marian_whose_pad_row_moved_translates_as_pytorch(moved_pad_dir, probe, tmp_path):
+    """transformers starts Marian's decoder from the <pad> embedding, which fine-tuning moves: the float32
+    export must start from the same row and give the same greedy hypotheses."""
+    output = tmp_path / "ct2"
+    parity = export_model(ExportSettings(model_dir=moved_pad_dir, probe=probe[0], output_dir=str(output),
+                                         parity_tolerance=0))
+    assert parity["identical"] == 100.0 and parity["chrf_difference"] == 0.0
+    sources = Path(probe[0]).read_text(encoding="utf-8").splitlines()
+    model, tokenizer = load_translation_model(moved_pad_dir)
+    pytorch = translate(sources, model, tokenizer, num_beams=1, max_new_tokens=64, progress=False)
+    assert translate_with_export(sources, ExportedModel(str(output)), num_beams=1, max_new_tokens=64) == pytorch
+    assert len(set(pytorch)) > 3, "a model that says one thing for every input tests nothing"
+
+
+def test_suppressed_pad_stays_suppressed(moved_pad_dir, probe, tmp_path):
+    """transformers never generates the tokens of ``bad_words_ids`` (<pad> here); with an output bias that makes
+    <pad> the likeliest token everywhere, the export must still give PyTorch's translations."""
+    model = MarianMTModel.from_pretrained(moved_pad_dir)
+    with torch.no_grad():
+        model.final_logits_bias[0, model.config.pad_token_id] = 100.0
+    model_dir = tmp_path / "pad-favoured"
+    model.save_pretrained(model_dir)
+    AutoTokenizer.from_pretrained(moved_pad_dir).save_pretrained(model_dir)
+    parity = export_model(ExportSettings(model_dir=str(model_dir), probe=probe[0], output_dir=str(tmp_path / "ct2"),
+                                         parity_tolerance=0))
+    assert parity["identical"] == 100.0
+    sources = Path(probe[0]).read_text(encoding="utf-8").splitlines()
+    pytorch = translate(sources, *load_translation_model(str(model_dir)), num_beams=1, progress=False)
+    assert all(pytorch), "<pad> suppressed, the model still says something"
 
 
 def test_int8_export_reports_what_it_costs(marian_dir, probe, tmp_path, capsys):
@@ -118,16 +166,15 @@ def test_t5_export_with_prefix(t5_dir, probe, tmp_path):
     assert parity["identical"] == 100.0 and parity["chrf_difference"] == 0.0
 
 
-def test_parity_beyond_tolerance_fails_and_writes_nothing(probe, tmp_path):
-    """A Marian whose <pad> embedding is not zero converts without complaint but translates differently."""
-    model_dir = tmp_path / "nonzero-pad"
-    save_opus_mt_checkpoint(model_dir, sentence_pairs(64, seed=1))
-    train_saved(model_dir, AutoTokenizer.from_pretrained(model_dir).pad_token_id)
+def test_parity_beyond_tolerance_fails_and_writes_nothing(moved_pad_dir, probe, tmp_path, monkeypatch):
+    """CTranslate2's own Marian loader starts the decoder from a zero vector: on a model whose <pad> row moved, it
+    converts without complaint but translates differently, and the parity check refuses the export."""
+    monkeypatch.setattr(export_loaders, "EXPORT_LOADERS", {})
     output = tmp_path / "ct2"
     with pytest.raises(ParityError, match=r"differs from PyTorch by more than --parity_tolerance 1.0 points; nothing "
                        r"was written:\nsentences +24\nidentical hypotheses \d+\.\d %"):
-        export_model(ExportSettings(model_dir=str(model_dir), probe=probe[0], output_dir=str(output)))
-    assert sorted(os.listdir(tmp_path)) == ["nonzero-pad"]
+        export_model(ExportSettings(model_dir=moved_pad_dir, probe=probe[0], output_dir=str(output)))
+    assert os.listdir(tmp_path) == []
 
 
 def test_existing_output_needs_overwrite(marian_dir, probe, tmp_path):
@@ -192,7 +239,7 @@ def test_translate_and_evaluate_take_an_export(marian_dir, probe, tmp_path, caps
     cli_main(["translate", marian_dir, *common])
     pytorch = capsys.readouterr().out
     cli_main(["translate", export_dir, *common, "--max_batch_tokens", "16", "--num_threads", "1"])
-    same_where_pytorch_says_something(pytorch.split("\n"), capsys.readouterr().out.split("\n"))
+    same_with_empty_translations(pytorch.split("\n"), capsys.readouterr().out.split("\n"))
     scores = tmp_path / "scores.json"
     cli_main(["evaluate", export_dir, "--engine", "ctranslate2", "--test", f"probe={','.join(probe)}",
               "--device", "cpu", "--output_json", str(scores)])
@@ -200,3 +247,45 @@ def test_translate_and_evaluate_take_an_export(marian_dir, probe, tmp_path, caps
     with pytest.raises(SystemExit):
         cli_main(["translate", export_dir, "--engine", "transformers", "--input", probe[0]])
     assert "is a CTranslate2 export (model.bin); accepted: --engine ctranslate2 or auto" in capsys.readouterr().err
+
+
+def run_with_report(model_dir, folder, sets: dict) -> str:
+    """A copy of ``model_dir`` with the forgetting_report.json a run writes: ``sets`` (name → pairs) with their
+    sentences, the first one general domain."""
+    shutil.copytree(model_dir, folder)
+    references = {name: [target for _, target in pairs] for name, pairs in sets.items()}
+    sources = {name: [source for source, _ in pairs] for name, pairs in sets.items()}
+    report = build_report(references, {BASE: references, RUN: references}, [next(iter(sets))], sources=sources,
+                          resamples=40)
+    save_report(report, str(folder / REPORT_FILE))
+    return str(folder)
+
+
+def test_without_probe_the_run_s_held_out_sets_are_translated(marian_dir, tmp_path, capsys):
+    sets = {"general": sentence_pairs(10, seed=11), "in_domain": sentence_pairs(14, seed=12)}
+    run = run_with_report(marian_dir, tmp_path / "run", sets)
+    output = tmp_path / "ct2"
+    cli_main(["export", run, "--output_dir", str(output), "--parity_tolerance", "100"])
+    parity = json.loads((output / "hf_l2mt_export.json").read_text())["parity"]
+    assert parity["sentences"] == 24 and parity["scored_against"] == "references"
+    sources = [source for pairs in sets.values() for source, _ in pairs]
+    references = [target for pairs in sets.values() for _, target in pairs]
+    pytorch = translate(sources, *load_translation_model(run), num_beams=1, progress=False)
+    assert parity["pytorch_chrf"] == score_translations(pytorch, references)["chrf"]
+    described = "the run's held-out sets in `forgetting_report.json` (general 10, in_domain 14 sentences)"
+    assert f"Probe: {described}." in (output / "README.md").read_text()
+    assert f"probe: {described}" in capsys.readouterr().out
+
+
+def test_probe_files_come_before_the_run_s_held_out_sets(marian_dir, probe, tmp_path):
+    run = run_with_report(marian_dir, tmp_path / "run", {"general": sentence_pairs(10, seed=11)})
+    parity = export_model(ExportSettings(model_dir=run, probe=probe[0], output_dir=str(tmp_path / "ct2"),
+                                         parity_tolerance=100))
+    assert parity["sentences"] == 24 and parity["probe"] == f"`{probe[0]}`"
+
+
+def test_without_probe_nor_report_nothing_is_converted(marian_dir, tmp_path):
+    with pytest.raises(ValueError, match=r"--probe: none given, and '.*' has no forgetting_report.json with the run's "
+                       r"held-out sentences .*; accepted: SOURCE_FILE\[,REFERENCE_FILE\]"):
+        export_model(ExportSettings(model_dir=marian_dir, output_dir=str(tmp_path / "ct2")))
+    assert os.listdir(tmp_path) == []

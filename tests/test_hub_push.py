@@ -7,6 +7,7 @@ import pytest
 
 from conftest import make_args, tiny_marian
 from hf_l2mt.core.anchor import ANCHOR_FILE
+from hf_l2mt.apps.average import UNAVERAGED_DIR
 from hf_l2mt.apps.hub import push_to_hub
 from hf_l2mt.evaluation.metrics import score_translations
 from hf_l2mt.apps.model_card import build_model_card, write_model_card
@@ -15,7 +16,8 @@ from hub_server import COMMIT_OID, TOKEN, fake_hub  # noqa: F401 (fake_hub is a 
 
 @pytest.fixture
 def finished_run(tmp_path):
-    """An output directory as a finished run leaves it: model, card, checkpoints, anchor, pickled arguments."""
+    """An output directory as a finished run leaves it: model, card, checkpoints, anchor, pickled arguments, and
+    the model of the last update that a run averaging its checkpoints keeps in ``last/``."""
     run = tmp_path / "run-en-de"
     tiny_marian().save_pretrained(run)
     args = make_args(run, l2sp_lambda=0.5)
@@ -30,10 +32,12 @@ def finished_run(tmp_path):
     (run / "checkpoint-3" / ANCHOR_FILE).write_bytes(b"anchor")
     (run / ANCHOR_FILE).write_bytes(b"anchor")
     (run / "training_args.bin").write_bytes(f"pickle with hub_token={TOKEN}".encode())
+    tiny_marian(seed=1).save_pretrained(run / UNAVERAGED_DIR)
+    tiny_marian(seed=2).save_pretrained(run / "average-last-2")  # hf-l2mt average's default output: a model of its own
     return run, scores
 
 
-def test_push_uploads_model_and_card_but_no_checkpoint_anchor_or_token(fake_hub, finished_run):
+def test_push_uploads_model_and_card_but_no_checkpoint_anchor_last_update_or_token(fake_hub, finished_run):
     run, scores = finished_run
 
     commit_url = push_to_hub(str(run), "someone/opus-mt-en-de-medical", token=TOKEN, private=True)

@@ -16,6 +16,10 @@ from typing import ClassVar
 
 logger = logging.getLogger("hf_l2mt")
 
+# Where a recipe run that averages its last checkpoints (--average_last_checkpoints) keeps the model of its
+# last update, not averaged, beside the averaged final model.
+UNAVERAGED_DIR = "last"
+
 
 class AverageError(ValueError):
     """Averaging that cannot be done as asked: too few checkpoints, an existing output, unreadable weights."""

@@ -4,7 +4,8 @@
    models are exported, and a folder of adapters is refused with a message that says so).
 2. CTranslate2's own Transformers converter converts the model at the asked quantization into a
    temporary folder beside the output; the tokenizer and the generation config are saved with it.
-3. Parity: the probe sentences are translated greedily with PyTorch and with the export. The share
+3. Parity: the probe sentences (``--probe``, or the run's held-out sets: ``hf_l2mt.apps.export_probe``) are
+   translated greedily with PyTorch and with the export. The share
    of identical hypotheses and the chrF and BLEU difference are reported; a difference beyond
    ``--parity_tolerance`` fails the export with the numbers, and the temporary folder is removed.
 4. A README and ``hf_l2mt_export.json`` (source, quantization, parity) are written, and the folder is
@@ -17,6 +18,8 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from typing import ClassVar
+
+from .export_probe import Probe, read_probe
 
 QUANTIZATIONS = (
     "float32", "int8", "int8_float32", "int16", "float16", "bfloat16", "int8_float16", "int8_bfloat16",
@@ -51,7 +54,8 @@ class ExportSettings:
     probe: str | None = field(default=None, metadata={
         "metavar": "SOURCE_FILE[,REFERENCE_FILE]",
         "help": "sentences translated by PyTorch and by the export to check parity (UTF-8, one per line); with "
-        "references both are scored against them, without, the export is scored against PyTorch's translations",
+        "references both are scored against them, without, the export is scored against PyTorch's translations "
+        "(default: the run's held-out sets in MODEL_DIR/forgetting_report.json)",
     })
     parity_tolerance: float = field(default=1.0, metadata={
         "help": "largest accepted difference, in chrF and in BLEU points, between the export's and PyTorch's scores",
@@ -66,11 +70,6 @@ class ExportSettings:
     })
 
     def __post_init__(self):
-        if self.probe is None:
-            raise ValueError(
-                "--probe: none given; accepted: SOURCE_FILE[,REFERENCE_FILE], sentences of the model's source "
-                "language (a run's held-out sources) that the parity check translates"
-            )
         if self.parity_tolerance < 0:
             raise ValueError(f"--parity_tolerance: got {self.parity_tolerance}; accepted: a number >= 0")
         if self.max_new_tokens < 1:
@@ -78,10 +77,6 @@ class ExportSettings:
 
     def export_dir(self) -> str:
         return self.output_dir or f"{os.path.normpath(self.model_dir)}-ct2-{self.quantization}"
-
-    def probe_files(self) -> tuple[str, str | None]:
-        source, _, reference = self.probe.partition(",")
-        return source, reference or None
 
 
 def supported_architectures() -> list[str]:
@@ -129,14 +124,16 @@ def merged_model_dir(model_dir: str, scratch: str) -> str:
 
 
 def convert(source_dir: str, target_dir: str, quantization: str) -> None:
-    """CTranslate2's converter, then the tokenizer and generation config the export translates with."""
+    """CTranslate2's converter, with ``EXPORT_LOADERS`` in place of its own for Marian, then the tokenizer and
+    generation config the export translates with."""
     from ctranslate2.converters import TransformersConverter
     from transformers import GenerationConfig
 
     from ..evaluation.translate import load_translation_model
     from ..tokenizer_warnings import without_sacremoses_recommendation
+    from .export_loaders import export_loaders
 
-    with without_sacremoses_recommendation():
+    with without_sacremoses_recommendation(), export_loaders():
         TransformersConverter(source_dir).convert(target_dir, quantization=quantization, force=True)
     model, tokenizer = load_translation_model(source_dir)
     tokenizer.save_pretrained(target_dir)
@@ -144,32 +141,13 @@ def convert(source_dir: str, target_dir: str, quantization: str) -> None:
     generation.save_pretrained(target_dir)
 
 
-def read_probe(settings: ExportSettings) -> tuple[list[str], list[str] | None]:
-    """The probe's sentences and references (None without a reference file), checked before anything is converted."""
-    from ..evaluation.translate import read_lines
-
-    source_file, reference_file = settings.probe_files()
-    sources = read_lines(source_file)
-    if not sources:
-        raise ValueError(
-            f"--probe {source_file}: the file has no sentence; accepted: a UTF-8 file with one sentence per line"
-        )
-    references = read_lines(reference_file) if reference_file else None
-    if references is not None and len(references) != len(sources):
-        raise ValueError(
-            f"--probe: {source_file} has {len(sources)} sentences and {reference_file} has {len(references)}; "
-            "accepted: the same number"
-        )
-    return sources, references
-
-
-def parity_check(source_dir: str, export_dir: str, settings: ExportSettings,
-                 sources: list[str], references: list[str] | None) -> dict:
+def parity_check(source_dir: str, export_dir: str, settings: ExportSettings, probe: Probe) -> dict:
     """Greedy translations of the probe by PyTorch and by the export, compared."""
     from ..evaluation.ctranslate2_engine import ExportedModel, translate_with_export
     from ..evaluation.metrics import score_translations
     from ..evaluation.translate import load_translation_model, translate
 
+    sources, references = probe.sources, probe.references
     model, tokenizer = load_translation_model(source_dir)
     generation = {"num_beams": 1, "max_new_tokens": settings.max_new_tokens, "source_prefix": settings.source_prefix}
     pytorch = translate(sources, model, tokenizer, device="cpu", progress=False, **generation)
@@ -180,6 +158,7 @@ def parity_check(source_dir: str, export_dir: str, settings: ExportSettings,
     return {
         "sentences": len(sources),
         "identical": 100.0 * sum(a == b for a, b in zip(pytorch, exported)) / len(sources),
+        "probe": probe.description,
         "scored_against": "PyTorch's translations" if references is None else "references",
         **{f"pytorch_{name}": pytorch_scores[name] for name in ("bleu", "chrf")},
         **{f"export_{name}": export_scores[name] for name in ("bleu", "chrf")},
@@ -200,7 +179,7 @@ def parity_table(parity: dict) -> str:
     ])
 
 
-def readme_text(settings: ExportSettings, architecture: str, parity: dict) -> str:
+def readme_text(settings: ExportSettings, architecture: str, probe: Probe, parity: dict) -> str:
     name = os.path.basename(settings.export_dir())
     return f"""# {name}
 
@@ -209,7 +188,7 @@ written by `hf-l2mt export`.
 
 ## Parity with PyTorch
 
-Probe: `{settings.probe}`.
+Probe: {probe.description}.
 
 ```
 {parity_table(parity)}
@@ -229,7 +208,7 @@ import ctranslate2, transformers
 translator = ctranslate2.Translator("{name}", device="cpu")
 tokenizer = transformers.AutoTokenizer.from_pretrained("{name}")
 tokens = tokenizer.convert_ids_to_tokens(tokenizer.encode("A sentence."))
-output = translator.translate_batch([tokens])[0].hypotheses[0]
+output = translator.translate_batch([tokens], min_decoding_length=0)[0].hypotheses[0]  # empty allowed, as in PyTorch
 print(tokenizer.decode(tokenizer.convert_tokens_to_ids(output), skip_special_tokens=True))
 ```
 """
@@ -250,7 +229,7 @@ def export_model(settings: ExportSettings) -> dict:
         raise ModelDirectoryError(f"MODEL_DIR {model_dir!r} {what}; pass a directory written by save_pretrained")
     if os.path.exists(target) and not settings.overwrite:
         raise ExportError(f"--output_dir {target!r} exists; pass --overwrite to replace it, or choose another path")
-    sources, references = read_probe(settings)
+    probe = read_probe(model_dir, settings.probe)
     parent = os.path.dirname(os.path.abspath(target))
     os.makedirs(parent, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=parent, prefix=".hf_l2mt_export-") as scratch:
@@ -258,7 +237,7 @@ def export_model(settings: ExportSettings) -> dict:
         architecture = check_architecture(source_dir)
         staged = os.path.join(scratch, "export")
         convert(source_dir, staged, settings.quantization)
-        parity = parity_check(source_dir, staged, settings, sources, references)
+        parity = parity_check(source_dir, staged, settings, probe)
         worst = max(abs(parity["chrf_difference"]), abs(parity["bleu_difference"]))
         if worst > settings.parity_tolerance:
             raise ParityError(
@@ -266,12 +245,12 @@ def export_model(settings: ExportSettings) -> dict:
                 f"{settings.parity_tolerance} points; nothing was written:\n{parity_table(parity)}"
             )
         info = {"source": os.path.abspath(model_dir), "architecture": architecture,
-                "quantization": settings.quantization, "probe": settings.probe, "parity": parity}
+                "quantization": settings.quantization, "probe": probe.description, "parity": parity}
         with open(os.path.join(staged, EXPORT_INFO), "w", encoding="utf-8") as handle:
             json.dump(info, handle, indent=2)
             handle.write("\n")
         with open(os.path.join(staged, README), "w", encoding="utf-8") as handle:
-            handle.write(readme_text(settings, architecture, parity))
+            handle.write(readme_text(settings, architecture, probe, parity))
         if os.path.exists(target):
             shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
         os.replace(staged, target)
@@ -280,5 +259,6 @@ def export_model(settings: ExportSettings) -> dict:
 
 def run_export(settings: ExportSettings) -> None:
     parity = export_model(settings)
+    print(f"probe: {parity['probe']}")
     print(parity_table(parity))
     print(f"export: {settings.export_dir()}")

@@ -1,8 +1,9 @@
 """Publish a finished run (model or LoRA adapter, tokenizer, README.md model card) to the Hugging Face Hub.
 
 Only what a user of the model needs is uploaded. Never uploaded: intermediate checkpoints
-(``checkpoint-*``, which hold optimizer states and the anchor), the L2-SP anchor file, and
-``training_args.bin`` (a pickle of the training arguments, which holds ``hub_token`` when one was given).
+(``checkpoint-*``, which hold optimizer states and the anchor), the model of the last update that a run
+averaging its checkpoints keeps in ``last/`` (the published model is the average), the L2-SP anchor file,
+and ``training_args.bin`` (a pickle of the training arguments, which holds ``hub_token`` when one was given).
 """
 
 import logging
@@ -13,12 +14,13 @@ from huggingface_hub import HfApi
 from ..core.anchor import ANCHOR_FILE
 from ..core.lora import adapter_base_model, is_adapter_directory
 from ..core.run_lock import LOCK_FILE
+from .average import UNAVERAGED_DIR
 
 logger = logging.getLogger(__name__)
 
 # upload_folder matches these with fnmatch against paths relative to the folder; "*" also matches "/".
 NEVER_UPLOADED = [
-    "checkpoint-*", "*/checkpoint-*",
+    "checkpoint-*", "*/checkpoint-*", f"{UNAVERAGED_DIR}/*", "average-last-*/*",
     ANCHOR_FILE, f"*/{ANCHOR_FILE}", f"{ANCHOR_FILE}.tmp",
     "training_args.bin", "*/training_args.bin",
     "*.tmp", LOCK_FILE,

@@ -53,7 +53,7 @@ from ..tokenizer_warnings import without_sacremoses_recommendation
 from .console import use_tidy_progress
 from .base_comparison import forgetting_against_base
 from .forgetting_plot import log_report, write_report_files
-from .average import last_complete_checkpoints, load_average
+from .average import UNAVERAGED_DIR, last_complete_checkpoints, load_average
 from .hub import push_to_hub
 from .model_card import build_model_card, write_model_card
 from .settings import parse_settings
@@ -61,7 +61,6 @@ from .settings import parse_settings
 logger = logging.getLogger("hf_l2mt")
 
 SCORES_FILE = "scores.json"
-UNAVERAGED_DIR = "last"
 
 # Every recipe scores generated translations and batches pairs of similar length; PairCollator drops
 # the `length` column that the length-grouped sampler reads, so the Trainer must keep it (docs/data.md).

@@ -5,6 +5,13 @@ after that is lost work that looks like a result. So a non-finite loss is caught
 optimizer step of its update: ``nonfinite_loss="stop"`` raises ``NonFiniteLossError``, ``"skip"``
 drops the whole update (every micro-batch of it) and counts it. A non-finite penalty or weights
 always stop the run (no batch is to blame), and no checkpoint is written with non-finite weights.
+
+Judging a loss on the host waits for the device at every update. With ``host_check_steps`` N > 1,
+``DeviceNonFiniteGuard`` judges it on the device instead: the fused optimizer takes the verdict as
+``found_inf`` and leaves weights, moments and step count as they were (the mechanism torch.optim's fused
+AdamW / Adam / SGD have for fp16 overflows), and the host reads the verdicts once every N updates. The
+weights end as a check every update would leave them: "stop" keeps skipping from the first bad update
+until the read, then raises naming it; "skip" skips each bad update alone and counts it when read.
 """
 
 import logging
@@ -38,6 +45,14 @@ def stop_message(step: int, problem: str) -> str:
     )
 
 
+def loss_problem(losses: torch.Tensor) -> str:
+    """What was wrong with an update whose micro-batch ``losses`` (or another process's) were not all finite."""
+    bad = ~torch.isfinite(losses)
+    if bool(bad.any()):
+        return f"the training loss is {float(losses[bad][0])}"
+    return "the training loss of another process is not finite"
+
+
 class NonFiniteGuard:
     """Collects the micro-batch losses of one update and judges them at its last micro-batch."""
 
@@ -62,16 +77,82 @@ class NonFiniteGuard:
             count = count_across_processes(count)
         if not bool(count.item()):
             return False
-        if bool(bad.any()):
-            problem = f"the training loss is {float(losses[bad][0])}"
-        else:
-            problem = "the training loss of another process is not finite"
+        problem = loss_problem(losses)
         if self.action == "stop":
             raise NonFiniteLossError(stop_message(step, f"{problem} (the update was not applied)"))
         self.skipped += 1
         logger.warning("step %d: %s; update skipped (nonfinite_loss='skip')", step, problem)
         return True
 
+    def check(self) -> None:
+        """Nothing to read: every update was judged at its last micro-batch."""
+
     def check_penalty(self, step: int, penalty: float) -> None:
         if not math.isfinite(penalty):
             raise NonFiniteLossError(stop_message(step, f"the L2-SP penalty is {penalty}"))
+
+
+class DeviceNonFiniteGuard(NonFiniteGuard):
+    """``NonFiniteGuard`` for ``host_check_steps`` > 1: the verdict stays on the device until ``check``."""
+
+    def __init__(self, action: str):
+        super().__init__(action)
+        self._pending: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (step, verdict, its losses)
+        self._stopping: torch.Tensor | None = None  # "stop": up from the first bad update on
+
+    def skip_flag(self, step: int, count_across_processes=None) -> torch.Tensor:
+        """At the last micro-batch of update ``step``: a 0-d float tensor on the device, 1 when the optimizer
+        must not apply this update (its ``found_inf``). No host read."""
+        losses, self._losses = torch.stack(self._losses), []
+        count = (~torch.isfinite(losses)).sum().float().reshape(1)
+        if count_across_processes is not None:
+            count = count_across_processes(count)
+        bad = (count > 0).float().reshape(())
+        self._pending.append((step, bad, losses))
+        if self.action == "stop":
+            self._stopping = bad if self._stopping is None else torch.maximum(self._stopping, bad)
+            return self._stopping
+        return bad
+
+    def check(self) -> None:
+        """Read the verdicts since the last check (one host read): in "stop" mode raise for the first bad
+        update, in "skip" mode count and report each."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        verdicts = torch.stack([bad for _, bad, _ in pending]).tolist()
+        for index, ((step, _, losses), bad) in enumerate(zip(pending, verdicts)):
+            if not bad:
+                continue
+            problem = loss_problem(losses)
+            if self.action == "stop":
+                later = len(pending) - 1 - index
+                note = "the update was not applied" + (f", nor the {later} after it before this check" if later else "")
+                raise NonFiniteLossError(stop_message(step, f"{problem} ({note})"))
+            self.skipped += 1
+            logger.warning("step %d: %s; update skipped (nonfinite_loss='skip')", step, problem)
+
+
+def device_skip_blockers(args, optimizer: torch.optim.Optimizer, groups: list) -> list[str]:
+    """The settings that keep ``DeviceNonFiniteGuard`` from skipping an update on the device (empty: none):
+    an optimizer that takes no ``found_inf``, fp16's own skipping, and what changes the weights outside the
+    optimizer's step and cannot be told on the device to leave a skipped update alone (decoupled L2-SP can).
+
+    ``groups``: the trainer's ``RegularizedGroup`` records (empty for a ready-made optimizer)."""
+    # Imported here, not at the top: regularized_group's imports reach training_args, which imports this module.
+    from .regularized_group import WeightDecayBy
+
+    blockers = []
+    if not getattr(optimizer, "_step_supports_amp_scaling", False):
+        optim = getattr(args.optim, "value", args.optim)  # transformers' OptimizerNames, or a string
+        blockers.append(
+            f"optim={optim!r} ({type(optimizer).__name__} without found_inf; torch's fused AdamW, Adam and SGD "
+            "take it: optim='adamw_torch_fused', the default)"
+        )
+    if args.fp16:
+        blockers.append("fp16 (its GradScaler skips updates itself)")
+    if args.l1_lambda > 0:
+        blockers.append(f"l1_lambda={args.l1_lambda:g} (its soft threshold runs after the optimizer's step)")
+    if any(g.weight_decay_by is WeightDecayBy.PRE_STEP_SHRINK and g.weight_decay > 0 for g in groups):
+        blockers.append(f"decoupled weight decay with {type(optimizer).__name__}, which has none of its own")
+    return blockers

@@ -100,12 +100,15 @@ class PreemptionCallback(TrainerCallback):
     """Records stop signals while installed and stops training at the end of the update that sees one.
 
     ``largest_across_processes(value)`` returns the largest of every process's ``value`` (the identity
-    with one process). It is called once per update with the local signal number (0 for none), so every
-    process learns the same signal at the same update.
+    with one process). It is called with the local signal number (0 for none) after every ``every``-th
+    update and the last one, so every process learns the same signal at the same update; ``every`` > 1
+    (``host_check_steps``) saves the collective and its host read in the other updates, and a signal then
+    takes effect within ``every`` updates.
     """
 
-    def __init__(self, largest_across_processes: Callable[[int], int]):
+    def __init__(self, largest_across_processes: Callable[[int], int], every: int = 1):
         self.largest_across_processes = largest_across_processes
+        self.every = every
         self.received: int | None = None  # the first signal this process got
         self.stop_signal: int | None = None  # the signal the processes agreed to stop on
         self.stopped_at: int | None = None
@@ -130,7 +133,8 @@ class PreemptionCallback(TrainerCallback):
             workers_ignore_stop_signals(train_dataloader)
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.stop_signal is None:
+        due = state.global_step % self.every == 0 or state.global_step >= state.max_steps
+        if self.stop_signal is None and due:
             agreed = self.largest_across_processes(self.received or 0)
             if agreed:
                 self.stop_signal, self.stopped_at = agreed, state.global_step

@@ -111,11 +111,15 @@ class RegularizedGroup:
         else:
             scale_toward_zero_(self.optimizer_group["params"], self.lr * strength)
 
-    def move_toward_anchor_(self, factor: float) -> None:
-        """Decoupled L2-SP: ``θ ← θ − min(lr·λ·factor·F, 1) ⊙ (θ − θ₀)`` (unclamped, F ≡ 1, without EWC)."""
+    def move_toward_anchor_(self, factor: float, applied: torch.Tensor | None = None) -> None:
+        """Decoupled L2-SP: ``θ ← θ − min(lr·λ·factor·F, 1) ⊙ (θ − θ₀)`` (unclamped, F ≡ 1, without EWC).
+
+        ``applied``: a 0-d tensor on the device, 0 for an update skipped there (``host_check_steps``), else 1."""
         if not self.has_l2sp:
             return
         fraction = self.lr * self.l2sp_lambda * factor
+        if applied is not None:
+            fraction = applied * fraction
         if self.fisher is None:
             move_toward_anchor_(self.params, self.anchors, fraction)
         else:

@@ -14,7 +14,8 @@ Where each term enters one optimizer update t (``docs/regularization.md`` has th
 5. the optimizer's step (AdamW applies decoupled weight decay itself);
 6. optimizer post-step hook (``_after_optimizer_step``): the L1 soft threshold.
 
-A non-finite loss is caught at the last micro-batch, before 2 (``hf_l2mt.core.nonfinite``); a run resumes
+A non-finite loss is caught at the last micro-batch, before 2 (``hf_l2mt.core.nonfinite``; with
+``host_check_steps`` > 1 on the device, the update then skipped by the fused optimizer in 5); a run resumes
 only from a complete checkpoint (``hf_l2mt.core.checkpoints``).
 """
 
@@ -38,8 +39,10 @@ from .lora import check_adapter_resume, save_merged, wrap_with_lora
 from .loss import IGNORE_INDEX, logits_of, token_cross_entropy, uses_token_level_loss
 from .nonfinite import (
     SKIPPED_METRIC,
+    DeviceNonFiniteGuard,
     NonFiniteGuard,
     NonFiniteLossError,
+    device_skip_blockers,
     first_nonfinite_parameter,
 )
 from .own_optimizer import settings_needing_own_optimizer
@@ -108,9 +111,15 @@ class L2MTTrainer(Seq2SeqTrainer):
         self._kl_tokens: torch.Tensor | None = None
         self._resume_dir: str | None = None
         self._lora_pair_cache = None  # the adapters' (A, B, s) for lora_l2sp_lambda
-        self.nonfinite = NonFiniteGuard(self.args.nonfinite_loss)
+        self.on_device_checks = self.args.host_check_steps > 1
+        guard = DeviceNonFiniteGuard if self.on_device_checks else NonFiniteGuard
+        self.nonfinite = guard(self.args.nonfinite_loss)
         self._skip_update = False
-        self.preemption = PreemptionCallback(self._largest_across_processes)
+        self._applied: torch.Tensor | None = None  # with on-device checks: 0 when this update is skipped, else 1
+        # With one process a stop signal is read from a Python flag, which costs nothing; with several the
+        # processes agree through a collective, read back every host_check_steps updates.
+        agree_every = self.args.host_check_steps if self.accelerator.num_processes > 1 else 1
+        self.preemption = PreemptionCallback(self._largest_across_processes, agree_every)
         self.add_callback(self.preemption)
 
     # ---- Schedules --------------------------------------------------------------------------
@@ -183,6 +192,15 @@ class L2MTTrainer(Seq2SeqTrainer):
                 logger.info("froze fixed position tables: %s", ", ".join(self.frozen_position_tables))
         return self.optimizer
 
+    def _check_device_skip(self) -> None:
+        """``host_check_steps`` > 1 needs the optimizer to skip a non-finite update on the device."""
+        if blockers := device_skip_blockers(self.args, self._torch_optimizer(), self.regularized_groups or []):
+            raise ValueError(
+                f"host_check_steps={self.args.host_check_steps}: a NaN or infinite update is then skipped on the "
+                f"device, which these settings do not allow: {'; '.join(blockers)}. Use host_check_steps=1 (a check "
+                "every update) or change them"
+            )
+
     def _build_anchor(self) -> None:
         """Snapshot (or, on resume, read) the anchor, and set up EWC's weights and L1's targets.
 
@@ -192,6 +210,8 @@ class L2MTTrainer(Seq2SeqTrainer):
         The anchor covers the groups with λ > 0; KL-to-base needs the base's full set of trainable
         weights and L1-to-anchor its target, so with either it covers every group.
         """
+        if self.on_device_checks:
+            self._check_device_skip()
         groups = self.regularized_groups
         if groups is None:  # a ready-made optimizer: nothing to regularize
             self._groups_bound = True
@@ -241,6 +261,7 @@ class L2MTTrainer(Seq2SeqTrainer):
             self._resume_dir = resume_from_checkpoint
             with self.preemption.installed():
                 output = super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
+                self.nonfinite.check()
         self.preemption.raise_if_stopped(self._get_output_dir(trial), self.args.uses_l2sp, self.is_world_process_zero())
         if self.args.lora_save_merged and self.is_world_process_zero():
             merged = save_merged(self.accelerator.unwrap_model(self.model), os.path.join(self.args.output_dir, "merged"),
@@ -354,7 +375,11 @@ class L2MTTrainer(Seq2SeqTrainer):
         if not self.accelerator.sync_gradients:
             return loss
         across = (lambda t: self.accelerator.reduce(t, "sum")) if self.accelerator.num_processes > 1 else None
-        self._skip_update = self.nonfinite.update_is_skipped(self.state.global_step + 1, across)
+        step = self.state.global_step + 1
+        if self.on_device_checks:
+            self._skip_on_device(step, across)
+        else:
+            self._skip_update = self.nonfinite.update_is_skipped(step, across)
         if self._skip_update:
             # The optimizer leaves parameters without a gradient as they are, its state included. An fp16
             # GradScaler skips the step itself on the non-finite gradients (and refuses a step with none).
@@ -366,6 +391,20 @@ class L2MTTrainer(Seq2SeqTrainer):
             if self.args.lora_l2sp_lambda > 0:
                 self._add_lora_l2sp()
         return loss
+
+    def _skip_on_device(self, step: int, across) -> None:
+        """The verdict on update ``step`` goes to the fused optimizer as ``found_inf`` (it then leaves weights,
+        moments and step count alone) and to decoupled L2-SP; the host reads it every ``host_check_steps``
+        updates and at the last one."""
+        found_inf = self.nonfinite.skip_flag(step, across)
+        self._torch_optimizer().found_inf = found_inf
+        self._applied = 1.0 - found_inf
+        if step % self.args.host_check_steps == 0 or step >= self.state.max_steps:
+            self.nonfinite.check()
+
+    def _torch_optimizer(self) -> torch.optim.Optimizer:
+        """The optimizer itself, inside accelerate's ``AcceleratedOptimizer`` once prepared."""
+        return getattr(self.optimizer, "optimizer", self.optimizer)
 
     def _add_lora_l2sp(self) -> None:
         scaler = self._grad_scaler()
@@ -399,7 +438,7 @@ class L2MTTrainer(Seq2SeqTrainer):
         for group in self.regularized_groups:
             group.apply_weight_decay_(wd_factor)
             if decoupled_l2sp:
-                group.move_toward_anchor_(l2sp_factor)
+                group.move_toward_anchor_(l2sp_factor, self._applied)
 
     def _after_optimizer_step(self, optimizer, args, kwargs) -> None:
         """L1's proximal step after the update, so the exact zeros (or exact anchor values) it makes are
@@ -437,6 +476,8 @@ class L2MTTrainer(Seq2SeqTrainer):
         return metrics
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:
+            self.nonfinite.check()
         if "loss" in logs and self.regularized_groups is not None:
             logs = {**logs, **self.regularization_metrics()}
         if "loss" in logs and self.args.nonfinite_loss == "skip":
@@ -445,6 +486,7 @@ class L2MTTrainer(Seq2SeqTrainer):
         super().log(logs, start_time)
 
     def _save_checkpoint(self, model, trial) -> None:
+        self.nonfinite.check()
         bad = first_nonfinite_parameter(self.model)
         if bad is not None:
             raise NonFiniteLossError(

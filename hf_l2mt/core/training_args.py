@@ -86,6 +86,16 @@ class L2MTTrainingArguments(Seq2SeqTrainingArguments):
             "counted in the logged nonfinite_skipped_updates)."
         },
     )
+    host_check_steps: int = field(
+        default=1,
+        metadata={
+            "help": "Every how many updates the host reads back the checks it cannot make without waiting for "
+            "the device: whether a loss was NaN or infinite, and (with several processes) whether a process got a "
+            "stop signal. 1 (default): every update. N > 1: a non-finite update is skipped on the device by the "
+            "fused optimizer (optim='adamw_torch_fused', the default) and reported within N updates, with the "
+            "weights as 'stop' or 'skip' would leave them; a stop signal takes effect within N updates."
+        },
+    )
 
     # Parameters that control weight decay (L2 towards zero); its strength is `weight_decay`.
     weight_decay_mode: str = field(
@@ -285,6 +295,10 @@ class L2MTTrainingArguments(Seq2SeqTrainingArguments):
                 raise ValueError(
                     f"l2sp_include_regex: {self.l2sp_include_regex!r} is not a valid regular expression ({err})"
                 ) from None
+        if isinstance(self.host_check_steps, bool) or not isinstance(self.host_check_steps, int) or (
+            self.host_check_steps < 1
+        ):
+            raise ValueError(f"host_check_steps: got {self.host_check_steps!r}; accepted: an integer >= 1")
         if self.max_tokens_per_batch is not None and (
             isinstance(self.max_tokens_per_batch, bool) or not isinstance(self.max_tokens_per_batch, int)
             or self.max_tokens_per_batch < 1

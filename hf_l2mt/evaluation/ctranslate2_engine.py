@@ -89,6 +89,8 @@ def translate_with_export(
         [tokenizer.convert_ids_to_tokens(ids) for ids in input_ids],
         max_batch_size=max_batch_tokens, batch_type="tokens", beam_size=num_beams,
         max_decoding_length=decoding_length(model.generation_config, max_new_tokens),
+        # transformers lets a translation end at its first token (an empty one); CTranslate2's default of 1 does not.
+        min_decoding_length=0,
     )
     return [
         tokenizer.decode(tokenizer.convert_tokens_to_ids(result.hypotheses[0]), skip_special_tokens=True).strip()

@@ -1,11 +1,14 @@
 """EWC (Kirkpatrick et al. 2017; Thompson et al. 2019 for NMT): L2-SP weighted per coordinate by the
 diagonal Fisher F of the base model, R(θ) = (λ/2)·Σ F ⊙ (θ − θ₀)², as pure in-place tensor functions.
 
-With F ≡ 1 these are ``l2sp.py``'s functions. They go one parameter at a time, so the only temporary
-is one parameter's difference; F and θ₀ may be stored in a lower precision than the parameters.
+With F ≡ 1 these are ``l2sp.py``'s functions. They go one small piece at a time (``chunks.py``), so the
+only temporaries are one piece's difference and float32 copies; F and θ₀ may be stored in a lower
+precision than the parameters.
 """
 
 import torch
+
+from .chunks import flat_chunks
 
 
 def add_weighted_l2sp_grad_(
@@ -13,7 +16,7 @@ def add_weighted_l2sp_grad_(
 ) -> None:
     """Coupled EWC (L2-SP with per-coordinate weights F): ``p.grad += strength · F ⊙ (p − p₀)``.
 
-    One parameter at a time, so the only temporary is one parameter's difference.
+    One piece at a time, so the only temporaries are one piece's difference and float32 copies.
     """
     if strength == 0.0 or not params:
         return
@@ -21,30 +24,34 @@ def add_weighted_l2sp_grad_(
         for p, a, w in zip(params, anchors, weights):
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
-            p.grad.addcmul_(w.to(p.dtype), p.detach() - a.to(p.dtype), value=strength)
+            for grad, param, anchor, weight in flat_chunks(p.grad, p.detach(), a, w):
+                grad.addcmul_(weight.to(param.dtype), param - anchor.to(param.dtype), value=strength)
 
 
 def move_toward_anchor_weighted_(
-    params: list[torch.Tensor], anchors: list[torch.Tensor], weights: list[torch.Tensor], fraction: float
+    params: list[torch.Tensor], anchors: list[torch.Tensor], weights: list[torch.Tensor], fraction: float | torch.Tensor
 ) -> None:
     """Decoupled EWC: ``p ← p − min(fraction · F, 1) ⊙ (p − p₀)``, with ``fraction = lr_t · λ_t``.
 
     The per-coordinate step is clamped at 1: a coordinate with a large F lands on its anchor
-    instead of overshooting it (an unclamped step > 2 would even diverge).
+    instead of overshooting it (an unclamped step > 2 would even diverge). ``fraction`` may be a 0-d tensor
+    on the device, as for ``move_toward_anchor_``.
     """
-    if fraction == 0.0 or not params:
+    if not params or (not torch.is_tensor(fraction) and fraction == 0.0):
         return
     with torch.no_grad():
         for p, a, w in zip(params, anchors, weights):
-            p.detach().lerp_(a.to(p.dtype), (w.to(p.dtype) * fraction).clamp_(max=1.0))
+            for param, anchor, weight in flat_chunks(p.detach(), a, w):
+                param.lerp_(anchor.to(param.dtype), (weight.to(param.dtype) * fraction).clamp_(max=1.0))
 
 
 def weighted_squared_distance(
     params: list[torch.Tensor], anchors: list[torch.Tensor], weights: list[torch.Tensor]
 ) -> torch.Tensor:
-    """Σ F ⊙ (p − p₀)² over all tensors, accumulated in float32, one tensor at a time."""
+    """Σ F ⊙ (p − p₀)² over all tensors, accumulated in float32, one piece at a time."""
     total = torch.zeros((), dtype=torch.float32, device=params[0].device if params else None)
     with torch.no_grad():
         for p, a, w in zip(params, anchors, weights):
-            total += (w.float() * (p.detach().float() - a.float()).pow(2)).sum()
+            for param, anchor, weight in flat_chunks(p.detach(), a, w):
+                total += (weight.float() * (param.float() - anchor.float()).pow(2)).sum()
     return total

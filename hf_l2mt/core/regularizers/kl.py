@@ -43,9 +43,13 @@ def token_kl_sum(
     logits: torch.Tensor, base: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0
 ) -> torch.Tensor:
     """Σ over non-ignored target tokens of KL(p_base ‖ p_θ), times T² (Hinton et al. 2015) so that
-    the gradient keeps its scale whatever the temperature; computed in float32."""
+    the gradient keeps its scale whatever the temperature; computed in float32.
+
+    Every position is computed and the ignored ones are zeroed: selecting the others (``logits[mask]``)
+    would make the host wait for the device to learn how many there are, at every micro-batch."""
     mask = labels.to(logits.device).ne(IGNORE_INDEX)
-    log_p = F.log_softmax(logits[mask].float() / temperature, dim=-1)
-    log_base = F.log_softmax(base[mask].float() / temperature, dim=-1)
-    kl = F.kl_div(log_p, log_base, reduction="sum", log_target=True)
+    log_p = F.log_softmax(logits.float() / temperature, dim=-1)
+    log_base = F.log_softmax(base.float() / temperature, dim=-1)
+    per_token = F.kl_div(log_p, log_base, reduction="none", log_target=True).sum(-1)
+    kl = torch.where(mask, per_token, torch.zeros_like(per_token)).sum()
     return kl * temperature**2
