@@ -232,6 +232,12 @@ def training_state_mib(trainer: L2MTTrainer) -> float:
     return total / 2**20
 
 
+def trainer_dir(opts) -> str:
+    """The trainers' scratch folder, one per shard: shards run at the same time and a folder holds one run's lock."""
+    index, count = opts.shard
+    return os.path.join(opts.output_dir, "trainer" if count == 1 else f"trainer-shard{index}of{count}")
+
+
 def fine_tune(variant: Variant, seed: int, base: MarianMTModel, tokenizer, train, general, opts) -> tuple:
     """The fine-tuned model (LoRA merged in, averaged weights for ``average``) and what the run cost."""
     model = copy.deepcopy(base)
@@ -240,7 +246,7 @@ def fine_tune(variant: Variant, seed: int, base: MarianMTModel, tokenizer, train
         count = round(len(train) * variant.replay / (1 - variant.replay))
         train = concatenate_datasets([train, general.shuffle(seed=seed).select(range(min(count, len(general))))])
     args = L2MTTrainingArguments(
-        output_dir=os.path.join(opts.output_dir, "trainer"), per_device_train_batch_size=opts.batch_size,
+        output_dir=trainer_dir(opts), per_device_train_batch_size=opts.batch_size,
         max_steps=opts.steps, learning_rate=opts.learning_rate, lr_scheduler_type="constant", seed=seed,
         train_sampling_strategy="group_by_length", remove_unused_columns=False, save_strategy="no",
         logging_steps=10**9, report_to=[], disable_tqdm=True, use_cpu=opts.device == "cpu", dataloader_num_workers=0,

@@ -300,6 +300,13 @@ def test_sharded_study_equals_one_process(tmp_path):
         [("base", 0)] + [(v, s) for v in ("plain", "ewc 1", "mixed 0.2") for s in (0, 1)])
 
 
+def test_shards_train_in_folders_of_their_own(tmp_path):
+    # shards run at the same time, and a folder holds one training run's lock (hf_l2mt.core.run_lock)
+    folders = {domain_adaptation.trainer_dir(domain_adaptation.parse_args(["--shard", shard, "--output_dir", "x"]))
+               for shard in ("0/2", "1/2", "0/1")}
+    assert len(folders) == 3
+
+
 @pytest.mark.parametrize("flag, message", [
     (["--shard", "2/2"], "--shard '2/2': accepted: I/N with 0 <= I < N"),
     (["--shard", "a"], "--shard 'a': accepted: I/N with 0 <= I < N"),
