@@ -349,10 +349,11 @@ def write_reports(opts, task: tasks.Task, runs: dict, key: str, variants: list[V
         per_seed = []
         for seed in range(opts.seeds):
             path = os.path.join(directory, f"{variant.name.replace(' ', '_')}_seed{seed}.json")
-            if os.path.isfile(path):
+            report = None
+            if os.path.isfile(path):  # reused only for the runs it was made from, as runs.jsonl's lines are
                 with open(path, encoding="utf-8") as handle:
                     report = json.load(handle)
-            else:
+            if report is None or report.get("study_key") != key:
                 hypotheses = {"base": base, "run": runs[(key, variant.name, seed)]["hypotheses"]}
                 if variant.family != "plain":
                     hypotheses["plain"] = runs[(key, "plain", seed)]["hypotheses"]
@@ -360,8 +361,8 @@ def write_reports(opts, task: tasks.Task, runs: dict, key: str, variants: list[V
                                 for model, found in hypotheses.items()}
                 report = build_report(references, translations, ["general"], sources=sources, seed=DEFAULT_SEED,
                                       command=f"benchmarks/domain_adaptation.py ({variant.name}, seed {seed})")
+                report["study_key"] = key
                 save_report(report, path)
-            if not os.path.isfile(path[:-len(".json")] + ".txt"):
                 with open(path[:-len(".json")] + ".txt", "w", encoding="utf-8") as handle:
                     handle.write(format_report(report) + "\n")
             per_seed.append(report)

@@ -280,8 +280,13 @@ def test_numbers_study_writes_table_json_and_plot(tmp_path):
     args = _study_args(tmp_path, "--task", "numbers", "--general_size", "60", "--domain_size", "20")
     result = domain_adaptation.main(args)
     _check_outputs(result, tmp_path / "out", seeds=2)
+    stale = tmp_path / "out" / "reports" / "plain_seed0.json"
+    report = json.loads(stale.read_text())
+    stale.write_text(json.dumps({**report, "study_key": "another base", "sets": {}}))  # a report of other runs
     again = domain_adaptation.main(args)  # every run is in runs.jsonl: nothing is trained twice
     assert again["summary"] == result["summary"]
+    assert again["reports"] == result["reports"]  # the stale report was made again from runs.jsonl
+    assert json.loads(stale.read_text())["sets"] == report["sets"]
     assert len((tmp_path / "out" / "runs.jsonl").read_text().splitlines()) == 1 + 2 * len(EXPECTED_VARIANTS)
 
 
