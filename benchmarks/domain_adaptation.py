@@ -61,7 +61,7 @@ from transformers import MarianMTModel, MarianTokenizer, PrinterCallback, Traine
 from transformers.utils import logging as hf_logging
 
 from benchmarks import forgetting_tasks as tasks
-from benchmarks.plot_forgetting import plot_forgetting
+from benchmarks.plot_forgetting import pareto_front, plot_forgetting
 from benchmarks.pretrain_base import pretrain_base, read_progress, write_json
 from hf_l2mt import L2MTTrainer, L2MTTrainingArguments
 from hf_l2mt.core.averaging import average_state_dicts
@@ -185,8 +185,9 @@ def load_task(opts) -> tasks.Task:
         return tasks.numbers_task(opts.domain, general_size=opts.general_size, domain_size=opts.domain_size,
                                   heldout=opts.heldout, general_high=opts.general_high)
     if opts.task == "gettext":
-        return tasks.gettext_task(opts.domain, heldout=opts.heldout, cache_dir=opts.gettext_cache)
-    return tasks.ding_task(opts.tag, heldout=opts.heldout, path=opts.ding_path)
+        return tasks.gettext_task(opts.domain, heldout=opts.heldout, cache_dir=opts.gettext_cache,
+                                  domain_size=opts.domain_size)
+    return tasks.ding_task(opts.tag, heldout=opts.heldout, path=opts.ding_path, domain_size=opts.domain_size)
 
 
 def tokenized(dataset, tokenizer, opts, config):
@@ -382,6 +383,11 @@ def summarize_reports(reports: list[dict], metric: str) -> dict:
         shares = [report["shares"]["plain"][name][metric]["share"] for report in reports if report["compared"]]
         shares = [share for share in shares if share is not None]
         row[f"{name}_share"] = statistics.fmean(shares) if shares else None
+        # placeholders kept (sets with a placeholder in a source only, e.g. software strings)
+        kept = [report["sets"][name]["placeholders"] for report in reports if "placeholders" in report["sets"][name]]
+        if kept:
+            row[f"{name}_placeholders"] = statistics.fmean(found["run"]["accuracy"] for found in kept)
+            row[f"{name}_placeholders_base"] = kept[0]["base"]["accuracy"]
     return row
 
 
@@ -433,7 +439,10 @@ def reports_table(result: dict, goal_metric: str, seeds: int) -> str:
     header = (f"| variant | in-domain Δ {goal_metric} vs base | seeds sig. worse / better | gain kept vs plain "
               f"| general Δ {goal_metric} vs base | seeds sig. worse / better | forgetting recovered vs plain "
               "| trainable parameters | s / update | training state (MiB) |")
-    lines = [header, "|" + "---|" * 10]
+    # a column per held-out set whose sources have placeholders (software strings; none in number words)
+    kept = [name for name in ("in_domain", "general") if f"{name}_placeholders" in next(iter(result["reports"].values()))]
+    header += "".join(f" placeholders kept, {name.replace('_', '-')} |" for name in kept)
+    lines = [header, "|" + "---|" * (10 + len(kept))]
 
     def share(value):
         return "—" if value is None else f"{100 * value:.0f} %"
@@ -445,12 +454,27 @@ def reports_table(result: dict, goal_metric: str, seeds: int) -> str:
             f"{row['in_domain_significant'][1]} | {share(row['in_domain_share'])} | {row['general_change']:+.1f} "
             f"| {row['general_significant'][0]} / {row['general_significant'][1]} | {share(row['general_share'])} "
             f"| {cost['trainable_parameters']:,.0f} | {cost['seconds_per_update']:.3f} "
-            f"| {cost['training_state_mib']:.1f} |")
+            f"| {cost['training_state_mib']:.1f} |" + "".join(f" {100 * row[f'{k}_placeholders']:.1f} % |" for k in kept))
+    if kept:
+        first = next(iter(result["reports"].values()))
+        lines.append("| base (before fine-tuning) | | | | | | | | | |" + "".join(
+            f" {100 * first[f'{k}_placeholders_base']:.1f} % |" for k in kept))
     return "\n".join(lines) + (
         f"\n\nMeans over {seeds} seeds of each seed's forgetting report (reports/*.json): Δ against the base; a seed "
         "counts as significant at p < 0.05 (paired bootstrap, 1,000 resamples); shares against plain fine-tuning "
         "of the same seed. Training state: weights, gradients of the trainable weights, optimizer moments, anchor "
-        "and Fisher, counted from the tensors (activations not counted).\n")
+        "and Fisher, counted from the tensors (activations not counted)."
+        + (" Placeholders kept: the share of held-out sentences with a placeholder whose translation has exactly "
+           "its source's placeholders (hf_l2mt.evaluation.placeholders), mean over seeds." if kept else "") + "\n")
+
+
+def front_line(result: dict, goal_metric: str) -> str:
+    """The variants on the Pareto front of mean in-domain and general ``goal_metric`` (the base among the points)."""
+    points = {name: (row[f"domain_{goal_metric}"][0], row[f"general_{goal_metric}"][0])
+              for name, row in result["summary"].items()}
+    points["base"] = (result["base"]["domain"][goal_metric], result["base"]["general"][goal_metric])
+    return (f"Pareto front (mean in-domain and general {goal_metric}; no other variant is at least as good on both): "
+            + ", ".join(pareto_front(points)) + "\n")
 
 
 def parse_args(argv=None):
@@ -473,7 +497,10 @@ def parse_args(argv=None):
                         help="run only every N-th fine-tuning run, starting at the I-th (0-based), so that N processes "
                              "or machines share a study through one --output_dir; a run without --shard then "
                              "writes the table from runs.jsonl")
-    for name, kind in (("general_size", int), ("general_high", int), ("domain_size", int), ("heldout", int),
+    parser.add_argument("--domain_size", type=int, help="in-domain training pairs (numbers: how many years to make; "
+                        "ding, gettext: a fixed subset, nested across sizes, as a small translation memory; default: "
+                        "per task, all of them for ding and gettext)")
+    for name, kind in (("general_size", int), ("general_high", int), ("heldout", int),
                        ("vocab_size", int), ("pretrain_steps", int), ("pretrain_minutes", float),
                        ("pretrain_batch_size", int), ("pretrain_lr", float), ("pretrain_warmup", int), ("steps", int),
                        ("batch_size", int), ("learning_rate", float),
@@ -559,8 +586,9 @@ def main(argv=None) -> dict:
     if result is None:  # a shard, and other shards' runs are still missing
         return None
     result["settings"] = {k: v for k, v in vars(opts).items()}
-    table = markdown_table(result, opts.goal_metric, opts.seeds) + "\n" + reports_table(result, opts.goal_metric,
-                                                                                          opts.seeds)
+    result["pareto_front"] = front_line(result, opts.goal_metric)
+    table = (markdown_table(result, opts.goal_metric, opts.seeds) + "\n" + reports_table(result, opts.goal_metric, opts.seeds)
+             + "\n" + result["pareto_front"])
     write_json(os.path.join(opts.output_dir, "results.json"), result)
     with open(os.path.join(opts.output_dir, "results.md"), "w", encoding="utf-8") as handle:
         handle.write(table)

@@ -109,7 +109,22 @@ def numbers_task(domain: str = "year", *, general_size: int, domain_size: int, h
 # ---- Ding ---------------------------------------------------------------------------------------
 
 
-def ding_task(tag: str = "med.", *, heldout: int, seed: int = 0, max_chars: int = 200, path: str | None = None) -> Task:
+def in_domain_subset(train: Dataset, size: int | None, seed: int = 0) -> Dataset:
+    """The first ``size`` in-domain training pairs in an order fixed by ``seed`` (all of them for ``None``).
+
+    The subsets are nested (500 pairs are the first 500 of the 2,000), as a translation memory grows, and
+    the same for every fine-tuning seed, so seeds differ only in the training's own randomness.
+    """
+    if size is None:
+        return train
+    if not 0 < size <= len(train):
+        raise ValueError(f"--domain_size {size}: the in-domain part has {len(train)} training pairs; "
+                         f"accepted: 1 to {len(train)}")
+    return train.shuffle(seed=seed).select(range(size)).flatten_indices()
+
+
+def ding_task(tag: str = "med.", *, heldout: int, seed: int = 0, max_chars: int = 200, path: str | None = None,
+              domain_size: int | None = None) -> Task:
     """Untagged Ding entries (general) and the entries tagged ``tag`` (domain), English→German.
 
     Each alternative keeps its first synonym (``synonyms="first"``), so a source has one reference
@@ -135,14 +150,15 @@ def ding_task(tag: str = "med.", *, heldout: int, seed: int = 0, max_chars: int 
     domain_splits = split_pairs(domain, {"test": heldout}, seed=seed)
     columns = ["source", "target"]
     return Task("ding", "untagged", tag, *(d.select_columns(columns) for d in (
-        general_splits["train"], general_splits["test"], domain_splits["train"], domain_splits["test"])))
+        general_splits["train"], general_splits["test"], in_domain_subset(domain_splits["train"], domain_size, seed),
+        domain_splits["test"])))
 
 
 # ---- gettext ------------------------------------------------------------------------------------
 
 
 def gettext_task(domain: str = "postgresql", *, heldout: int, seed: int = 0, cache_dir: str | None = None,
-                 max_chars: int = 200) -> Task:
+                 max_chars: int = 200, domain_size: int | None = None) -> Task:
     """Debian's German gettext catalogues: every package but ``domain``'s family (general) and that family.
 
     The corpus has one pair per source string (``gettext_corpus.build_corpus``), so no held-out
@@ -152,6 +168,7 @@ def gettext_task(domain: str = "postgresql", *, heldout: int, seed: int = 0, cac
 
     corpus = build_corpus(cache_dir=cache_dir or DEFAULT_CACHE, max_chars=max_chars)
     splits = domain_splits(corpus, domain, heldout, seed=seed)
+    splits["domain_train"] = in_domain_subset(splits["domain_train"], domain_size, seed)
     columns = ["source", "target"]
     return Task("gettext", f"all packages but {domain}", domain, *(splits[name].select_columns(columns) for name in (
         "general_train", "general_test", "domain_train", "domain_test")))

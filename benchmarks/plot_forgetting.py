@@ -22,8 +22,19 @@ FAMILY_STYLE = {
 }
 
 
+def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
+    """The names whose (in-domain, general) point no other point matches or beats on both and beats on one,
+    ordered by in-domain score: the variants worth choosing between."""
+    def dominated(a, b):
+        return b[0] >= a[0] and b[1] >= a[1] and b != a
+
+    front = [name for name, point in points.items() if not any(dominated(point, other) for other in points.values())]
+    return sorted(front, key=lambda name: points[name])
+
+
 def plot_forgetting(result: dict, path: str, metric: str = "chrf", title: str = "") -> str:
-    """Save the plot of ``result`` (as returned by ``domain_adaptation.main``) to ``path``; mean ± std over seeds."""
+    """Save the plot of ``result`` (as returned by ``domain_adaptation.main``) to ``path``; mean ± std over seeds,
+    the Pareto front of the means (the base among them) as a dashed line."""
     figure, axes = plt.subplots(figsize=(7, 5))
     base = result["base"]
     axes.scatter([base["domain"][metric]], [base["general"][metric]], marker="*", s=250, color="gold",
@@ -39,6 +50,11 @@ def plot_forgetting(result: dict, path: str, metric: str = "chrf", title: str = 
         labelled.add(family)
         if name != family:
             axes.annotate(name.split()[-1], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    points = {name: (row[f"domain_{metric}"][0], row[f"general_{metric}"][0]) for name, row in result["summary"].items()}
+    points["base"] = (base["domain"][metric], base["general"][metric])
+    front = [points[name] for name in pareto_front(points)]
+    axes.plot([x for x, _ in front], [y for _, y in front], "--", color="gray", linewidth=1, zorder=1,
+              label="Pareto front")
     axes.set_xlabel(f"in-domain {metric} (held out)")
     axes.set_ylabel(f"general-domain {metric} (held out)")
     axes.set_title(title or "forgetting: general vs in-domain")

@@ -420,3 +420,10 @@ def test_overhead_benchmark_runs_every_variant_and_leaves_out_the_first_update(t
     assert memory["bfloat16"]["update_temporary_bytes"] == 0 and summary["bf16_anchor_share"] == 0.5
     assert "decoupled_bf16" in capsys.readouterr().out
     assert json.loads((tmp_path / "o.json").read_text())["ratios"]["coupled"]["median"] > 0
+
+
+def test_pareto_front_keeps_the_points_no_other_beats_on_both_scores():
+    points = {"base": (50.0, 60.0), "plain": (68.0, 47.0), "l2sp 0.01": (65.0, 57.0), "replay": (66.0, 55.0),
+              "kl": (62.0, 57.0), "same as l2sp": (65.0, 57.0), "worse": (60.0, 50.0)}
+    # kl is matched on general and beaten on in-domain by l2sp 0.01; equal points both stay
+    assert plot_forgetting.pareto_front(points) == ["base", "l2sp 0.01", "same as l2sp", "replay", "plain"]

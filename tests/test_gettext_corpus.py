@@ -252,3 +252,44 @@ def test_a_gettext_base_is_pretrained_and_scored_on_both_held_out_sets(packages,
         assert row["placeholders"]["references"]["accuracy"] == 1.0
         assert [e["source"] for e in row["examples"]] == [sources[0], sources[-1]]
     assert json.loads((tmp_path / "scores.json").read_text(encoding="utf-8"))["sets"].keys() == result["sets"].keys()
+
+
+def test_a_small_translation_memory_is_a_fixed_nested_subset_of_the_in_domain_pairs():
+    from datasets import Dataset
+
+    from benchmarks.forgetting_tasks import in_domain_subset
+
+    train = Dataset.from_dict({"source": [f"s{i}" for i in range(50)], "target": [f"t{i}" for i in range(50)]})
+    small, larger = in_domain_subset(train, 5), in_domain_subset(train, 20)
+    assert small["source"] == larger["source"][:5]  # a memory grows: 5 pairs are the first 5 of the 20
+    assert small["source"] == in_domain_subset(train, 5)["source"]
+    assert set(zip(larger["source"], larger["target"])) <= set(zip(train["source"], train["target"]))
+    assert in_domain_subset(train, None) is train
+    with pytest.raises(ValueError, match=r"--domain_size 51: the in-domain part has 50 training pairs; accepted: 1 to 50"):
+        in_domain_subset(train, 51)
+
+
+def test_a_gettext_study_on_a_small_memory_scores_placeholders_of_every_run(packages, tmp_path, monkeypatch):
+    listed = [row for row in gettext_corpus.PACKAGES if row[0] in ("gcc-12-locales", "postgresql-15", "coreutils", "tar")]
+    monkeypatch.setattr(gettext_corpus, "PACKAGES", tuple(listed))
+    where = ["--task", "gettext", "--domain", "gcc", "--heldout", "2", "--cache_dir", str(tmp_path / "base"),
+             "--gettext_cache", str(tmp_path / "debian"), "--output_dir", str(tmp_path / "out"), "--vocab_size", "60",
+             "--max_length", "24"]
+    result = domain_adaptation.main([*where, "--pretrain_steps", "2", "--pretrain_batch_size", "4", "--domain_size", "3",
+                                     "--steps", "2", "--batch_size", "2", "--seeds", "2", "--families", "plain", "l2sp",
+                                     "--lambdas", "0.1"])
+    corpus = gettext_corpus.build_corpus([row[0] for row in listed], cache_dir=str(tmp_path / "debian"))
+    splits = gettext_corpus.domain_splits(corpus, "gcc", heldout=2)
+    runs = [json.loads(line) for line in (tmp_path / "out" / "runs.jsonl").read_text().splitlines()]
+    assert json.loads(runs[0]["key"])["domain_size"] == 3  # a small memory is a study of its own
+    for name, split in (("in_domain", "domain_test"), ("general", "general_test")):
+        sources = splits[split]["source"]
+        for variant in ("plain", "l2sp 0.1"):
+            kept = [placeholder_accuracy(sources, run["hypotheses"][split.split("_")[0]])["accuracy"]
+                    for run in runs if run["variant"] == variant]
+            assert result["reports"][variant][f"{name}_placeholders"] == pytest.approx(statistics.fmean(kept))
+        base = placeholder_accuracy(sources, runs[0]["hypotheses"][split.split("_")[0]])["accuracy"]
+        assert result["reports"]["plain"][f"{name}_placeholders_base"] == base
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "placeholders kept, in-domain | placeholders kept, general |" in table
+    assert table.rstrip().splitlines()[-1].startswith("Pareto front (mean in-domain and general chrf")
