@@ -186,7 +186,7 @@ def load_task(opts) -> tasks.Task:
                                   heldout=opts.heldout, general_high=opts.general_high)
     if opts.task == "gettext":
         return tasks.gettext_task(opts.domain, heldout=opts.heldout, cache_dir=opts.gettext_cache,
-                                  domain_size=opts.domain_size)
+                                  domain_size=opts.domain_size, corpus_dir=opts.gettext_corpus)
     return tasks.ding_task(opts.tag, heldout=opts.heldout, path=opts.ding_path, domain_size=opts.domain_size)
 
 
@@ -486,6 +486,9 @@ def parse_args(argv=None):
                         "package family, postgresql (default), gcc, ... (benchmarks/gettext_corpus.py)")
     parser.add_argument("--gettext_cache", help="gettext: where the Debian packages are downloaded "
                         "(default: ~/.cache/hf_l2mt/gettext)")
+    parser.add_argument("--gettext_corpus", help="gettext: read the corpus from this folder (pairs.jsonl and "
+                        "report.json written by python -m benchmarks.gettext_corpus) instead of the Debian packages, "
+                        "on a machine that cannot download them")
     parser.add_argument("--tag", default="med.", help="ding: the subject tag of the new domain (med., comp., techn., ...)")
     parser.add_argument("--ding_path", help="ding: the dictionary file (default: hf_l2mt.data.DING_PATH)")
     parser.add_argument("--cache_dir", help="base model cache (default: ~/.cache/hf_l2mt/<task>_base)")

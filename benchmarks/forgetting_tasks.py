@@ -158,15 +158,19 @@ def ding_task(tag: str = "med.", *, heldout: int, seed: int = 0, max_chars: int 
 
 
 def gettext_task(domain: str = "postgresql", *, heldout: int, seed: int = 0, cache_dir: str | None = None,
-                 max_chars: int = 200, domain_size: int | None = None) -> Task:
+                 max_chars: int = 200, domain_size: int | None = None, corpus_dir: str | None = None) -> Task:
     """Debian's German gettext catalogues: every package but ``domain``'s family (general) and that family.
 
     The corpus has one pair per source string (``gettext_corpus.build_corpus``), so no held-out
-    source is a training source of either part. The packages are downloaded once into ``cache_dir``.
+    source is a training source of either part. The packages are downloaded once into ``cache_dir``; with
+    ``corpus_dir``, the corpus is read from the ``pairs.jsonl`` that ``benchmarks.gettext_corpus`` wrote there.
     """
-    from benchmarks.gettext_corpus import DEFAULT_CACHE, build_corpus, domain_splits
+    from benchmarks.gettext_corpus import DEFAULT_CACHE, build_corpus, domain_splits, read_corpus
 
-    corpus = build_corpus(cache_dir=cache_dir or DEFAULT_CACHE, max_chars=max_chars)
+    if corpus_dir is not None:  # written by benchmarks.gettext_corpus, for a machine without the packages
+        corpus = read_corpus(corpus_dir, max_chars=max_chars)
+    else:
+        corpus = build_corpus(cache_dir=cache_dir or DEFAULT_CACHE, max_chars=max_chars)
     splits = domain_splits(corpus, domain, heldout, seed=seed)
     splits["domain_train"] = in_domain_subset(splits["domain_train"], domain_size, seed)
     columns = ["source", "target"]

@@ -85,6 +85,28 @@ class GettextCorpus:
     report: dict
 
 
+def read_corpus(folder: str, max_chars: int = 200) -> GettextCorpus:
+    """The corpus that ``main`` wrote to ``folder`` (``pairs.jsonl`` and ``report.json``), for a machine that
+    cannot download the packages; the pairs keep their order, so the splits are the ones built here."""
+    paths = [os.path.join(folder, name) for name in ("pairs.jsonl", "report.json")]
+    missing = [path for path in paths if not os.path.isfile(path)]
+    if missing:
+        raise GettextCorpusError(f"--gettext_corpus {folder}: {', '.join(missing)} not found; accepted: a folder "
+                                 "written by python -m benchmarks.gettext_corpus --output_dir FOLDER")
+    with open(paths[1], encoding="utf-8") as handle:
+        report = json.load(handle)
+    if report["max_chars"] != max_chars:
+        raise GettextCorpusError(f"--gettext_corpus {folder}: built with max_chars {report['max_chars']}; "
+                                 f"accepted: a corpus built with max_chars {max_chars}")
+    rows = []
+    with open(paths[0], encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            rows.append({"source": row["source"], "target": row["target"], "package": row["package"]})
+    report = {name: value for name, value in report.items() if name not in ("splits", "domain", "seed")}
+    return GettextCorpus(Dataset.from_list(rows), report)
+
+
 def family_of(package: str) -> str:
     return next((family for name, family, _ in PACKAGES if name == package), package)
 

@@ -293,3 +293,51 @@ def test_a_gettext_study_on_a_small_memory_scores_placeholders_of_every_run(pack
     table = (tmp_path / "out" / "results.md").read_text()
     assert "placeholders kept, in-domain | placeholders kept, general |" in table
     assert table.rstrip().splitlines()[-1].startswith("Pareto front (mean in-domain and general chrf")
+
+
+def test_a_corpus_read_from_its_folder_gives_the_splits_of_the_packages(packages, tmp_path):
+    names = ["gcc-12-locales", "postgresql-15", "coreutils", "tar"]
+    gettext_corpus.main(["--packages", *names, "--cache_dir", str(tmp_path / "cache"), "--output_dir",
+                         str(tmp_path / "corpus"), "--domain", "gcc", "--heldout", "2"])
+    built = gettext_corpus.build_corpus(names, cache_dir=str(tmp_path / "cache"))
+    read = gettext_corpus.read_corpus(str(tmp_path / "corpus"))
+    assert rows(read.pairs) == rows(built.pairs)
+    for seed in (0, 1):
+        from_packages = gettext_corpus.domain_splits(built, "gcc", heldout=2, seed=seed)
+        from_folder = gettext_corpus.domain_splits(read, "gcc", heldout=2, seed=seed)
+        assert {n: rows(s) for n, s in from_folder.items()} == {n: rows(s) for n, s in from_packages.items()}
+    with pytest.raises(GettextCorpusError, match=r"--gettext_corpus .*nowhere.*pairs\.jsonl.* not found; accepted: a "
+                                                 r"folder written by python -m benchmarks.gettext_corpus"):
+        gettext_corpus.read_corpus(str(tmp_path / "nowhere"))
+    with pytest.raises(GettextCorpusError, match="built with max_chars 200; accepted: a corpus built with max_chars 60"):
+        gettext_corpus.read_corpus(str(tmp_path / "corpus"), max_chars=60)
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_the_gpu_script_runs_the_gettext_study_from_a_corpus_folder(packages, tmp_path):
+    """benchmarks/study_gpu.sh with TASK=gettext, on the CPU and tiny: nothing but the corpus folder is read."""
+    import subprocess
+    import sys
+    import tarfile
+
+    names = ["gcc-12-locales", "postgresql-15", "coreutils", "tar"]
+    gettext_corpus.main(["--packages", *names, "--cache_dir", str(tmp_path / "cache"), "--output_dir",
+                         str(tmp_path / "corpus")])
+    shutil.rmtree(tmp_path / "cache")  # no package is there to read
+    tiny = ("--heldout 2 --vocab_size 60 --max_length 24 --pretrain_steps 2 --steps 2 --batch_size 2 --seeds 1 "
+            "--families plain l2sp --lambdas 0.1 --threads 1")
+    env = {**os.environ, "TASK": "gettext", "GETTEXT_CORPUS": str(tmp_path / "corpus"), "DOMAIN": "postgresql",
+           "OUT": str(tmp_path / "out"), "WORK": str(tmp_path / "work"), "PYTHON": sys.executable, "DEVICE": "cpu",
+           "LRS": "2e-4", "BATCH": "4", "SHARDS": "2", "PRETRAIN_MINUTES": "5", "BUDGET_S": "300", "EXTRA": tiny}
+    script = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "study_gpu.sh")
+    done = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    runs = [json.loads(line) for line in (tmp_path / "work" / "study" / "runs.jsonl").read_text().splitlines()]
+    assert sorted((run["variant"], run["seed"]) for run in runs) == [("base", 0), ("l2sp 0.1", 0), ("plain", 0)]
+    assert all(run.get("device", "cpu") == "cpu" for run in runs)
+    with tarfile.open(tmp_path / "out" / "gettext_gpu_results.tgz") as packed:
+        assert "study/runs.jsonl" in packed.getnames()
+    assert sorted(os.listdir(tmp_path / "out"))[0].startswith("gettext_gpu_base.tgz.part-")
+    wrong = subprocess.run(["bash", script], env={**env, "GETTEXT_CORPUS": str(tmp_path / "nowhere")},
+                           capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 2 and "GETTEXT_CORPUS=" in wrong.stderr and "has no pairs.jsonl" in wrong.stderr
