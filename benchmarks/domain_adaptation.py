@@ -61,7 +61,7 @@ from transformers import MarianMTModel, MarianTokenizer, PrinterCallback, Traine
 from transformers.utils import logging as hf_logging
 
 from benchmarks import forgetting_tasks as tasks
-from benchmarks.plot_forgetting import pareto_front, plot_forgetting
+from benchmarks.plot_forgetting import plot_forgetting, result_front
 from benchmarks.pretrain_base import pretrain_base, read_progress, write_json
 from hf_l2mt import L2MTTrainer, L2MTTrainingArguments
 from hf_l2mt.core.averaging import average_state_dicts
@@ -440,7 +440,8 @@ def reports_table(result: dict, goal_metric: str, seeds: int) -> str:
               f"| general Δ {goal_metric} vs base | seeds sig. worse / better | forgetting recovered vs plain "
               "| trainable parameters | s / update | training state (MiB) |")
     # a column per held-out set whose sources have placeholders (software strings; none in number words)
-    kept = [name for name in ("in_domain", "general") if f"{name}_placeholders" in next(iter(result["reports"].values()))]
+    first = next(iter(result["reports"].values()))
+    kept = [name for name in ("in_domain", "general") if f"{name}_placeholders" in first]
     header += "".join(f" placeholders kept, {name.replace('_', '-')} |" for name in kept)
     lines = [header, "|" + "---|" * (10 + len(kept))]
 
@@ -456,7 +457,6 @@ def reports_table(result: dict, goal_metric: str, seeds: int) -> str:
             f"| {cost['trainable_parameters']:,.0f} | {cost['seconds_per_update']:.3f} "
             f"| {cost['training_state_mib']:.1f} |" + "".join(f" {100 * row[f'{k}_placeholders']:.1f} % |" for k in kept))
     if kept:
-        first = next(iter(result["reports"].values()))
         lines.append("| base (before fine-tuning) | | | | | | | | | |" + "".join(
             f" {100 * first[f'{k}_placeholders_base']:.1f} % |" for k in kept))
     return "\n".join(lines) + (
@@ -470,11 +470,9 @@ def reports_table(result: dict, goal_metric: str, seeds: int) -> str:
 
 def front_line(result: dict, goal_metric: str) -> str:
     """The variants on the Pareto front of mean in-domain and general ``goal_metric`` (the base among the points)."""
-    points = {name: (row[f"domain_{goal_metric}"][0], row[f"general_{goal_metric}"][0])
-              for name, row in result["summary"].items()}
-    points["base"] = (result["base"]["domain"][goal_metric], result["base"]["general"][goal_metric])
+    names, _ = result_front(result, goal_metric)
     return (f"Pareto front (mean in-domain and general {goal_metric}; no other variant is at least as good on both): "
-            + ", ".join(pareto_front(points)) + "\n")
+            + ", ".join(names) + "\n")
 
 
 def parse_args(argv=None):

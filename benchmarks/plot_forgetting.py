@@ -32,6 +32,14 @@ def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
     return sorted(front, key=lambda name: points[name])
 
 
+def result_front(result: dict, metric: str) -> tuple[list[str], dict[str, tuple[float, float]]]:
+    """The Pareto front of ``result``'s mean (in-domain, general) ``metric`` per variant, the base among the
+    points: the names in ``pareto_front``'s order, and every point by name."""
+    points = {name: (row[f"domain_{metric}"][0], row[f"general_{metric}"][0]) for name, row in result["summary"].items()}
+    points["base"] = (result["base"]["domain"][metric], result["base"]["general"][metric])
+    return pareto_front(points), points
+
+
 def plot_forgetting(result: dict, path: str, metric: str = "chrf", title: str = "") -> str:
     """Save the plot of ``result`` (as returned by ``domain_adaptation.main``) to ``path``; mean ± std over seeds,
     the Pareto front of the means (the base among them) as a dashed line."""
@@ -50,9 +58,8 @@ def plot_forgetting(result: dict, path: str, metric: str = "chrf", title: str = 
         labelled.add(family)
         if name != family:
             axes.annotate(name.split()[-1], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    points = {name: (row[f"domain_{metric}"][0], row[f"general_{metric}"][0]) for name, row in result["summary"].items()}
-    points["base"] = (base["domain"][metric], base["general"][metric])
-    front = [points[name] for name in pareto_front(points)]
+    names, points = result_front(result, metric)
+    front = [points[name] for name in names]
     axes.plot([x for x, _ in front], [y for _, y in front], "--", color="gray", linewidth=1, zorder=1,
               label="Pareto front")
     axes.set_xlabel(f"in-domain {metric} (held out)")
