@@ -20,14 +20,17 @@ One module per step: ``arguments`` (flags and presets), ``base`` (the cached tok
 import sys
 
 from .arguments import parse_arguments
+from .reproducible import pin_arithmetic
 
 __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> dict:
     """Parse ``argv`` (``--help`` and ``--config FILE`` included), then run the demo; torch and transformers are
-    imported only after the flags parse, so ``hf-l2mt demo --help`` answers at once."""
+    imported only after the flags parse, so ``hf-l2mt demo --help`` answers at once, and after the arithmetic is pinned
+    (``reproducible``), so the table is the same on every machine."""
     args = parse_arguments(argv)
+    pin_arithmetic(say=not args.tiny)  # before torch is imported: its kernels are chosen when it loads
     from .run import run
 
     command = " ".join(["python -m hf_l2mt.apps.demo", *(sys.argv[1:] if argv is None else argv)])

@@ -88,8 +88,8 @@ class DemoArguments:
     )
     num_threads: int = field(
         default=1,
-        metadata={"help": "CPU threads for torch. With two, this small model trained several times slower than with "
-        "one on a 2-core machine that other processes shared; raise it on cores of your own."},
+        metadata={"help": "CPU threads for torch. The README's table is for one: more threads add up sums in another "
+        "order, and this small model's fine-tuning turns that last-bit difference into other numbers."},
     )
     tiny: bool = field(
         default=False, metadata={"help": "A tiny model, few steps and small sets: an end-to-end check in seconds."}

@@ -15,13 +15,25 @@ from .evaluation import BLEU_NOTE, best_balanced, format_examples, format_table,
 from .finetune import finetune
 from .output import DEMO_NAME, RESULTS_FILE, check_output_dir_is_replaceable, save_output
 from .report import demo_report
+from .reproducible import arithmetic_in_effect
 from .stopwatch import Stopwatch
 from .training import tokenized
 
 
 def run(args: DemoArguments, command: str) -> dict:
+    """The demo on ``args.num_threads`` threads with deterministic algorithms; a caller's settings are restored."""
     check_output_dir_is_replaceable(args)
-    torch.set_num_threads(args.num_threads)
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(args.num_threads)  # one by default: two threads sum in another order (reproducible.py)
+    torch.use_deterministic_algorithms(True)
+    try:
+        return run_steps(args, command)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def run_steps(args: DemoArguments, command: str) -> dict:
     clock = Stopwatch()
     general_set, new_set = f"{GENERAL_DOMAIN}s", f"{args.new_domain}s"
     with without_library_progress_bars():  # one bar per phase, drawn by the steps themselves
@@ -75,6 +87,7 @@ def run(args: DemoArguments, command: str) -> dict:
             "rows": rows,
             "examples": examples,
             "settings": {**asdict(args), "learning_rate": LEARNING_RATE, "batch_size": BATCH_SIZE},
+            "arithmetic": arithmetic_in_effect(),
             "timings_s": {**clock.laps, "total": clock.total()},
         }
         best_model = next(model for name, _, model in runs if name == best["model"])
