@@ -461,7 +461,8 @@ def reports_table(result: dict, goal_metric: str, seeds: int) -> str:
             f" {100 * first[f'{k}_placeholders_base']:.1f} % |" for k in kept))
     return "\n".join(lines) + (
         f"\n\nMeans over {seeds} seeds of each seed's forgetting report (reports/*.json): Δ against the base; a seed "
-        "counts as significant at p < 0.05 (paired bootstrap, 1,000 resamples); shares against plain fine-tuning "
+        "counts as significant when the 95 % interval of its change leaves 0 out, p <= 0.05 (paired bootstrap, 1,000 "
+        "resamples); shares against plain fine-tuning "
         "of the same seed. Training state: weights, gradients of the trainable weights, optimizer moments, anchor "
         "and Fisher, counted from the tensors (activations not counted)."
         + (" Placeholders kept: the share of held-out sentences with a placeholder whose translation has exactly "

@@ -13,7 +13,8 @@ from transformers import PreTrainedTokenizerFast
 
 from conftest import EOS, PAD, tiny_marian
 from hf_l2mt.apps.cli import main
-from hf_l2mt.evaluation.forgetting import build_report, format_report, gain_kept, recovered_share
+from hf_l2mt.evaluation.forgetting import build_report, format_report, gain_kept, recovered_share, verdict
+from hf_l2mt.evaluation.significance import format_p_value
 from hf_l2mt.evaluation.translate import load_translation_model, translate
 from tiny_checkpoints import WORDS, word_tokenizer
 
@@ -241,3 +242,43 @@ def test_a_run_with_a_general_set_reports_against_its_starting_model(tmp_path, m
     metadata = card.split("\n---\n", 1)[0]
     assert f"value: {round(change['baseline'], 2)}\n      name: BLEU of the base model {base_name}" in metadata
     assert (out / "forgetting_report.png").is_file()
+
+
+def test_verdict_answers_from_the_reports_own_numbers():
+    references, translations = constructed_translations()
+    # Half of the general set as plain translates it, half as the base: it forgets, half as much as plain.
+    translations["run"]["general"] = translations["plain"]["general"][:20] + translations["base"]["general"][20:]
+    report = build_report(references, translations, ["general"], seed=9, resamples=200,
+                          models={"plain": "runs/plain"})
+    general, in_domain = (report["sets"][name]["changes"]["run"]["exact_match"] for name in ("general", "in_domain"))
+    assert general["significant"] and general["change"] < 0 < in_domain["change"], "the case must have forgotten"
+    recovered = report["shares"]["plain"]["general"]["exact_match"]["share"]
+    kept = report["shares"]["plain"]["in_domain"]["exact_match"]["share"]
+    assert verdict(report, "exact_match") == (
+        f"Did it forget? Yes: general domain (general): exact match {general['change']:+.2f} "
+        f"[{general['ci_low']:+.2f}, {general['ci_high']:+.2f}], significant (p {p_text(general)}); in-domain "
+        f"(in_domain): exact match {in_domain['change']:+.2f} [{in_domain['ci_low']:+.2f}, "
+        f"{in_domain['ci_high']:+.2f}], significant (p {p_text(in_domain)}); against plain (runs/plain), it recovers {100 * recovered:.0f} % of the loss on "
+        f"general and keeps {100 * kept:.0f} % of the gain on in_domain."
+    )
+    assert report["headline_metric"] == "chrf" and verdict(report).startswith("Did it forget? Yes: general domain "
+                                                                               "(general): chrF ")
+    assert format_report(report).replace("\n", " ").endswith(verdict(report))
+
+    translations["plain"] = translations["base"]
+    unchanged = build_report(references, translations, ["general"], seed=9, resamples=50)
+    assert "it has nothing to recover on general (plain lost nothing there) and has nothing to keep on in_domain " \
+           "(plain gained nothing there)." in verdict(unchanged)
+
+
+def p_text(change: dict) -> str:
+    shown = format_p_value(change["p_value"], 200)
+    return shown if shown.startswith("<") else f"= {shown}"
+
+
+def test_verdict_without_a_significant_loss_says_so():
+    references, translations = constructed_translations()
+    report = build_report(references, translations, ["general"], seed=9, resamples=200)
+    change = report["sets"]["general"]["changes"]["run"]["chrf"]
+    assert change["change"] < 0 and not change["significant"]
+    assert verdict(report).startswith("Did it forget? Not significantly: ")

@@ -16,11 +16,13 @@ from hf_l2mt.apps.report_page import (
     bucket_scores,
     char_diff,
     extreme_examples,
+    page_settings,
     render_page,
     word_counts,
     words,
 )
-from hf_l2mt.evaluation.forgetting import BASE, REPORT_FILE, RUN, build_report, save_report
+from hf_l2mt.evaluation.forgetting import BASE, REPORT_FILE, RUN, build_report, save_report, verdict
+from hf_l2mt.evaluation.significance import format_p_value
 
 # Line 2 forgets most (exact -> wrong), line 4 forgets a little, line 5 learns most, line 3 learns a little.
 SOURCES = {
@@ -108,9 +110,12 @@ def test_bucket_scores_are_corpus_chrf_of_their_sentences(report):
 
 
 def test_frequencies_come_from_the_training_sources_when_given(report):
-    page = render_page(report, train_sources=["the house"] * 3, train_name="the fine-tuning pairs")
+    settings = page_settings(report, train_sources=["the house is"] * 3 + ["zebra"], train_name="the fine-tuning pairs")
+    # Only the counts of words in the report's sources are kept: all the buckets read.
+    assert settings["word_counts"] == {"house": 3, "is": 3, "the": 3}
+    page = render_page(report, settings)
     assert "occurs in the fine-tuning pairs" in page
-    assert "occurs in each test set itself" in render_page(report)
+    assert "occurs in each test set itself" in render_page(report, page_settings(report))
 
 
 def test_report_command_writes_a_page_with_escaped_sources(run_dir, capsys):
@@ -201,7 +206,7 @@ def test_page_in_chromium_holds_the_reports_numbers_and_examples(browser, run_di
         assert chrf[2] == f"{change['score']:.2f}"
         assert chrf[3] == (f"{change['change']:+.2f} [{change['ci_low']:+.2f}, {change['ci_high']:+.2f}]"
                            + ("*" if change["significant"] else ""))
-        assert chrf[4] == f"{change['p_value']:.3f}"
+        assert chrf[4] == format_p_value(change["p_value"], report["bootstrap"]["resamples"])
         share = report["shares"]["plain"][name]["chrf"]["share"]
         assert chrf[-1] == ("n/a" if share is None else f"{100 * share:.0f} %")
     worse = cells(browser, 'table.examples[data-examples="worse"]')
@@ -215,3 +220,64 @@ def test_page_in_chromium_holds_the_reports_numbers_and_examples(browser, run_di
     assert browser.find_elements(By.CSS_SELECTOR, f"{first} ins") == []
     assert browser.find_element(By.CSS_SELECTOR, "img").get_attribute("src").startswith("data:image/png;base64,")
     assert browser.execute_script("return document.images[0].naturalWidth") > 0
+
+
+def test_page_opens_with_the_answer_and_defines_every_term_it_uses(browser, run_dir, report):
+    from selenium.webdriver.common.by import By
+
+    browser.get((run_dir / PAGE_FILE).as_uri())
+    assert browser.find_element(By.CSS_SELECTOR, "h1 + p.verdict").text == verdict(report)
+    defined = [term.text for term in browser.find_elements(By.CSS_SELECTOR, "dl.terms dt")]
+    headers = {cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "table.scores th")}
+    used = headers - {"score", BASE, RUN, "plain"} | {"*, significant", "n/a"}
+    assert used <= set(defined) and {"change [95 % CI]", "p", "recovered vs plain", "gain kept vs plain"} <= used
+    headline = browser.find_elements(By.CSS_SELECTOR, "table.scores tr.headline")
+    assert [row.get_attribute("data-metric") for row in headline] == ["chrf", "chrf"]  # one per set
+    struck = browser.find_element(By.CSS_SELECTOR, "table.examples del")
+    assert "line-through" in struck.value_of_css_property("text-decoration")  # the note says "struck"
+
+
+def test_long_unbreakable_outputs_wrap_at_1400_px(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    # A model that loops writes one "word" thousands of characters long; nothing may push the page sideways.
+    loop = "fünfhundertzwanzigtausend" * 60
+    sources = {"general": ["five hundred", loop], "years": ["nineteen eighty-four", "sixteen fifty-nine"]}
+    references = {"general": ["fünfhundert", "fünfhundertzwanzigtausend"],
+                  "years": ["neunzehnhundertvierundachtzig", "sechzehnhundertneunundfünfzig"]}
+    translations = {BASE: {"general": ["fünfhundert", loop], "years": ["neunzehn", "sechzehn"]},
+                    RUN: {"general": [loop, loop + "x"], "years": [loop, "sechzehnhundertneunundfünfzig"]}}
+    report = build_report(references, translations, ["general"], resamples=100, sources=sources,
+                          models={BASE: "base", RUN: "runs/" + loop}, command="hf-l2mt demo --output_dir " + loop)
+    save_report(report, str(tmp_path / REPORT_FILE))
+    cli.main(["report", str(tmp_path)])
+    browser.set_window_size(1400, 900)
+    browser.get((tmp_path / PAGE_FILE).as_uri())
+    width = browser.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1] <= 1400
+    assert loop in browser.find_element(By.CSS_SELECTOR, "table.examples").text.replace("\n", "")
+
+
+def test_plot_draws_the_headline_score_with_labels_that_never_overlap(report, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed (the plots extra)")
+    from hf_l2mt.apps import forgetting_plot
+
+    drawn = []
+
+    def keep(figure, path):  # before plot_forgetting closes the figure, while it can still be laid out
+        figure.canvas.draw()
+        renderer = figure.canvas.get_renderer()
+        drawn.append((figure, [text.get_window_extent(renderer) for text in figure.axes[0].get_legend().get_texts()]))
+
+    monkeypatch.setattr(forgetting_plot, "save_figure", keep)
+    same = json.loads(json.dumps(report))
+    for entry in same["sets"].values():  # plain scores exactly as the base: two points at one place
+        entry["scores"]["plain"] = entry["scores"][BASE]
+    forgetting_plot.plot_forgetting(same, str(tmp_path / "plot.png"))
+    ((figure, boxes),) = drawn
+    (axes,) = figure.axes
+    assert axes.get_xlabel() == "in-domain chrF (medical)" and axes.get_ylabel() == "general-domain chrF (general)"
+    assert len(axes.texts) == 0  # no name next to a point, where two alike models would print over each other
+    labels = axes.get_legend().get_texts()
+    assert [label.get_text().split(":")[0] for label in labels] == [BASE, RUN, "plain"]
+    assert not any(first.overlaps(second) for i, first in enumerate(boxes) for second in boxes[i + 1:])

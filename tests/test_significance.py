@@ -10,7 +10,13 @@ from sacrebleu.metrics import BLEU
 from sacrebleu.significance import PairedTest
 
 from hf_l2mt.evaluation.metrics import sacrebleu_metrics
-from hf_l2mt.evaluation.significance import _resampled_scores, paired_bootstrap, resample_indices
+from hf_l2mt.evaluation.significance import (
+    DEFAULT_SEED,
+    _resampled_scores,
+    format_p_value,
+    paired_bootstrap,
+    resample_indices,
+)
 
 WORDS = "the house is small a dog barks cat sleeps red green blue big old new tree car sun".split()
 
@@ -26,7 +32,7 @@ def corpus(seed: int, n: int = 60):
     return references, system(0.3), system(0.6)
 
 
-def test_scores_p_values_and_signatures_are_sacrebleus(monkeypatch):
+def test_scores_means_and_signatures_are_sacrebleus(monkeypatch):
     references, baseline, system = corpus(0)
     result = paired_bootstrap(baseline, {"run": system}, references, seed=7, resamples=200)["systems"]["run"]
 
@@ -39,7 +45,7 @@ def test_scores_p_values_and_signatures_are_sacrebleus(monkeypatch):
     monkeypatch.setenv("SACREBLEU_SEED", "7")
     _, direct = PairedTest([("b", baseline), ("s", system)], {"bleu": BLEU()}, [references], test_type="bs",
                            n_samples=200)()
-    assert result["bleu"]["p_value"] == direct["BLEU"][1].p_value
+    assert result["bleu"]["mean"] == pytest.approx(direct["BLEU"][1].mean)
     assert result["bleu"]["ci"] == pytest.approx(direct["BLEU"][1].ci)
 
 
@@ -78,8 +84,62 @@ def test_a_system_against_itself_has_no_change_and_is_not_significant():
     result = paired_bootstrap(baseline, {"same": list(baseline)}, references, seed=1, resamples=100)["systems"]["same"]
     for change in result.values():
         assert (change["change"], change["ci_low"], change["ci_high"]) == (0.0, 0.0, 0.0)
-        # sacreBLEU's rule gives 1 / (resamples + 1) when nothing differs; the report does not call that a change.
-        assert change["p_value"] == pytest.approx(1 / 101) and not change["significant"]
+        # Every resample changes by exactly 0: no evidence of a change at all (sacreBLEU's rule says 1 / 101).
+        assert change["p_value"] == 1.0 and not change["significant"]
+
+
+def test_a_score_that_is_zero_for_both_systems_is_never_significant():
+    references = [f"{a}{b}" for a in WORDS[:6] for b in WORDS[6:12]]  # one word each: BLEU has no 4-gram to match
+    baseline = ["car"] * len(references)
+    system = references[:18] + baseline[18:]
+    result = paired_bootstrap(baseline, {"run": system}, references, seed=2, resamples=1000)["systems"]["run"]
+    assert (result["bleu"]["score"], result["bleu"]["baseline"]) == (0.0, 0.0)
+    assert (result["bleu"]["p_value"], result["bleu"]["significant"]) == (1.0, False)
+    assert result["exact_match"]["significant"]  # the same outputs do differ where a score can see it
+
+
+def far_side_p(changes: np.ndarray) -> float:
+    return min(1.0, 2 * min(np.sum(changes <= 0), np.sum(changes >= 0)) / len(changes))
+
+
+@pytest.mark.parametrize("resamples", [40, 200, 1000, 1001, 1039, 1040])
+def test_the_star_is_the_interval_leaving_zero_out_and_p_agrees(resamples):
+    references, baseline, system = corpus(7, n=30)
+    noisy = [ref if i % 3 else hyp for i, (ref, hyp) in enumerate(zip(references, baseline))]
+    result = paired_bootstrap(baseline, {"run": system, "noisy": noisy}, references, seed=5, resamples=resamples)
+    indices = resample_indices(len(references), 5, resamples)
+    seen = set()
+    for name, hypotheses in (("run", system), ("noisy", noisy)):
+        for metric_name, metric in sacrebleu_metrics().items():
+            change = result["systems"][name][metric_name]
+            resampled = (_resampled_scores(metric, hypotheses, references, indices)
+                         - _resampled_scores(metric, baseline, references, indices))
+            assert change["p_value"] == far_side_p(resampled)
+            leaves_zero_out = change["ci_low"] > 0 or change["ci_high"] < 0
+            assert change["significant"] == leaves_zero_out == (change["p_value"] <= 0.05)
+            seen.add(change["significant"])
+    assert seen == {True, False}, "the case must hold significant and non-significant changes"
+
+
+def test_an_interval_from_zero_is_not_significant():
+    # 3 of 60 sentences fixed, nothing else changed: about (57/60) ** 60 = 5 % of the resamples draw none of them.
+    references = [f"w{i}" for i in range(60)]
+    baseline = ["x"] * 3 + references[3:]
+    exact = paired_bootstrap(baseline, {"run": references}, references, resamples=1000)["systems"]["run"]["exact_match"]
+    assert exact["change"] == 5.0 and exact["ci_low"] == 0.0
+    assert not exact["significant"] and exact["p_value"] > 0.05
+    # sacreBLEU's (Moses's) rule, on the same resamples, calls this change significant:
+    changes = 100.0 * (resample_indices(60, DEFAULT_SEED, 1000) < 3).mean(axis=1)
+    absolute = np.abs(changes)
+    assert (np.sum(absolute - absolute.mean() > exact["change"]) + 1) / 1001 < 0.05
+
+
+@pytest.mark.parametrize("p_value, resamples, shown", [
+    (0.0, 1000, "< 0.002"), (0.046, 1000, "0.046"), (1.0, 1000, "1.000"), (0.0, 200, "< 0.01"),
+    (0.0, 10000, "< 0.0002"), (0.0124, 10000, "0.0124"),
+])
+def test_p_is_shown_at_the_resolution_of_the_resamples(p_value, resamples, shown):
+    assert format_p_value(p_value, resamples) == shown
 
 
 def test_exact_match_change_uses_sentence_matches():

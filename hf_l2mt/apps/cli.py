@@ -185,15 +185,17 @@ def run_average(argv: list[str]) -> None:
 
 
 def run_report(argv: list[str]) -> None:
-    from .report_page import ReportSettings
-    from .report_page import run_report as write_report_page
+    from .report_command import ReportSettings
+    from .report_command import run_report as write_report_page
     from .settings import parse_settings
 
     (settings,) = parse_settings(
         (ReportSettings,), {}, argv, prog="hf-l2mt report",
-        description="Read RUN_DIR/forgetting_report.json and write one self-contained HTML page: scores with intervals, "
-        "the plot, chrF by sentence length and word frequency, the sentences that changed most.",
-        epilog="example:\n  hf-l2mt report runs/en-de --train_source train.en",
+        description="Read RUN_DIR/forgetting_report.json and write one self-contained HTML page: the answer in one "
+        "sentence, scores with intervals, the plot, chrF by sentence length and word frequency, the sentences that "
+        "changed most. Without flags it is the page the run wrote, byte for byte; it says what differs otherwise, "
+        "and leaves a page it cannot explain as it was.",
+        epilog="example:\n  hf-l2mt report runs/en-de --metric exact_match --train_source train.en",
     )
     print(write_report_page(settings))
 

@@ -1,25 +1,38 @@
 """The forgetting report's files: ``forgetting_report.json``, ``forgetting_report.png`` and the page,
 ``forgetting_report.html`` (``hf_l2mt.apps.report_page``).
 
-The PNG puts each model at (in-domain score, general-domain score): the base, this run and every
-compared run, so that "learned the domain, kept the rest" is the upper right. With several sets on a
-side, a model's point is their mean. matplotlib comes with the ``plots`` extra; without it the JSON is
-still written and the PNG is skipped with a message.
+The PNG puts each model at (in-domain score, general-domain score) in the report's headline score (chrF
+unless the report names another): the base, this run and every compared run, so that "learned the domain,
+kept the rest" is the upper right. With several sets on a side, a model's point is their mean. Each model
+has its own marker and its name and numbers go in the legend below the axes, not next to the point: two
+models that score alike (the base and plain fine-tuning both at BLEU 0) would print their names over each
+other. matplotlib comes with the ``plots`` extra; without it the JSON is still written and the PNG is skipped
+with a message.
 """
 
 import logging
 import os
 
-from ..evaluation.forgetting import BASE, GENERAL, REPORT_FILE, RUN, format_report, save_report
+from ..evaluation.forgetting import (
+    BASE,
+    DEFAULT_HEADLINE_METRIC,
+    GENERAL,
+    REPORT_FILE,
+    RUN,
+    format_report,
+    save_report,
+)
 from ..evaluation.metrics import SCORE_TITLES
 from .plots import import_pyplot, save_figure
 
 logger = logging.getLogger(__name__)
 
 PLOT_FILE = "forgetting_report.png"
+# Hollow, and smaller for each later model, so that points at the same place stay visible one inside the other.
+MARKERS = ("s", "o", "^", "D", "v", "P", "X")
 
 
-def domain_points(report: dict, metric: str = "bleu") -> dict[str, tuple[float, float]]:
+def domain_points(report: dict, metric: str) -> dict[str, tuple[float, float]]:
     """Model → (mean in-domain score, mean general-domain score); empty when either side has no set."""
     general = [name for name, entry in report["sets"].items() if entry["domain"] == GENERAL]
     in_domain = [name for name in report["sets"] if name not in general]
@@ -33,47 +46,50 @@ def domain_points(report: dict, metric: str = "bleu") -> dict[str, tuple[float, 
     return {model: (mean(model, in_domain), mean(model, general)) for model in models}
 
 
-def plot_forgetting(report: dict, path: str, metric: str = "bleu") -> str | None:
-    """General-domain score against in-domain score per model, as a PNG at ``path``; ``None`` (nothing written)
-    when the report has no general set or no in-domain set."""
+def plot_forgetting(report: dict, path: str, metric: str | None = None) -> str | None:
+    """General-domain score against in-domain score per model in ``metric`` (default: the report's headline), as a
+    PNG at ``path``; ``None`` (nothing written) when the report has no general set or no in-domain set."""
+    metric = metric or report.get("headline_metric", DEFAULT_HEADLINE_METRIC)
     points = domain_points(report, metric)
     if not points:
         return None
     plt = import_pyplot()
-    figure, axes = plt.subplots(figsize=(5.5, 4.5))
+    figure, axes = plt.subplots(figsize=(5.5, 5.0))
     base_x, base_y = points[BASE]
     axes.axhline(base_y, color="0.8", linewidth=0.8, zorder=0)
     axes.axvline(base_x, color="0.8", linewidth=0.8, zorder=0)
-    for model, (x, y) in points.items():
-        style = {"marker": "s", "color": "black"} if model == BASE else {"marker": "o"}
-        axes.scatter([x], [y], s=50, label=model, **style)
-        axes.annotate(model, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=9)
+    axes.margins(0.1)  # a point on the frame would hide half its marker
+    for rank, (model, (x, y)) in enumerate(points.items()):
+        color = "black" if model == BASE else f"C{rank - 1}"
+        axes.scatter([x], [y], s=140 - 25 * rank, marker=MARKERS[rank % len(MARKERS)], facecolors="none",
+                     edgecolors=color, linewidths=1.6, label=f"{model}: in-domain {x:.2f}, general {y:.2f}")
     general = ", ".join(name for name, entry in report["sets"].items() if entry["domain"] == GENERAL)
     in_domain = ", ".join(name for name, entry in report["sets"].items() if entry["domain"] != GENERAL)
     title = SCORE_TITLES[metric]
     axes.set_xlabel(f"in-domain {title} ({in_domain})")
     axes.set_ylabel(f"general-domain {title} ({general})")
-    axes.set_title("What it kept and what it learned")
-    axes.legend(loc="best", fontsize=8)
+    axes.set_title(f"What it kept and what it learned ({title})")
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), fontsize=8, frameon=False)
     figure.tight_layout()
     save_figure(figure, path)
     plt.close(figure)
     return path
 
 
-def write_report_files(
-    report: dict, output_dir: str, metric: str = "bleu", **page_options
-) -> dict[str, str | None]:
+def write_report_files(report: dict, output_dir: str, **page_options) -> dict[str, str | None]:
     """``forgetting_report.json``, with matplotlib ``forgetting_report.png``, and ``forgetting_report.html`` in
-    ``output_dir``; ``page_options`` go to ``report_page.render_page`` (the training sources, for word frequencies)."""
-    from .report_page import PAGE_FILE, write_page
+    ``output_dir``. ``page_options`` go to ``report_page.page_settings`` (the training sources, for word
+    frequencies); the JSON keeps those settings under ``"page"``, so that ``hf-l2mt report`` rebuilds this page."""
+    from .report_page import PAGE_FILE, page_settings, write_page
 
+    settings = page_settings(report, **page_options)
+    report = {**report, "page": settings}
     paths = {"json": save_report(report, os.path.join(output_dir, REPORT_FILE)), "png": None}
     try:
-        paths["png"] = plot_forgetting(report, os.path.join(output_dir, PLOT_FILE), metric)
+        paths["png"] = plot_forgetting(report, os.path.join(output_dir, PLOT_FILE), settings["headline_metric"])
     except ImportError as err:
         logger.warning("forgetting report: no PNG (%s)", err)
-    paths["html"] = write_page(report, os.path.join(output_dir, PAGE_FILE), png_path=paths["png"], **page_options)
+    paths["html"] = write_page(report, os.path.join(output_dir, PAGE_FILE), settings, png_path=paths["png"])
     return paths
 
 

@@ -16,6 +16,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from ..atomic_write import atomic_path
 from ..core.training_args import L2MTTrainingArguments, added_fields
 from ..evaluation.metrics import SCORE_NAMES
+from ..evaluation.significance import format_p_value
 
 TRAINING_FIELDS = (
     "learning_rate", "lr_scheduler_type", "warmup_steps", "max_steps", "num_train_epochs",
@@ -201,7 +202,7 @@ def _forgetting_section(report: dict) -> str:
             rows.append(
                 f"| {name} ({domain}) | {METRIC_TITLES[metric]} | {change['baseline']:.2f} | {change['score']:.2f} | "
                 f"{change['change']:+.2f} [{change['ci_low']:+.2f}, {change['ci_high']:+.2f}]{mark} | "
-                f"{change['p_value']:.3f} |"
+                f"{format_p_value(change['p_value'], report['bootstrap']['resamples'])} |"
             )
     shares = [
         f"- Against `{other}` on {name}: {_share_sentence(metric_shares['bleu'])} (BLEU)."
@@ -212,8 +213,9 @@ def _forgetting_section(report: dict) -> str:
     return (
         "## What it kept and what it learned\n\n"
         "Scores of the base model and of this model on the same sets; the change comes with its 95 % confidence "
-        f"interval and p-value from paired bootstrap resampling (sacreBLEU, {bootstrap['resamples']} resamples, "
-        f"seed {bootstrap['seed']}); `*` marks p < {bootstrap['significance_level']:g}. A drop on a general set is "
+        f"interval and p-value from paired bootstrap resampling (sacreBLEU's resamples, {bootstrap['resamples']} of "
+        f"them, seed {bootstrap['seed']}); `*` marks an interval that leaves 0 out, which is p <= "
+        f"{bootstrap['significance_level']:g}. A drop on a general set is "
         "forgetting; TER is lower-is-better.\n\n"
         "| Set | Score | Base | This model | Change [95 % CI] | p |\n|---|---|---:|---:|---|---:|\n"
         + "\n".join(rows)

@@ -1,12 +1,17 @@
 """``forgetting_report.html``: the forgetting report as one page to look at, after compare-mt (Neubig et al. 2019).
 
 One self-contained HTML file (inline CSS, the PNG embedded, no script, nothing fetched) rendered from
-``forgetting_report.json`` through one jinja2 template (``templates/forgetting_report.html.j2``): the score
-table with 95 % intervals and significance, the in-domain/general plot, chrF by source length and by the
-frequency of the rarest source word (where did it forget?), the sentences where this run got most worse
-and most better than the base with the characters where the two differ marked, and an optional glossary
-section. Buckets and examples need the report's per-sentence data (``sets[NAME]["sentences"]``, written by
-``hf-l2mt evaluate --base`` and at the end of a run); an older report gets the table and the plot only.
+``forgetting_report.json`` through one jinja2 template (``templates/forgetting_report.html.j2``): the answer
+to "did it forget?" in one sentence (``forgetting.verdict``), what each term means, the score table with 95 %
+intervals and significance, the in-domain/general plot, chrF by source length and by the frequency of the
+rarest source word (where did it forget?), the sentences where this run got most worse and most better than
+the base with the characters where the two differ marked, and an optional glossary section. Buckets and
+examples need the report's per-sentence data (``sets[NAME]["sentences"]``, written by ``hf-l2mt evaluate
+--base`` and at the end of a run); an older report gets the table and the plot only.
+
+Besides the report, the page is rendered from its settings (``page_settings``): the headline score, the
+examples per set and the word counts of the frequency buckets. They are saved in the JSON under ``"page"``,
+so ``hf-l2mt report`` (``report_command``) rebuilds the same page.
 """
 
 import base64
@@ -16,16 +21,15 @@ import os
 import re
 import tempfile
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import ClassVar
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
 from sacrebleu.metrics import CHRF
 
 from ..atomic_write import atomic_path
-from ..evaluation.forgetting import BASE, GENERAL, REPORT_FILE, RUN
+from ..evaluation.forgetting import BASE, DEFAULT_HEADLINE_METRIC, GENERAL, RUN, check_headline_metric, verdict
 from ..evaluation.metrics import REPORT_SCORE_NAMES, SCORE_TITLES
+from ..evaluation.significance import format_p_value
 
 PAGE_FILE = "forgetting_report.html"
 TEMPLATE = "forgetting_report.html.j2"
@@ -33,36 +37,6 @@ DEFAULT_EXAMPLES = 5
 # (low, high) inclusive; None: no upper bound.
 LENGTH_BUCKETS = ((1, 5), (6, 10), (11, 20), (21, 40), (41, None))  # source words
 FREQUENCY_BUCKETS = ((0, 0), (1, 1), (2, 4), (5, 9), (10, 99), (100, None))  # count of the rarest source word
-
-
-@dataclass
-class ReportSettings:
-    """Which run's report becomes a page, and where word frequencies come from."""
-
-    positional_fields: ClassVar[tuple[str, ...]] = ("run_dir",)
-
-    run_dir: str | None = field(default=None, metadata={"help": f"a folder holding {REPORT_FILE}"})
-    train_source: str | None = field(
-        default=None, metadata={
-            "metavar": "FILE",
-            "help": "source side of the run's training data, one sentence per line: word frequencies are counted "
-            "there (default: in each test set itself)",
-        },
-    )
-    output: str | None = field(
-        default=None, metadata={"metavar": "PATH", "help": f"where the page goes (default: RUN_DIR/{PAGE_FILE})"}
-    )
-    examples: int = field(
-        default=DEFAULT_EXAMPLES, metadata={"help": "sentences shown per set where the run got most worse, and most better"}
-    )
-
-    def __post_init__(self):
-        if self.run_dir is None:
-            raise ValueError("RUN_DIR: none given; accepted: a folder holding " + REPORT_FILE)
-        if self.examples < 0:
-            raise ValueError(f"--examples: got {self.examples}; accepted: an integer >= 0")
-        if self.train_source is not None and not os.path.isfile(self.train_source):
-            raise ValueError(f"--train_source {self.train_source}: no such file")
 
 
 def words(text: str) -> list[str]:
@@ -154,15 +128,15 @@ def set_details(entry: dict, models: list[str], train_counts: Counter | None, ex
     }
 
 
-def embedded_plot(report: dict, png_path: str | None) -> str | None:
-    """The in-domain/general PNG as a ``data:`` URI: ``png_path`` if given, else drawn now (``None`` without
-    matplotlib, or when the report lacks a general or an in-domain set)."""
+def embedded_plot(report: dict, png_path: str | None, metric: str) -> str | None:
+    """The in-domain/general PNG as a ``data:`` URI: ``png_path`` if given, else drawn now in ``metric`` (``None``
+    without matplotlib, or when the report lacks a general or an in-domain set)."""
     if png_path is None:
         from .forgetting_plot import plot_forgetting  # matplotlib: the plots extra
 
         with tempfile.TemporaryDirectory() as scratch:
             try:
-                drawn = plot_forgetting(report, os.path.join(scratch, "plot.png"))
+                drawn = plot_forgetting(report, os.path.join(scratch, "plot.png"), metric)
             except ImportError:
                 return None
             return None if drawn is None else _data_uri(drawn)
@@ -174,60 +148,58 @@ def _data_uri(path: str) -> str:
         return "data:image/png;base64," + base64.b64encode(handle.read()).decode("ascii")
 
 
-def render_page(
+def page_settings(
     report: dict,
     *,
     train_sources: list[str] | None = None,
     train_name: str = "the training data",
     examples: int = DEFAULT_EXAMPLES,
-    png_path: str | None = None,
-) -> str:
-    """The page's HTML. Word frequencies are counted in ``train_sources`` (the run's training sources, called
-    ``train_name`` on the page); without them, each test set counts its own."""
+    metric: str | None = None,
+) -> dict:
+    """What the page is rendered from besides the report: the headline score (default: the report's), the
+    examples shown per set and, with ``train_sources`` (the run's training sources, called ``train_name`` on the
+    page), where the words were counted and the counts there of the words in the report's sources, which is all
+    the frequency buckets read; without them (``None``), each test set counts its own words."""
+    metric = metric or report.get("headline_metric", DEFAULT_HEADLINE_METRIC)
+    check_headline_metric(metric, "--metric")
+    counts = None
+    if train_sources is not None:
+        counted = word_counts(train_sources)
+        needed = {word for entry in report["sets"].values() for source in entry.get("sentences", {}).get("source", ())
+                  for word in words(source)}
+        counts = {word: counted[word] for word in sorted(needed) if counted[word]}
+    return {"headline_metric": metric, "examples": examples,
+            "words_counted_in": train_name if train_sources is not None else None, "word_counts": counts}
+
+
+def render_page(report: dict, settings: dict | None = None, *, png_path: str | None = None) -> str:
+    """The page's HTML, rendered with ``settings`` (``page_settings``; default: those the report saved, else
+    ``page_settings(report)``)."""
+    settings = settings or report.get("page") or page_settings(report)
+    metric = settings["headline_metric"]
     models = [BASE, RUN, *report["compared"]]
-    train_counts = None if train_sources is None else word_counts(train_sources)
-    frequency_source = train_name if train_sources is not None else "each test set itself"
-    details = {name: set_details(entry, models, train_counts, examples) for name, entry in report["sets"].items()}
+    train_counts = None if settings["word_counts"] is None else Counter(settings["word_counts"])
+    details = {name: set_details(entry, models, train_counts, settings["examples"])
+               for name, entry in report["sets"].items()}
     environment = Environment(
         loader=FileSystemLoader(os.path.join(os.path.dirname(__file__), "templates")),
         autoescape=select_autoescape(default=True), trim_blocks=True, lstrip_blocks=True,
     )
+    environment.filters["p_value"] = lambda p_value: format_p_value(p_value, report["bootstrap"]["resamples"])
     return environment.get_template(TEMPLATE).render(
         report=report, models=models, fine_tuned=[RUN, *report["compared"]], details=details,
-        metrics=REPORT_SCORE_NAMES, titles=SCORE_TITLES, general=GENERAL, plot=embedded_plot(report, png_path),
-        frequency_source=frequency_source, glossary=report.get("glossary"),
+        metrics=REPORT_SCORE_NAMES, titles=SCORE_TITLES, general=GENERAL, headline=metric,
+        verdict=verdict(report, metric), plot=embedded_plot(report, png_path, metric),
+        frequency_source=settings["words_counted_in"] or "each test set itself", glossary=report.get("glossary"),
     )
 
 
-def write_page(report: dict, path: str, **options) -> str:
-    """``render_page(report, **options)`` written to ``path`` (temporary file, then rename)."""
-    html = render_page(report, **options)
+def write_page(report: dict, path: str, settings: dict | None = None, *, png_path: str | None = None) -> str:
+    """``render_page(report, settings, png_path=png_path)`` written to ``path`` (temporary file, then rename)."""
+    return write_html(render_page(report, settings, png_path=png_path), path)
+
+
+def write_html(html: str, path: str) -> str:
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
         handle.write(html)
     return path
-
-
-def run_report(settings: ReportSettings) -> str:
-    """``hf-l2mt report``: RUN_DIR/forgetting_report.json → the page; returns where it went."""
-    json_path = os.path.join(settings.run_dir, REPORT_FILE)
-    if not os.path.isfile(json_path):
-        raise ValueError(
-            f"RUN_DIR {settings.run_dir}: no {REPORT_FILE}; accepted: a run folder where hf-l2mt evaluate --base, "
-            "a recipe run with a general set, or the demo wrote one"
-        )
-    with open(json_path, encoding="utf-8") as handle:
-        try:
-            report = json.load(handle)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{json_path}: not JSON ({err})") from None
-    if not isinstance(report, dict) or "sets" not in report or "compared" not in report:
-        raise ValueError(f"{json_path}: not a forgetting report (no 'sets' and 'compared'); write it with "
-                         "hf-l2mt evaluate --base")
-    options = {}
-    if settings.train_source is not None:
-        with open(settings.train_source, encoding="utf-8") as handle:
-            options = {"train_sources": handle.read().splitlines(),
-                       "train_name": f"the training data ({os.path.basename(settings.train_source)})"}
-    return write_page(
-        report, settings.output or os.path.join(settings.run_dir, PAGE_FILE), examples=settings.examples, **options
-    )

@@ -8,22 +8,27 @@ set and fine-tuned model: the change against the base with its 95 % interval and
 p-value (``hf_l2mt.evaluation.significance``). Against each compared run (read it as the plain,
 unregularized fine-tune), the run's share of the forgetting recovered on general sets,
 (run − plain) / (base − plain), and of the in-domain gain kept, (run − base) / (plain − base).
+``verdict`` answers "did it forget?" in one sentence from those numbers, in the report's headline score
+(chrF unless ``build_report`` is told otherwise): the table ends with it and the page opens with it.
 Given the source sentences, per set and model: the glossary's term use (``hf_l2mt.evaluation.glossary``,
 with a glossary) and the placeholder accuracy (``hf_l2mt.evaluation.placeholders``, when a source of the set
 has a placeholder).
 """
 
 import json
+import textwrap
 
 from ..atomic_write import atomic_path
 from .glossary import Glossary, term_use
 from .metrics import REPORT_SCORE_NAMES, SCORE_TITLES, score_translations
 from .placeholders import any_placeholder, placeholder_accuracy
-from .significance import DEFAULT_RESAMPLES, DEFAULT_SEED, SIGNIFICANCE_LEVEL, paired_bootstrap
+from .significance import DEFAULT_RESAMPLES, DEFAULT_SEED, SIGNIFICANCE_LEVEL, format_p_value, paired_bootstrap
 
 REPORT_FILE = "forgetting_report.json"
 BASE, RUN = "base", "run"
 GENERAL, IN_DOMAIN = "general", "in_domain"
+# BLEU is 0 wherever an output is one word (the demo's German numbers): chrF reads every task.
+DEFAULT_HEADLINE_METRIC = "chrf"
 
 
 def build_report(
@@ -37,6 +42,7 @@ def build_report(
     command: str | None = None,
     sources: dict[str, list[str]] | None = None,
     glossary: Glossary | None = None,
+    headline_metric: str = DEFAULT_HEADLINE_METRIC,
 ) -> dict:
     """The report of ``translations`` (model name → set → translations; ``"base"`` and ``"run"`` required,
     any other name is a compared run) against ``references`` (set → references).
@@ -45,8 +51,10 @@ def build_report(
     ``models`` (name → directory or Hub id) and ``command`` are recorded as given. With ``sources`` (set →
     source sentences), each set also keeps its sentences, for the page (``hf_l2mt.apps.report_page``):
     ``"sentences": {"source", "reference", "translations": {model: [...]}}``, and the placeholder accuracy
-    when its sources have a placeholder; with ``glossary``, the term use of every set.
+    when its sources have a placeholder; with ``glossary``, the term use of every set. ``headline_metric`` is
+    the score that ``verdict`` and the plot speak of.
     """
+    check_headline_metric(headline_metric)
     check_inputs(references, translations, general_sets)
     check_sources(references, sources, glossary)
     compared = [name for name in translations if name not in (BASE, RUN)]
@@ -80,6 +88,7 @@ def build_report(
     return {
         "command": command,
         "models": dict(models or {}),
+        "headline_metric": headline_metric,
         "compared": compared,
         "general_sets": [name for name in references if name in general_sets],
         "bootstrap": {key: bootstrap[key] for key in ("method", "seed", "resamples", "confidence")}
@@ -90,6 +99,11 @@ def build_report(
             other: {name: set_shares(sets[name], other) for name in references} for other in compared
         },
     }
+
+
+def check_headline_metric(metric: str, flag: str = "headline_metric") -> None:
+    if metric not in REPORT_SCORE_NAMES:
+        raise ValueError(f"{flag}: got {metric!r}; accepted: {', '.join(REPORT_SCORE_NAMES)}")
 
 
 def check_inputs(references: dict, translations: dict, general_sets) -> None:
@@ -171,7 +185,8 @@ def save_report(report: dict, path: str) -> str:
 
 def format_report(report: dict) -> str:
     """One table per set: each score for the base and each fine-tuned model, the change with its 95 % interval
-    (``*``: p < the significance level), the p-value, and the share recovered or kept against each compared run."""
+    (``*``: the interval leaves 0 out), the p-value, and the share recovered or kept against each compared run;
+    then the footnote and the ``verdict``."""
     blocks = []
     for name, entry in report["sets"].items():
         fine_tuned = [RUN, *report["compared"]]
@@ -189,7 +204,7 @@ def format_report(report: dict) -> str:
                 row += [
                     f"{change['score']:.2f}",
                     f"{change['change']:+.2f} [{change['ci_low']:+.2f}, {change['ci_high']:+.2f}]{mark}",
-                    f"{change['p_value']:.3f}",
+                    format_p_value(change["p_value"], report["bootstrap"]["resamples"]),
                 ]
             row += [_share_cell(report["shares"][other][name][metric]["share"]) for other in report["compared"]]
             rows.append(row)
@@ -204,11 +219,60 @@ def format_report(report: dict) -> str:
         )
     bootstrap = report["bootstrap"]
     blocks.append(
-        f"* p < {bootstrap['significance_level']:g}: paired bootstrap, {bootstrap['resamples']} resamples, "
+        f"* significant: the {100 * bootstrap['confidence']:.0f} % interval leaves 0 out (p <= "
+        f"{bootstrap['significance_level']:g}); paired bootstrap, {bootstrap['resamples']} resamples, "
         f"seed {bootstrap['seed']}; TER: lower is better. "
         + ("'n/a': undefined, the compared run scores as the base." if report["compared"] else "")
     )
-    return "\n\n".join(blocks).rstrip()
+    blocks.append(textwrap.fill(verdict(report), width=110, break_long_words=False, break_on_hyphens=False))
+    return "\n\n".join(block.rstrip() for block in blocks)
+
+
+def verdict(report: dict, metric: str | None = None) -> str:
+    """"Did it forget?" answered in one sentence from the report's numbers in ``metric`` (default: its headline):
+    this run's change on every set with its interval and significance, then the share of the loss it recovered
+    and of the gain it kept against each compared run."""
+    metric = metric or report.get("headline_metric", DEFAULT_HEADLINE_METRIC)
+    title, worse = SCORE_TITLES[metric], (1 if metric == "ter" else -1)  # TER: lower is better
+    resamples = report["bootstrap"]["resamples"]
+    general = {name: entry["changes"][RUN][metric] for name, entry in report["sets"].items()
+               if entry["domain"] == GENERAL}
+    if any(change["significant"] and worse * change["change"] > 0 for change in general.values()):
+        answer = "Yes"
+    elif any(worse * change["change"] > 0 for change in general.values()):
+        answer = "Not significantly"
+    else:
+        answer = "No" if general else "No general-domain set to tell"
+    # General sets first: they answer the question; the in-domain sets say what it cost.
+    sets = sorted(report["sets"].items(), key=lambda item: item[1]["domain"] != GENERAL)
+    clauses = []
+    for name, entry in sets:
+        change = entry["changes"][RUN][metric]
+        decided = "significant" if change["significant"] else "not significant"
+        clauses.append(
+            f"{'general domain' if entry['domain'] == GENERAL else 'in-domain'} ({name}): {title} "
+            f"{change['change']:+.2f} [{change['ci_low']:+.2f}, {change['ci_high']:+.2f}], {decided} "
+            f"(p {_p_phrase(format_p_value(change['p_value'], resamples))})"
+        )
+    for other in report["compared"]:
+        shares = []
+        for name, entry in sets:
+            share = report["shares"][other][name][metric]["share"]
+            general_set = entry["domain"] == GENERAL
+            # A share of a loss (gain) that the compared run did not make would read as nonsense: say so instead.
+            if share is None or worse * entry["changes"][other][metric]["change"] * (1 if general_set else -1) <= 0:
+                shares.append(f"has nothing to {'recover' if general_set else 'keep'} on {name} ({other} "
+                              f"{'lost' if general_set else 'gained'} nothing there)")
+            else:
+                shares.append(f"{'recovers' if general_set else 'keeps'} {_share_cell(share)} of the "
+                              f"{'loss' if general_set else 'gain'} on {name}")
+        named = f"{other} ({report['models'][other]})" if other in report["models"] else other
+        clauses.append(f"against {named}, it " + " and ".join(shares))
+    return f"Did it forget? {answer}: " + "; ".join(clauses) + "."
+
+
+def _p_phrase(p_text: str) -> str:
+    return p_text if p_text.startswith("<") else f"= {p_text}"
 
 
 def _check_lines(entry: dict) -> list[str]:

@@ -1,16 +1,22 @@
-"""Paired bootstrap resampling of a change in score, through sacreBLEU's own test.
+"""Paired bootstrap resampling of a change in score (Koehn, 2004), on sacreBLEU's own resamples.
 
-``paired_bootstrap`` runs ``sacrebleu.significance.PairedTest(test_type="bs")`` (Koehn, 2004; the Moses
-script ``bootstrap-hypothesis-difference-significance.pl``) for BLEU, chrF, chrF++ and TER: its p-value
-says how likely a change this large is when the two systems are equally good. sacreBLEU gives a
-confidence interval for each system's score, not for the change; the interval of the change comes
-from the same resamples: ``PairedTest`` draws them as ``default_rng(seed).choice(n, (resamples, n))``
-(sacreBLEU 2.x, ``significance._paired_bs_test``), and so does ``resample_indices``. Exact match has no
-sacreBLEU metric; its change, interval and p-value come from those same indices and sacreBLEU's
-p-value rule.
+``paired_bootstrap`` runs ``sacrebleu.significance.PairedTest(test_type="bs")`` for BLEU, chrF, chrF++ and
+TER, for its signatures and each system's bootstrap mean and interval. sacreBLEU gives an interval for each
+system's score, not for the change; the change's interval comes from the same resamples: ``PairedTest`` draws
+them as ``default_rng(seed).choice(n, (resamples, n))`` (sacreBLEU 2.x, ``significance._paired_bs_test``), and
+so does ``resample_indices``. Exact match has no sacreBLEU metric; its change and interval come from those
+same indices.
+
+The significance decision and the p-value come from the change's resamples too, so that they cannot
+disagree with the interval: a change is significant when its 95 % interval leaves 0 out, and p is the
+smallest level at which the interval, taken the same way, would leave 0 out. sacreBLEU's own p-value is
+not used: it centres the resampled absolute changes (the Moses script
+``bootstrap-hypothesis-difference-significance.pl``), so it can call a change significant whose interval
+holds 0, and gives p = 1 / (resamples + 1) to two identical systems.
 """
 
 import contextlib
+import math
 import os
 
 import numpy as np
@@ -21,7 +27,7 @@ from .metrics import REPORT_SCORE_NAMES, exact_matches, sacrebleu_metrics
 DEFAULT_SEED = 12345  # sacreBLEU's own default (SACREBLEU_SEED)
 DEFAULT_RESAMPLES = 1000  # sacreBLEU's default for the paired bootstrap
 SIGNIFICANCE_LEVEL = 0.05
-CONFIDENCE = 0.95
+CONFIDENCE = 1 - SIGNIFICANCE_LEVEL  # the interval that decides significance
 
 
 def check_bootstrap_settings(seed: int, resamples: int) -> None:
@@ -53,7 +59,8 @@ def paired_bootstrap(
 
     Returns ``{"seed", "resamples", "signatures": {metric: str}, "systems": {name: {metric: {"score",
     "baseline", "change", "ci_low", "ci_high", "p_value", "significant", "mean", "ci"}}}}``; ``mean`` and
-    ``ci`` are sacreBLEU's bootstrap mean of the system's score and the half-width of its 95 % interval.
+    ``ci`` are sacreBLEU's bootstrap mean of the system's score and the half-width of its 95 % interval;
+    ``significant`` is true exactly when ``[ci_low, ci_high]`` leaves 0 out (``change_test``).
     """
     check_bootstrap_settings(seed, resamples)
     for name, hypotheses in systems.items():
@@ -80,15 +87,14 @@ def paired_bootstrap(
             result = column[position]
             change = _resampled_scores(metric, systems[name], references, indices) - resampled_baseline
             report[name][metric_name] = _change(
-                result.score, column[0].score, change, result.p_value, mean=float(result.mean), ci=float(result.ci)
+                result.score, column[0].score, change, mean=float(result.mean), ci=float(result.ci)
             )
     matches = {name: exact_matches(hypotheses, references) for name, hypotheses in systems.items()}
     baseline_matches = exact_matches(baseline, references)
     for name, match in matches.items():
         change = 100.0 * (match[indices].mean(axis=1) - baseline_matches[indices].mean(axis=1))
-        observed = 100.0 * (match.mean() - baseline_matches.mean())
         report[name]["exact_match"] = _change(
-            100.0 * match.mean(), 100.0 * baseline_matches.mean(), change, bootstrap_p_value(change, observed),
+            100.0 * match.mean(), 100.0 * baseline_matches.mean(), change,
             mean=float(100.0 * match[indices].mean()), ci=None,
         )
     return {
@@ -101,14 +107,6 @@ def paired_bootstrap(
     }
 
 
-def bootstrap_p_value(resampled_changes: np.ndarray, observed_change: float) -> float:
-    """sacreBLEU's paired-bootstrap p-value (``_paired_bs_test``): how often a resampled absolute change,
-    centred on its mean, exceeds the observed one; ``+1`` on both sides keeps it above zero."""
-    absolute = np.abs(resampled_changes)
-    exceed = np.sum(absolute - absolute.mean() > abs(observed_change)).item()
-    return (exceed + 1) / (len(resampled_changes) + 1)
-
-
 def interval(samples: np.ndarray) -> tuple[float, float]:
     """The 95 % interval of ``samples`` as sacreBLEU's ``estimate_ci`` takes it: drop 1/40 of them at each end."""
     ordered = np.sort(samples)
@@ -116,20 +114,36 @@ def interval(samples: np.ndarray) -> tuple[float, float]:
     return float(ordered[lower]), float(ordered[len(ordered) - lower - 1])
 
 
-def _change(score, baseline, resampled_change, p_value, *, mean, ci) -> dict:
-    low, high = interval(resampled_change)
-    change = float(score - baseline)
+def change_test(resampled_changes: np.ndarray) -> dict:
+    """The change's interval, p-value and significance, all read from the same resampled changes.
+
+    p is twice the share of resamples on the far side of 0 (0 itself included), at most 1. The interval
+    drops ``n // 40`` resamples at each end, so it leaves 0 out exactly when at most ``n // 40`` resamples
+    lie on the far side, that is when p <= 2 * (n // 40) / n, which is p <= 0.05 (``n // 40`` and the count are
+    integers): the star, the interval and p always agree. Resamples that all change by 0 (identical outputs,
+    or a score that is 0 for both) give p = 1: never significant.
+    """
+    low, high = interval(resampled_changes)
+    far_side = min(np.sum(resampled_changes <= 0).item(), np.sum(resampled_changes >= 0).item())
+    return {"ci_low": low, "ci_high": high, "p_value": min(1.0, 2 * far_side / len(resampled_changes)),
+            "significant": low > 0 or high < 0}
+
+
+def format_p_value(p_value: float, resamples: int) -> str:
+    """p as the terminal table and the page print it: a p of 0 (no resample on the far side of 0) is only known
+    to be below the smallest p the resamples can show, 2 / resamples ("< 0.002" at 1,000)."""
+    resolution = 2 / resamples
+    decimals = max(3, math.ceil(-math.log10(resolution)))
+    if p_value == 0:
+        return f"< {resolution:.{decimals}f}".rstrip("0")
+    return f"{p_value:.{decimals}f}"
+
+
+def _change(score, baseline, resampled_change, *, mean, ci) -> dict:
     return {
-        "score": float(score), "baseline": float(baseline), "change": change,
-        "ci_low": low, "ci_high": high, "p_value": float(p_value), "significant": is_significant(change, p_value),
-        "mean": mean, "ci": ci,
+        "score": float(score), "baseline": float(baseline), "change": float(score - baseline),
+        **change_test(resampled_change), "mean": mean, "ci": ci,
     }
-
-
-def is_significant(change: float, p_value: float) -> bool:
-    """p below the level, and a change at all: for identical outputs every resampled change is 0 and sacreBLEU's
-    rule still gives p = 1 / (resamples + 1) (nothing exceeds 0, plus one), which is not evidence of a change."""
-    return change != 0.0 and p_value < SIGNIFICANCE_LEVEL
 
 
 def _resampled_scores(metric, hypotheses, references, indices) -> np.ndarray:

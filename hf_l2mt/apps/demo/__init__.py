@@ -17,6 +17,8 @@ One module per step: ``arguments`` (flags and presets), ``base`` (the cached tok
 ``run.run`` calls them in order. ``docs/demo.md`` explains the task and shows a run.
 """
 
+import os
+import shlex
 import sys
 
 from .arguments import parse_arguments
@@ -33,5 +35,16 @@ def main(argv: list[str] | None = None) -> dict:
     pin_arithmetic(say=not args.tiny)  # before torch is imported: its kernels are chosen when it loads
     from .run import run
 
-    command = " ".join(["python -m hf_l2mt.apps.demo", *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join([*launcher(argv), *(sys.argv[1:] if argv is None else argv)])
     return run(args, command)
+
+
+def launcher(argv: list[str] | None) -> list[str]:
+    """The start of the command the user ran, for the report to show: ``argv`` is ``None`` when this package runs
+    as ``python -m hf_l2mt.apps.demo``; otherwise ``hf_l2mt.apps.cli`` passed the words after ``demo``, from the
+    ``hf-l2mt`` console script or from ``python -m hf_l2mt.apps.cli``."""
+    if argv is None:
+        return ["python", "-m", "hf_l2mt.apps.demo"]
+    if os.path.basename(sys.argv[0]) == "cli.py":
+        return ["python", "-m", "hf_l2mt.apps.cli", "demo"]
+    return ["hf-l2mt", "demo"]
