@@ -76,6 +76,8 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def run_train(argv: list[str]) -> None:
+    from .settings import command_name
+
     args = train_parser().parse_args(argv)
     if args.recipe.endswith(".py"):
         if not os.path.isfile(args.recipe):
@@ -85,7 +87,8 @@ def run_train(argv: list[str]) -> None:
         spec.loader.exec_module(module)
     else:
         module = load_recipe(args.recipe)
-    module.main(args.overrides)
+    with command_name(f"hf-l2mt train {args.recipe}"):  # the recipe's usage line and errors name the command
+        module.main(args.overrides)
 
 
 def run_evaluate(argv: list[str]) -> None:
