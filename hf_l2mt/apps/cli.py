@@ -168,8 +168,10 @@ def run_export(argv: list[str]) -> None:
         epilog="example:\n  hf-l2mt export runs/en-de --to ctranslate2 --quantization int8 --probe dev.en,dev.de",
     )
     from .export import run_export as export  # torch, transformers and ctranslate2 load once the flags are good
+    from .translation_commands import without_weight_loading_bar
 
-    export(settings)
+    with without_weight_loading_bar():
+        export(settings)
 
 
 def run_average(argv: list[str]) -> None:
