@@ -5,8 +5,8 @@ cache), warm the median of the others, compared with the row's target:
 
 - ``hf-l2mt --help``, ``hf-l2mt COMMAND --help`` and ``hf-l2mt train RECIPE --help``: 1 s, and the help's
   first line must be the command's own usage line (``usage: hf-l2mt train en_de ...``);
-- ``echo LINE | hf-l2mt translate EXPORT_DIR`` (a CTranslate2 export, ``--export_dir``): 1.5 s;
-- ``echo LINE | hf-l2mt translate MODEL_DIR`` (PyTorch, ``--model_dir``): 4 s.
+- ``hf-l2mt translate EXPORT_DIR < LINE`` (one line on standard input; a CTranslate2 export, ``--export_dir``): 1.5 s;
+- ``hf-l2mt translate MODEL_DIR < LINE`` (PyTorch, ``--model_dir``): 4 s.
 
 The bare imports the rows are made of (Python alone, transformers, ``transformers.training_args``, torch,
 ctranslate2) are timed alongside, without a target. The demo's base model and its export make a fair pair
@@ -59,7 +59,7 @@ def planned_rows(model_dir: str | None, export_dir: str | None, line: str) -> li
     ]
     for folder, target, what in ((export_dir, EXPORT_SECONDS, "EXPORT_DIR"), (model_dir, PYTORCH_SECONDS, "MODEL_DIR")):
         if folder is not None:
-            rows.append({"command": f"echo LINE | hf-l2mt translate {what}", "argv": [*console_script(), "translate", folder],
+            rows.append({"command": f"hf-l2mt translate {what} < LINE", "argv": [*console_script(), "translate", folder],
                          "stdin": line + "\n", "target": target, "starts": ""})
     rows += [{"command": f"python -c 'import {module}'", "argv": [sys.executable, "-c", f"import {module}"],
               "stdin": None, "target": None, "starts": ""} for module in IMPORTS]

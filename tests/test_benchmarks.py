@@ -450,7 +450,7 @@ def test_startup_time_runs_every_help_and_both_translations_and_checks_the_usage
     rows = startup_time.main(["--runs", "3", "--model_dir", str(tmp_path), "--export_dir", str(tmp_path)])
 
     helps = [row for row in rows if row["command"].endswith("--help")]
-    translations = [row for row in rows if row["command"].startswith("echo")]
+    translations = [row for row in rows if row["command"].endswith("< LINE")]
     assert len(helps) == len(startup_time.HELP_COMMANDS) and len(translations) == 2
     assert len(calls) == 3 * len(rows)
     assert [row["target"] for row in translations] == [startup_time.EXPORT_SECONDS, startup_time.PYTORCH_SECONDS]
