@@ -12,7 +12,15 @@ import sys
 import pytest
 import torch
 
-from benchmarks import domain_adaptation, eval_speed, plot_forgetting, regularizer_overhead, source_check, throughput
+from benchmarks import (
+    domain_adaptation,
+    eval_speed,
+    plot_forgetting,
+    regularizer_overhead,
+    source_check,
+    startup_time,
+    throughput,
+)
 from benchmarks.pretrain_base import pretrain_base, read_progress
 from hf_l2mt import L2MTTrainer, L2MTTrainingArguments
 from hf_l2mt.data import preprocess_pairs
@@ -427,3 +435,27 @@ def test_pareto_front_keeps_the_points_no_other_beats_on_both_scores():
               "kl": (62.0, 57.0), "same as l2sp": (65.0, 57.0), "worse": (60.0, 50.0)}
     # kl is matched on general and beaten on in-domain by l2sp 0.01; equal points both stay
     assert plot_forgetting.pareto_front(points) == ["base", "l2sp 0.01", "same as l2sp", "replay", "plain"]
+
+
+def test_startup_time_runs_every_help_and_both_translations_and_checks_the_usage_lines(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def fake_run(command, stdin):
+        calls.append((command, stdin))
+        usage = "usage: hf-l2mt " + " ".join(command[1:-1]) if command[-1] == "--help" else "fünfhunderteinundzwanzig"
+        return 0.5, "usage: hf-l2mt [-h]" if command[1:] == ["train", "en_de", "--help"] else usage
+
+    monkeypatch.setattr(startup_time, "run_once", fake_run)
+    monkeypatch.setattr(startup_time, "console_script", lambda: ["hf-l2mt"])
+    rows = startup_time.main(["--runs", "3", "--model_dir", str(tmp_path), "--export_dir", str(tmp_path)])
+
+    helps = [row for row in rows if row["command"].endswith("--help")]
+    translations = [row for row in rows if row["command"].endswith("< LINE")]
+    assert len(helps) == len(startup_time.HELP_COMMANDS) and len(translations) == 2
+    assert len(calls) == 3 * len(rows)
+    assert [row["target"] for row in translations] == [startup_time.EXPORT_SECONDS, startup_time.PYTORCH_SECONDS]
+    assert all(stdin == "five hundred and twenty-one\n" for command, stdin in calls if command[1:2] == ["translate"]
+               and command[-1] != "--help")
+    wrong = [row["command"] for row in rows if not row["usage_ok"]]
+    assert wrong == ["hf-l2mt train en_de --help"]
+    assert "usage line wrong: 'usage: hf-l2mt [-h]'" in capsys.readouterr().out

@@ -128,7 +128,8 @@ def test_bad_value_in_a_config_file_names_the_file_the_flag_and_the_choices(tmp_
 
 
 def test_listing_commands_and_their_flags_imports_neither_torch_nor_transformers():
-    """``hf-l2mt --help`` and ``hf-l2mt COMMAND --help`` stay fast because they import no heavy library."""
+    """``hf-l2mt --help`` and ``hf-l2mt COMMAND --help`` stay fast because they import no heavy library: not even
+    transformers, whose ``import`` alone takes most of the 1 s a help may take on 2 cores."""
     script = """
 import sys
 import hf_l2mt.apps.cli as cli
@@ -140,12 +141,12 @@ for argv in (["--help"], ["train", "--help"]):
     except SystemExit:
         pass
 print("help", sorted(name for name in ("torch", "transformers", "datasets") if name in sys.modules))
-for command in ("evaluate", "translate", "fisher", "search", "plot"):
+for command in ("evaluate", "translate", "fisher", "search", "plot", "report", "export", "average", "demo"):
     try:
         cli.main([command, "--help"])
     except SystemExit:
         pass
-print("command help", sorted(name for name in ("torch", "datasets") if name in sys.modules))
+print("command help", sorted(name for name in ("torch", "transformers", "datasets") if name in sys.modules))
 """
     env = {**os.environ, "PYTHONPATH": ROOT}
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, check=False)
@@ -154,3 +155,40 @@ print("command help", sorted(name for name in ("torch", "datasets") if name in s
     assert [line for line in result.stdout.splitlines() if line.startswith(("import", "help", "command help"))] == [
         "import []", "help []", "command help []",
     ]
+
+
+def test_flags_of_the_training_arguments_are_those_of_hf_argument_parser_but_booleans():
+    """Every field of a recipe gives the flag transformers' ``HfArgumentParser`` gives it: same names, choices,
+    ``nargs`` and default; a boolean parses ``--flag``, ``--flag false`` and ``--flag true`` as it does."""
+    import argparse
+
+    from transformers import HfArgumentParser
+
+    from hf_l2mt.apps.dataclass_flags import BooleanFlag, add_dataclass_flags
+    from hf_l2mt.apps.recipe import RecipeArguments
+    from hf_l2mt.core.training_args import L2MTTrainingArguments
+
+    types = (RecipeArguments, L2MTTrainingArguments)
+    theirs = HfArgumentParser(types)
+    ours = argparse.ArgumentParser()
+    for dataclass_type in types:
+        add_dataclass_flags(ours, dataclass_type)
+    # HfArgumentParser's --no_x of a boolean defaulting to true shares its dest with --x; --x is the flag.
+    their_actions = {a.dest: a for a in theirs._actions
+                     if a.dest != "help" and not isinstance(a, argparse._StoreFalseAction)}
+    our_actions = {a.dest: a for a in ours._actions if a.help != argparse.SUPPRESS and a.dest != "help"}
+
+    assert set(our_actions) == set(their_actions)
+    assert vars(ours.parse_args([])) == vars(theirs.parse_args([]))
+    booleans = [dest for dest, action in our_actions.items() if isinstance(action, BooleanFlag)]
+    assert len(booleans) > 20  # the Trainer's own switches among them (bf16, fp16, ...)
+    for dest, action in our_actions.items():
+        if dest in booleans:
+            flag = action.option_strings[0]
+            for argv in ([flag], [flag, "false"], [flag, "true"]):
+                assert getattr(ours.parse_args(argv), dest) == getattr(theirs.parse_args(argv), dest), argv
+            assert getattr(ours.parse_args([f"--no-{dest.replace('_', '-')}"]), dest) is False
+        else:
+            theirs_action = their_actions[dest]
+            assert (action.option_strings, action.choices, action.nargs) == (
+                theirs_action.option_strings, theirs_action.choices, theirs_action.nargs), dest

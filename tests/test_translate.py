@@ -95,7 +95,7 @@ def test_source_prefix_is_prepended(loaded):
 def test_too_long_sentences_are_truncated_with_a_warning(model_dir, caplog):
     model, tokenizer = load_translation_model(model_dir)
     tokenizer.model_max_length = 4
-    with caplog.at_level(logging.WARNING, logger="hf_l2mt.evaluation.translate"):
+    with caplog.at_level(logging.WARNING, logger="hf_l2mt.evaluation.source_ids"):
         long = translate(["sun", "the house is small a dog"], model, tokenizer, num_beams=1, max_new_tokens=8)
     assert "1 source sentence(s) longer than model_max_length=4 tokens are truncated (first: #1)" in caplog.text
     assert long[1] == translate(["the house is"], model, tokenizer, num_beams=1, max_new_tokens=8)[0]

@@ -76,6 +76,8 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def run_train(argv: list[str]) -> None:
+    from .settings import command_name
+
     args = train_parser().parse_args(argv)
     if args.recipe.endswith(".py"):
         if not os.path.isfile(args.recipe):
@@ -85,7 +87,8 @@ def run_train(argv: list[str]) -> None:
         spec.loader.exec_module(module)
     else:
         module = load_recipe(args.recipe)
-    module.main(args.overrides)
+    with command_name(f"hf-l2mt train {args.recipe}"):  # the recipe's usage line and errors name the command
+        module.main(args.overrides)
 
 
 def run_evaluate(argv: list[str]) -> None:
@@ -165,8 +168,10 @@ def run_export(argv: list[str]) -> None:
         epilog="example:\n  hf-l2mt export runs/en-de --to ctranslate2 --quantization int8 --probe dev.en,dev.de",
     )
     from .export import run_export as export  # torch, transformers and ctranslate2 load once the flags are good
+    from .translation_commands import without_weight_loading_bar
 
-    export(settings)
+    with without_weight_loading_bar():
+        export(settings)
 
 
 def run_average(argv: list[str]) -> None:

@@ -1,17 +1,19 @@
-"""Settings from dicts, a YAML/JSON file and the command line, parsed into dataclasses by one ``HfArgumentParser``.
+"""Settings from dicts, a YAML/JSON file and the command line, parsed into dataclasses by one parser.
 
 Each layer becomes the parser's defaults, so a later one wins over an earlier one and the command
 line wins over all (as trl's ``TrlParser`` reads ``--config``). Every value goes through the type
 conversion and the choices of its flag, so ``learning_rate: 5e-5`` (a string to YAML 1.1) is a
 float and a misspelt name or a bad value is an error that names the file and the flag.
 
-Every ``hf-l2mt`` command parses its flags here. A dataclass names its positional arguments (a
-command's ``MODEL_DIR``) in a ``positional_fields`` class variable: dataclass fields become
-``--flags`` in ``HfArgumentParser``, which has no spelling for a positional argument. transformers is
-imported only when a parser is built, so that importing a command's settings stays fast.
+Every ``hf-l2mt`` command parses its flags here. Dataclass fields become flags by the rules of
+transformers' ``HfArgumentParser`` (``dataclass_flags``, which imports no transformers, so that
+``--help`` answers at once), booleans as ``--flag`` / ``--no-flag``. A dataclass names its positional
+arguments (a command's ``MODEL_DIR``) in a ``positional_fields`` class variable: dataclass fields
+become ``--flags``, and there is no spelling for a positional argument in a field.
 """
 
 import argparse
+import contextlib
 import difflib
 import json
 import os
@@ -19,11 +21,16 @@ import sys
 
 import yaml
 
+from .dataclass_flags import BooleanFlag, add_dataclass_flags, build_dataclasses
+
 CONFIG_FLAG = "--config"
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 # Old spelling -> the one every command uses now; either on the command line or in a config file it is an
 # error that names the new flag, so that one idea has one name (``num_threads``, as the demo spells it).
 RENAMED_FLAGS = {"threads": "num_threads"}
+# The usage line's program name for a parser built without one: ``hf-l2mt train en_de`` while the CLI runs a
+# recipe, whose ``main(argv)`` does not know how it was called (``command_name``).
+_command_names: list[str] = []
 
 
 class SettingsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -34,6 +41,21 @@ class SettingsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.Raw
         if "(default:" in (action.help or "") or action.default is None or action.default == []:
             return action.help
         return super()._get_help_string(action)
+
+    def _format_action_invocation(self, action):
+        if isinstance(action, BooleanFlag):  # one entry for --flag and its --no-flag spellings
+            return ", ".join([*action.option_strings, *action.negations])
+        return super()._format_action_invocation(action)
+
+
+@contextlib.contextmanager
+def command_name(prog: str):
+    """Inside the block, a parser that ``parse_settings`` builds without a ``prog`` is named ``prog``."""
+    _command_names.append(prog)
+    try:
+        yield
+    finally:
+        _command_names.pop()
 
 
 def load_config_file(path: str) -> dict:
@@ -138,14 +160,16 @@ def parse_settings(
     ``argv`` defaults to ``sys.argv[1:]``. A bad flag or value prints the usage and the error, and
     exits with status 2, as argparse does.
     """
-    from transformers import HfArgumentParser
-
     positional = [name for dtype in dataclass_types for name in getattr(dtype, "positional_fields", ())]
     usage = " ".join(["%(prog)s", *(name.upper() for name in positional), f"[-h] [{CONFIG_FLAG} FILE] [--FLAG VALUE ...]"])
-    parser = HfArgumentParser(
-        dataclass_types, prog=prog, description=description, epilog=epilog, formatter_class=SettingsHelpFormatter,
+    if prog is None and _command_names:
+        prog = _command_names[-1]
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, epilog=epilog, formatter_class=SettingsHelpFormatter,
         allow_abbrev=False, usage=usage,
     )
+    for dataclass_type in dataclass_types:
+        add_dataclass_flags(parser, dataclass_type)
     for name in positional:
         make_positional(parser, name)
     parser.add_argument(
@@ -175,6 +199,6 @@ def parse_settings(
     if missing:
         parser.error(f"the following arguments are required: {', '.join(missing)}")
     try:
-        return parser.parse_dict(settings)
+        return build_dataclasses(dataclass_types, settings)
     except ValueError as err:
         parser.error(str(err))

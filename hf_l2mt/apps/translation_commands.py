@@ -2,10 +2,12 @@
 ``hf_l2mt.evaluation.translate``. torch and transformers are imported when a command runs, not when its
 flags are parsed or listed."""
 
+import contextlib
 import json
 import os
 import shlex
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -170,15 +172,17 @@ def run_evaluate(settings: EvaluateSettings) -> None:
             )
         run_forgetting_report(settings)
         return
-    device = default_device(settings.device)
     warn_if_prefix_missing(settings.model_dir, settings.source_prefix)
     if chosen_engine(settings) == "ctranslate2":
-        scores = evaluate_with_export(settings, device)
+        scores = evaluate_with_export(settings, export_device(settings.device))
     else:
-        scores = evaluate_files(
-            settings.model_dir, settings.test_sets(), batch_size=settings.batch_size, num_beams=settings.num_beams,
-            max_new_tokens=settings.max_new_tokens, source_prefix=settings.source_prefix, device=device,
-        )
+        device = default_device(settings.device)
+        with without_weight_loading_bar():
+            scores = evaluate_files(
+                settings.model_dir, settings.test_sets(), batch_size=settings.batch_size,
+                num_beams=settings.num_beams, max_new_tokens=settings.max_new_tokens,
+                source_prefix=settings.source_prefix, device=device,
+            )
     json_path = settings.output_json or os.path.join(settings.model_dir, "test_scores.json")
     print(report_scores(scores, json_path=json_path))
     print(f"scores with sacreBLEU signatures: {json_path}", file=sys.stderr)
@@ -208,10 +212,11 @@ def run_forgetting_report(settings: EvaluateSettings) -> None:
     translations = {}
     for name, model_dir in models.items():
         warn_if_prefix_missing(model_dir, settings.source_prefix)
-        translations[name], origin = cached_translations(
-            model_dir, sources, batch_size=settings.batch_size, num_beams=settings.num_beams,
-            max_new_tokens=settings.max_new_tokens, source_prefix=settings.source_prefix, device=device,
-        )
+        with without_weight_loading_bar():
+            translations[name], origin = cached_translations(
+                model_dir, sources, batch_size=settings.batch_size, num_beams=settings.num_beams,
+                max_new_tokens=settings.max_new_tokens, source_prefix=settings.source_prefix, device=device,
+            )
         cached = [set_name for set_name, where in origin.items() if where == "cache"]
         if cached:
             print(f"{name}: translations of {', '.join(cached)} read from the cache", file=sys.stderr)
@@ -241,7 +246,7 @@ def evaluate_command(settings: EvaluateSettings) -> str:
 def read_test_pairs(test_sets: dict[str, tuple[str, str]]) -> tuple[dict, dict]:
     """``({set: sources}, {set: references})`` read from the files; a set whose files differ in length is an
     error naming both files and both counts."""
-    from ..evaluation.translate import read_lines
+    from ..evaluation.text_lines import read_lines
 
     sources, references = {}, {}
     for name, (source_file, reference_file) in test_sets.items():
@@ -258,18 +263,23 @@ def read_test_pairs(test_sets: dict[str, tuple[str, str]]) -> tuple[dict, dict]:
 
 
 def run_translate(settings: TranslateSettings) -> None:
-    from ..evaluation.translate import decode_lines, load_translation_model, read_lines, translate
+    """Translate --input or standard input; with an export, neither torch nor transformers is imported."""
+    from ..evaluation.text_lines import decode_lines, read_lines
 
-    device = default_device(settings.device)
+    engine = chosen_engine(settings)
+    device = export_device(settings.device) if engine == "ctranslate2" else default_device(settings.device)
     warn_if_prefix_missing(settings.model_dir, settings.source_prefix)
     if settings.input:
         sentences = read_lines(settings.input)
     else:
         sentences = decode_lines(sys.stdin.buffer.read(), "<stdin>")
-    if chosen_engine(settings) == "ctranslate2":
+    if engine == "ctranslate2":
         translations = translate_with_export_settings(settings, sentences, device)
     else:
-        model, tokenizer = load_translation_model(settings.model_dir)
+        from ..evaluation.translate import load_translation_model, translate
+
+        with without_weight_loading_bar():
+            model, tokenizer = load_translation_model(settings.model_dir)
         translations = translate(
             sentences, model, tokenizer, batch_size=settings.batch_size, num_beams=settings.num_beams,
             max_new_tokens=settings.max_new_tokens, source_prefix=settings.source_prefix, device=device,
@@ -293,17 +303,40 @@ def chosen_engine(settings: GenerationSettings) -> str:
     return settings.engine
 
 
-def engine_device(device) -> str:
-    """A ``torch.device`` as CTranslate2 names it: ``cpu``, ``cuda`` or ``cuda:N``."""
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"--device {device.type!r}: the ctranslate2 engine runs on cpu, cuda or cuda:N")
-    return str(device)
+def export_device(device: str | None) -> str:
+    """``--device`` for the ctranslate2 engine, checked with CTranslate2 (torch is not imported): ``cpu``,
+    ``cuda`` or ``cuda:N``; by default CUDA when CTranslate2 sees a GPU, else the CPU."""
+    import ctranslate2
+
+    if device is None:
+        return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    kind, colon, index = device.partition(":")
+    if kind not in ("cpu", "cuda") or (colon and (kind == "cpu" or not index.isdigit())):
+        raise ValueError(f"--device {device!r}: the ctranslate2 engine runs on cpu, cuda or cuda:N")
+    if kind == "cuda" and ctranslate2.get_cuda_device_count() == 0:
+        raise ValueError(f"--device {device!r}: this machine has no CUDA GPU that CTranslate2 can use; pass --device cpu")
+    return device
+
+
+@contextlib.contextmanager
+def without_weight_loading_bar() -> Iterator[None]:
+    """No "Loading weights 0/86 ... 86/86" bar while a local model loads (transformers 5 draws one per load,
+    three per export): it lasts milliseconds and leaves a line of debris in a terminal or a log."""
+    from transformers.utils import logging as transformers_logging
+
+    shown = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            transformers_logging.enable_progress_bar()
 
 
 def translate_with_export_settings(settings: GenerationSettings, sentences: list[str], device) -> list[str]:
     from ..evaluation.ctranslate2_engine import ExportedModel, translate_with_export
 
-    model = ExportedModel(settings.model_dir, device=engine_device(device), num_threads=settings.num_threads)
+    model = ExportedModel(settings.model_dir, device=device, num_threads=settings.num_threads)
     return translate_with_export(
         sentences, model, max_batch_tokens=settings.max_batch_tokens, num_beams=settings.num_beams,
         max_new_tokens=settings.max_new_tokens, source_prefix=settings.source_prefix,
@@ -314,7 +347,7 @@ def evaluate_with_export(settings: EvaluateSettings, device) -> dict[str, dict]:
     from ..evaluation.ctranslate2_engine import evaluate_export_files
 
     return evaluate_export_files(
-        settings.model_dir, settings.test_sets(), device=engine_device(device), num_threads=settings.num_threads,
+        settings.model_dir, settings.test_sets(), device=device, num_threads=settings.num_threads,
         max_batch_tokens=settings.max_batch_tokens, num_beams=settings.num_beams,
         max_new_tokens=settings.max_new_tokens, source_prefix=settings.source_prefix,
     )

@@ -131,6 +131,11 @@ def _check_every_regex_matched(model, trainable, wd_overrides, l2sp_overrides, i
         )
 
 
+def group_layout(groups: list[ParamGroup]) -> tuple:
+    """What the group table shows but the strengths: each group's name, tensor count and parameter count."""
+    return tuple((g.name, len(g.params), g.numel) for g in groups)
+
+
 def format_group_table(groups: list[ParamGroup]) -> str:
     """A fixed-width table: group, tensors, parameters, weight decay, L2-SP λ."""
     header = ("group", "tensors", "parameters", "weight_decay", "l2sp_lambda")
@@ -147,4 +152,5 @@ __all__ = [
     "build_param_groups",
     "format_group_table",
     "freeze_fixed_positions",
+    "group_layout",
 ]

@@ -46,7 +46,7 @@ from .nonfinite import (
     first_nonfinite_parameter,
 )
 from .own_optimizer import settings_needing_own_optimizer
-from .param_groups import build_param_groups, format_group_table, freeze_fixed_positions
+from .param_groups import build_param_groups, format_group_table, freeze_fixed_positions, group_layout
 from .preemption import PreemptionCallback, workers_ignore_stop_signals
 from .regularized_group import RegularizedGroup, weight_decay_by
 from .regularizers.kl import base_logits, token_kl_sum
@@ -58,6 +58,10 @@ if is_datasets_available():
     import datasets
 
 logger = logging.getLogger("hf_l2mt")
+# Group layouts (``group_layout``) whose table this process has logged. The demo and a λ search train several
+# copies of one model in one process, and a table per copy buried what they print (issue 23); each run's
+# strengths are in its own log lines (``l2sp_lambda``, ``weight_decay``).
+LOGGED_GROUP_LAYOUTS: set[tuple] = set()
 
 
 def _with_lora_adapters(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
@@ -186,7 +190,8 @@ class L2MTTrainer(Seq2SeqTrainer):
         self.optimizer.register_step_pre_hook(self._before_optimizer_step)
         if self.args.l1_lambda > 0:
             self.optimizer.register_step_post_hook(self._after_optimizer_step)
-        if self.is_world_process_zero():
+        if self.is_world_process_zero() and group_layout(groups) not in LOGGED_GROUP_LAYOUTS:
+            LOGGED_GROUP_LAYOUTS.add(group_layout(groups))
             logger.info("parameter groups:\n%s", format_group_table(groups))
             if self.frozen_position_tables:
                 logger.info("froze fixed position tables: %s", ", ".join(self.frozen_position_tables))

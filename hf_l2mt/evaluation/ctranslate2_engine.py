@@ -4,17 +4,15 @@ An export folder holds CTranslate2's ``model.bin`` beside the Hugging Face token
 and the model's ``generation_config.json``. ``translate_with_export`` tokenizes with that tokenizer,
 lets CTranslate2 batch by tokens (it sorts by length and returns the results in input order) and
 decodes the tokens back with the tokenizer, as ``hf_l2mt.evaluation.translate.translate`` does with
-the PyTorch model.
+the PyTorch model. Translating with a Marian export imports neither torch nor transformers
+(``export_tokenizer``), so that ``hf-l2mt translate EXPORT`` starts in well under the time torch takes to load.
 """
 
 import json
 import os
 
-from transformers import AutoTokenizer, GenerationConfig
-
-from ..tokenizer_warnings import without_sacremoses_recommendation
-from .metrics import score_translations
-from .translate import ModelDirectoryError, _encode, read_test_sets
+from .export_tokenizer import load_export_tokenizer
+from .source_ids import encode_sources
 
 EXPORT_WEIGHTS = "model.bin"
 EXPORT_INFO = "hf_l2mt_export.json"
@@ -41,19 +39,37 @@ class ExportedModel:
         import ctranslate2
 
         if not is_ctranslate2_export(path):
+            from .translate import ModelDirectoryError
+
             what = "does not exist" if not os.path.exists(path) else f"has no {EXPORT_WEIGHTS}"
             raise ModelDirectoryError(f"{path!r} {what}; pass a folder written by hf-l2mt export")
         device_type, _, index = device.partition(":")
         self.translator = ctranslate2.Translator(
             path, device=device_type, device_index=int(index or 0), intra_threads=num_threads
         )
-        with without_sacremoses_recommendation():
-            self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
-        has_generation_config = os.path.isfile(os.path.join(path, "generation_config.json"))
-        self.generation_config = GenerationConfig.from_pretrained(path) if has_generation_config else None
+        self.tokenizer = load_export_tokenizer(path)
+        self.generation_config = read_generation_config(path)
 
 
-def decoding_length(generation_config: GenerationConfig | None, max_new_tokens: int) -> int:
+def read_generation_config(path: str):
+    """The export's ``generation_config.json`` as an object with its keys as attributes (``forced_eos_token_id``),
+    every other attribute ``None``; ``None`` without the file. Read as JSON: transformers' ``GenerationConfig``
+    would import torch."""
+    config_path = os.path.join(path, "generation_config.json")
+    if not os.path.isfile(config_path):
+        return None
+    with open(config_path, encoding="utf-8") as handle:
+        return GenerationSettings(json.load(handle))
+
+
+class GenerationSettings(dict):
+    """A ``generation_config.json`` read as a dict whose keys are also attributes, absent ones ``None``."""
+
+    def __getattr__(self, name: str):
+        return self.get(name)
+
+
+def decoding_length(generation_config, max_new_tokens: int) -> int:
     """CTranslate2's ``max_decoding_length`` that gives the hypotheses of transformers' ``max_new_tokens``.
 
     With ``forced_eos_token_id`` set (opus-mt's configs set it), transformers spends the last of the
@@ -84,7 +100,7 @@ def translate_with_export(
     if not texts:
         return []
     tokenizer = model.tokenizer
-    input_ids = _encode(tokenizer, [f"{source_prefix}{text}" for text in texts] if source_prefix else texts)
+    input_ids = encode_sources(tokenizer, [f"{source_prefix}{text}" for text in texts] if source_prefix else texts)
     results = model.translator.translate_batch(
         [tokenizer.convert_ids_to_tokens(ids) for ids in input_ids],
         max_batch_size=max_batch_tokens, batch_type="tokens", beam_size=num_beams,
@@ -102,6 +118,9 @@ def evaluate_export_files(path: str, test_sets: dict, *, device: str = "cpu", nu
                           **translate_kwargs) -> dict[str, dict]:
     """``evaluate_files`` for an export folder: ``{name: score_translations(...)}``; ``translate_kwargs`` go to
     ``translate_with_export``."""
+    from .metrics import score_translations
+    from .translate import read_test_sets
+
     loaded = read_test_sets(test_sets)
     model = ExportedModel(path, device=device, num_threads=num_threads)
     return {

@@ -7,7 +7,6 @@
 """
 
 import copy
-import logging
 import os
 
 import torch
@@ -16,9 +15,8 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, GenerationConfig
 
 from ..core.lora import adapter_base_model, is_adapter_directory, load_adapter_model
 from ..tokenizer_warnings import without_sacremoses_recommendation
-from .metrics import save_scores, score_translations
-
-logger = logging.getLogger(__name__)
+from .source_ids import encode_sources
+from .text_lines import read_lines
 
 
 class ModelDirectoryError(ValueError):
@@ -94,7 +92,7 @@ def translate(
     if device is not None:
         model.to(device)
     device = next(model.parameters()).device
-    input_ids = _encode(tokenizer, [f"{source_prefix}{text}" for text in texts] if source_prefix else texts)
+    input_ids = encode_sources(tokenizer, [f"{source_prefix}{text}" for text in texts] if source_prefix else texts)
     # Longest first: an out-of-memory error shows in the first batch, not after most of the work.
     order = sorted(range(len(texts)), key=lambda i: len(input_ids[i]), reverse=True)
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
@@ -135,38 +133,6 @@ def generation_limits(config: GenerationConfig, num_beams: int, max_new_tokens: 
     return limited
 
 
-def _encode(tokenizer, sources: list[str]) -> list[list[int]]:
-    input_ids = tokenizer(sources)["input_ids"]
-    too_long = [i for i, ids in enumerate(input_ids) if len(ids) > tokenizer.model_max_length]
-    if too_long:
-        logger.warning(
-            "translate: %d source sentence(s) longer than model_max_length=%d tokens are truncated (first: #%d)",
-            len(too_long), tokenizer.model_max_length, too_long[0],
-        )
-        truncated = tokenizer([sources[i] for i in too_long], truncation=True)["input_ids"]
-        for index, ids in zip(too_long, truncated):
-            input_ids[index] = ids
-    return input_ids
-
-
-def decode_lines(data: bytes, name: str) -> list[str]:
-    """UTF-8 ``data`` split into lines as sacreBLEU reads them; the error names ``name`` and the byte."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{name}: not valid UTF-8 at byte {err.start}; input must be UTF-8 text") from None
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return [line.rstrip("\r") for line in lines]
-
-
-def read_lines(path: str) -> list[str]:
-    """Sentences of a UTF-8 text file, one per line."""
-    with open(path, "rb") as handle:
-        return decode_lines(handle.read(), path)
-
-
 def evaluate_files(model_dir: str, test_sets: dict, **translate_kwargs) -> dict[str, dict]:
     """Translate and score each test set with the model saved in ``model_dir``.
 
@@ -174,6 +140,8 @@ def evaluate_files(model_dir: str, test_sets: dict, **translate_kwargs) -> dict[
     path of a text file with one sentence per line. ``translate_kwargs`` go to ``translate``.
     Returns ``{name: score_translations(...)}``.
     """
+    from .metrics import score_translations  # sacreBLEU: for scoring, not for hf-l2mt translate
+
     loaded = read_test_sets(test_sets)
     model, tokenizer = load_translation_model(model_dir)
     return {
@@ -207,6 +175,8 @@ def _sentences(side, what: str) -> tuple[list[str], str]:
 
 def report_scores(scores: dict[str, dict], json_path: str | None = None) -> str:
     """A plain-text table of ``scores`` (one row per test set); also saved as JSON when ``json_path`` is given."""
+    from .metrics import save_scores
+
     if json_path is not None:
         save_scores(scores, json_path)
     headers = ("set", "BLEU", "chrF", "TER", "exact match", "sentences")
