@@ -427,3 +427,20 @@ def test_pareto_front_keeps_the_points_no_other_beats_on_both_scores():
               "kl": (62.0, 57.0), "same as l2sp": (65.0, 57.0), "worse": (60.0, 50.0)}
     # kl is matched on general and beaten on in-domain by l2sp 0.01; equal points both stay
     assert plot_forgetting.pareto_front(points) == ["base", "l2sp 0.01", "same as l2sp", "replay", "plain"]
+
+
+def test_export_parity_counts_identical_lines_per_setting(tmp_path):
+    pytest.importorskip("ctranslate2")
+    from benchmarks import export_parity
+    from hf_l2mt.evaluation import ctranslate2_options
+    from tiny_checkpoints import save_looping_checkpoint
+
+    chosen = ctranslate2_options.UNHURRIED_PATIENCE
+    model_dir = save_looping_checkpoint(tmp_path / "looping")  # its every translation is the same loop
+    rows = export_parity.main(["--model", model_dir, "--cardinals", "12", "--quantizations", "float32",
+                               "--patience", "1,3", "--json", str(tmp_path / "rows.json")])
+    settings = [(row["num_beams"], row["patience"]) for row in rows]
+    assert settings == [(1, None), (4, 1.0), (4, 3.0)]
+    assert all(row["identical"] == row["count"] == 12 for row in rows)
+    assert json.loads((tmp_path / "rows.json").read_text()) == rows
+    assert ctranslate2_options.UNHURRIED_PATIENCE == chosen, "each patience is set for its run only"
