@@ -459,3 +459,20 @@ def test_startup_time_runs_every_help_and_both_translations_and_checks_the_usage
     wrong = [row["command"] for row in rows if not row["usage_ok"]]
     assert wrong == ["hf-l2mt train en_de --help"]
     assert "usage line wrong: 'usage: hf-l2mt [-h]'" in capsys.readouterr().out
+
+
+def test_export_parity_counts_identical_lines_per_setting(tmp_path):
+    pytest.importorskip("ctranslate2")
+    from benchmarks import export_parity
+    from hf_l2mt.evaluation import ctranslate2_options
+    from tiny_checkpoints import save_looping_checkpoint
+
+    chosen = ctranslate2_options.UNHURRIED_PATIENCE
+    model_dir = save_looping_checkpoint(tmp_path / "looping")  # its every translation is the same loop
+    rows = export_parity.main(["--model", model_dir, "--cardinals", "12", "--quantizations", "float32",
+                               "--patience", "1,3", "--json", str(tmp_path / "rows.json")])
+    settings = [(row["num_beams"], row["patience"]) for row in rows]
+    assert settings == [(1, None), (4, 1.0), (4, 3.0)]
+    assert all(row["identical"] == row["count"] == 12 for row in rows)
+    assert json.loads((tmp_path / "rows.json").read_text()) == rows
+    assert ctranslate2_options.UNHURRIED_PATIENCE == chosen, "each patience is set for its run only"

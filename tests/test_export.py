@@ -16,13 +16,19 @@ from datasets import Dataset
 
 pytest.importorskip("ctranslate2")
 
-from conftest import make_args, train_with  # noqa: E402
-from tiny_checkpoints import save_checkpoint, save_opus_mt_checkpoint, sentence_pairs  # noqa: E402
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, MarianMTModel, ProphetNetConfig  # noqa: E402
+from conftest import EOS, PAD, make_args, tiny_marian, train_with  # noqa: E402
+from tiny_checkpoints import (  # noqa: E402
+    LOOPED, POSITIONS, save_checkpoint, save_looping_checkpoint, save_opus_mt_checkpoint, sentence_pairs,
+    word_tokenizer,
+)
+from transformers import (  # noqa: E402
+    AutoModelForSeq2SeqLM, AutoTokenizer, GenerationConfig, MarianMTModel, ProphetNetConfig,
+)
 
 from hf_l2mt.apps import export_loaders  # noqa: E402
 from hf_l2mt.apps.cli import main as cli_main  # noqa: E402
-from hf_l2mt.apps.export import ExportError, ExportSettings, ParityError, export_model  # noqa: E402
+from hf_l2mt.apps.export import ExportError, ExportSettings, ParityError, convert, export_model  # noqa: E402
+from hf_l2mt.evaluation import ctranslate2_options  # noqa: E402
 from hf_l2mt.evaluation.ctranslate2_engine import ExportedModel, translate_with_export  # noqa: E402
 from hf_l2mt.evaluation.forgetting import BASE, REPORT_FILE, RUN, build_report, save_report  # noqa: E402
 from hf_l2mt.evaluation.metrics import score_translations  # noqa: E402
@@ -124,7 +130,7 @@ def test_marian_whose_pad_row_moved_translates_as_pytorch(moved_pad_dir, probe, 
     export must start from the same row and give the same greedy hypotheses."""
     output = tmp_path / "ct2"
     parity = export_model(ExportSettings(model_dir=moved_pad_dir, probe=probe[0], output_dir=str(output),
-                                         parity_tolerance=0))
+                                         parity_tolerance=0, num_beams=1))
     assert parity["identical"] == 100.0 and parity["chrf_difference"] == 0.0
     sources = Path(probe[0]).read_text(encoding="utf-8").splitlines()
     model, tokenizer = load_translation_model(moved_pad_dir)
@@ -143,7 +149,7 @@ def test_suppressed_pad_stays_suppressed(moved_pad_dir, probe, tmp_path):
     model.save_pretrained(model_dir)
     AutoTokenizer.from_pretrained(moved_pad_dir).save_pretrained(model_dir)
     parity = export_model(ExportSettings(model_dir=str(model_dir), probe=probe[0], output_dir=str(tmp_path / "ct2"),
-                                         parity_tolerance=0))
+                                         parity_tolerance=0, num_beams=1))
     assert parity["identical"] == 100.0
     sources = Path(probe[0]).read_text(encoding="utf-8").splitlines()
     pytorch = translate(sources, *load_translation_model(str(model_dir)), num_beams=1, progress=False)
@@ -162,7 +168,7 @@ def test_int8_export_reports_what_it_costs(marian_dir, probe, tmp_path, capsys):
 
 def test_t5_export_with_prefix(t5_dir, probe, tmp_path):
     parity = export_model(ExportSettings(model_dir=t5_dir, probe=probe[0], output_dir=str(tmp_path / "t5-ct2"),
-                                         source_prefix=T5_PREFIX))
+                                         source_prefix=T5_PREFIX, num_beams=1))
     assert parity["identical"] == 100.0 and parity["chrf_difference"] == 0.0
 
 
@@ -214,7 +220,7 @@ def test_peft_adapters_are_merged_before_export(marian_dir, probe, tmp_path):
     pytest.importorskip("peft")
     adapters = adapter_dir(marian_dir, tmp_path)
     parity = export_model(ExportSettings(model_dir=adapters, probe=probe[0], output_dir=str(tmp_path / "ct2"),
-                                         parity_tolerance=100))
+                                         parity_tolerance=100, num_beams=1))
     assert parity["chrf_difference"] == 0.0
     sources = open(probe[0], encoding="utf-8").read().splitlines()
     base_model, tokenizer = load_translation_model(marian_dir)
@@ -270,8 +276,9 @@ def test_without_probe_the_run_s_held_out_sets_are_translated(marian_dir, tmp_pa
     assert parity["sentences"] == 24 and parity["scored_against"] == "references"
     sources = [source for pairs in sets.values() for source, _ in pairs]
     references = [target for pairs in sets.values() for _, target in pairs]
-    pytorch = translate(sources, *load_translation_model(run), num_beams=1, progress=False)
+    pytorch = translate(sources, *load_translation_model(run), num_beams=4, progress=False)  # hf-l2mt translate's
     assert parity["pytorch_chrf"] == score_translations(pytorch, references)["chrf"]
+    assert parity["decoding"]["beam_size"] == 4
     described = "the run's held-out sets in `forgetting_report.json` (general 10, in_domain 14 sentences)"
     assert f"Probe: {described}." in (output / "README.md").read_text()
     assert f"probe: {described}" in capsys.readouterr().out
@@ -289,3 +296,53 @@ def test_without_probe_nor_report_nothing_is_converted(marian_dir, tmp_path):
                        r"held-out sentences .*; accepted: SOURCE_FILE\[,REFERENCE_FILE\]"):
         export_model(ExportSettings(model_dir=marian_dir, output_dir=str(tmp_path / "ct2")))
     assert os.listdir(tmp_path) == []
+
+
+def test_a_looping_model_exports_and_translates_within_its_positions(tmp_path, probe, capsys):
+    """A model that never ends a translation: the parity check, the engine and hf-l2mt translate all stop at the
+    decoder's positions, which the export records for the engine, instead of failing past them."""
+    model_dir = save_looping_checkpoint(tmp_path / "looping")
+    output = tmp_path / "ct2"
+    parity = export_model(ExportSettings(model_dir=model_dir, probe=probe[0], output_dir=str(output)))
+    assert parity["identical"] == 100.0 and parity["decoding"]["beam_size"] == 4
+    assert json.loads((output / "hf_l2mt_export.json").read_text())["decoder_positions"] == POSITIONS
+    sources = Path(probe[0]).read_text(encoding="utf-8").splitlines()
+    for num_beams in (1, 4):
+        exported = translate_with_export(sources, ExportedModel(str(output)), num_beams=num_beams, max_new_tokens=128)
+        assert exported == [LOOPED] * len(sources)
+    capsys.readouterr()
+    cli_main(["translate", str(output), "--input", probe[0], "--device", "cpu"])  # default flags
+    assert capsys.readouterr().out.splitlines() == [LOOPED] * len(sources)
+
+
+def test_beam_search_of_an_export_ends_where_pytorch_s_does(tmp_path, monkeypatch):
+    """transformers (early_stopping=False) searches on past num_beams finished hypotheses while a running beam
+    may still score higher; CTranslate2 stops after beam_size × patience. On this random Marian its default
+    patience of 1 stops too early for about half of the sentences; the export's options give PyTorch's beams."""
+    model_dir = tmp_path / "random"
+    tiny_marian(seed=2).save_pretrained(model_dir)  # a seed on which the two stopping rules part ways
+    word_tokenizer(PAD, EOS).save_pretrained(model_dir)
+    output = tmp_path / "ct2"
+    convert(str(model_dir), str(output), "float32")
+    sources = [source for source, _ in sentence_pairs(40, seed=7)]
+    model, tokenizer = load_translation_model(str(model_dir))
+    pytorch = translate(sources, model, tokenizer, num_beams=4, max_new_tokens=12, progress=False)
+    exported = ExportedModel(str(output))
+
+    assert translate_with_export(sources, exported, num_beams=4, max_new_tokens=12) == pytorch
+    monkeypatch.setattr(ctranslate2_options, "UNHURRIED_PATIENCE", 1.0)
+    hurried = translate_with_export(sources, exported, num_beams=4, max_new_tokens=12)
+    assert sum(a != b for a, b in zip(hurried, pytorch)) > len(sources) / 4, "the test must tell the two apart"
+
+
+@pytest.mark.parametrize("generation, expected", [
+    (None, {"length_penalty": 1.0, "patience": ctranslate2_options.UNHURRIED_PATIENCE, "max_decoding_length": 20,
+            "min_decoding_length": 0}),
+    ({"early_stopping": True, "length_penalty": 0.6, "forced_eos_token_id": 0, "min_length": 3},
+     {"length_penalty": 0.6, "patience": 1.0, "max_decoding_length": 19, "min_decoding_length": 2}),
+    (GenerationConfig(early_stopping="never", min_new_tokens=4, min_length=9),
+     {"length_penalty": 1.0, "patience": ctranslate2_options.UNHURRIED_PATIENCE, "max_decoding_length": 20,
+      "min_decoding_length": 4}),
+])
+def test_decoding_options_follow_the_generation_config(generation, expected):
+    assert ctranslate2_options.decoding_options(generation, 3, 20) == {"beam_size": 3, **expected}

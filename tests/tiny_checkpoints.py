@@ -1,7 +1,8 @@
 """Tiny checkpoints saved as a Hub checkpoint is (config, weights, tokenizer), and tiny parallel data files.
 
 ``save_opus_mt_checkpoint`` and ``save_t5_checkpoint`` write the file layouts of opus-mt and t5-small
-repositories on the Hub, with SentencePiece models trained on the given pairs.
+repositories on the Hub, with SentencePiece models trained on the given pairs. ``save_looping_checkpoint``
+writes a Marian of ``POSITIONS`` positions that never ends a translation.
 
 The tokenizer is a word-level ``PreTrainedTokenizerFast`` over ``WORDS`` whose special ids match the
 tiny models of conftest: Marian's ``</s>`` = 0 and ``<pad>`` = 1, T5's ``<pad>`` = 0 and ``</s>`` = 1.
@@ -32,6 +33,36 @@ def word_tokenizer(pad_id: int, eos_id: int) -> PreTrainedTokenizerFast:
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     backend.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", eos_id)])
     return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+
+
+# looping_marian: its positions, the word it repeats, and its translation of anything at any length above them
+# (with forced_eos_token_id the last of the POSITIONS new tokens is </s>, which decoding drops).
+POSITIONS = 8
+LOOP_WORD = "dog"
+LOOPED = " ".join([LOOP_WORD] * (POSITIONS - 1))
+
+
+def looping_marian() -> MarianMTModel:
+    """A tiny Marian of ``POSITIONS`` positions whose every step picks LOOP_WORD: it never ends a translation."""
+    torch.manual_seed(0)
+    config = MarianConfig(
+        vocab_size=VOCAB, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=POSITIONS,
+        pad_token_id=PAD, eos_token_id=EOS, decoder_start_token_id=PAD, forced_eos_token_id=EOS,
+    )
+    model = MarianMTModel(config)
+    loop_id = word_tokenizer(PAD, EOS).convert_tokens_to_ids(LOOP_WORD)
+    with torch.no_grad():
+        # Logits of a random tiny model stay within a few units; 100 outweighs them at every step.
+        model.final_logits_bias[0, loop_id] = 100.0
+    return model
+
+
+def save_looping_checkpoint(path) -> str:
+    """``looping_marian`` and its tokenizer saved in ``path``; returns the path as a string."""
+    looping_marian().save_pretrained(path)
+    word_tokenizer(PAD, EOS).save_pretrained(path)
+    return str(path)
 
 
 def save_checkpoint(path, kind: str = "marian") -> str:

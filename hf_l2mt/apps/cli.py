@@ -162,8 +162,8 @@ def run_export(argv: list[str]) -> None:
     (settings,) = parse_settings(
         (ExportSettings,), {}, argv, prog="hf-l2mt export",
         description="Convert the model in MODEL_DIR with CTranslate2's converter (PEFT adapters merged first), "
-        "translate --probe (default: the run's held-out sets) with PyTorch and with the export, greedy, and keep "
-        "the export only if their chrF and BLEU differ by at most --parity_tolerance; writes a README with the "
+        "translate --probe (default: the run's held-out sets) with PyTorch and with the export at --num_beams, and "
+        "keep the export only if their chrF and BLEU differ by at most --parity_tolerance; writes a README with the "
         "numbers into the export folder.",
         epilog="example:\n  hf-l2mt export runs/en-de --to ctranslate2 --quantization int8 --probe dev.en,dev.de",
     )

@@ -5,11 +5,13 @@
 2. CTranslate2's own Transformers converter converts the model at the asked quantization into a
    temporary folder beside the output; the tokenizer and the generation config are saved with it.
 3. Parity: the probe sentences (``--probe``, or the run's held-out sets: ``hf_l2mt.apps.export_probe``) are
-   translated greedily with PyTorch and with the export. The share
+   translated with PyTorch and with the export at the settings they will be served with (``--num_beams``,
+   ``--max_new_tokens``, the generation config's length penalty and early stopping). The share
    of identical hypotheses and the chrF and BLEU difference are reported; a difference beyond
    ``--parity_tolerance`` fails the export with the numbers, and the temporary folder is removed.
-4. A README and ``hf_l2mt_export.json`` (source, quantization, parity) are written, and the folder is
-   renamed to ``--output_dir``; an existing one is replaced only with ``--overwrite``.
+4. A README and ``hf_l2mt_export.json`` (source, quantization, the decoder's positions, the CTranslate2
+   decoding options, parity) are written, and the folder is renamed to ``--output_dir``; an existing one is
+   replaced only with ``--overwrite``.
 """
 
 import json
@@ -64,7 +66,13 @@ class ExportSettings:
         default=None, metadata={"metavar": "PATH", "help": "the export folder (default: MODEL_DIR-ct2-QUANTIZATION)"}
     )
     overwrite: bool = field(default=False, metadata={"help": "replace an existing export folder"})
-    max_new_tokens: int = field(default=128, metadata={"help": "longest translation of the parity check, in tokens"})
+    num_beams: int = field(default=4, metadata={
+        "help": "beam size of the parity check: the one the export will serve with (hf-l2mt translate's default "
+        "is 4; 1 is greedy)",
+    })
+    max_new_tokens: int = field(default=128, metadata={
+        "help": "longest translation of the parity check, in tokens (capped at the decoder's positions)",
+    })
     source_prefix: str | None = field(default=None, metadata={
         "metavar": "TEXT", "help": "text put before every probe sentence (T5: 'translate English to German: ')",
     })
@@ -72,8 +80,9 @@ class ExportSettings:
     def __post_init__(self):
         if self.parity_tolerance < 0:
             raise ValueError(f"--parity_tolerance: got {self.parity_tolerance}; accepted: a number >= 0")
-        if self.max_new_tokens < 1:
-            raise ValueError(f"--max_new_tokens: got {self.max_new_tokens}; accepted: an integer >= 1")
+        for flag in ("num_beams", "max_new_tokens"):
+            if getattr(self, flag) < 1:
+                raise ValueError(f"--{flag}: got {getattr(self, flag)}; accepted: an integer >= 1")
 
     def export_dir(self) -> str:
         return self.output_dir or f"{os.path.normpath(self.model_dir)}-ct2-{self.quantization}"
@@ -125,10 +134,12 @@ def merged_model_dir(model_dir: str, scratch: str) -> str:
 
 def convert(source_dir: str, target_dir: str, quantization: str) -> None:
     """CTranslate2's converter, with ``EXPORT_LOADERS`` in place of its own for Marian, then the tokenizer and
-    generation config the export translates with."""
+    generation config the export translates with, and ``hf_l2mt_export.json`` with the decoder's positions,
+    which the engine caps ``max_new_tokens`` at without loading transformers' config."""
     from ctranslate2.converters import TransformersConverter
     from transformers import GenerationConfig
 
+    from ..core.generation_length import decoder_positions
     from ..evaluation.translate import load_translation_model
     from ..tokenizer_warnings import without_sacremoses_recommendation
     from .export_loaders import export_loaders
@@ -139,17 +150,33 @@ def convert(source_dir: str, target_dir: str, quantization: str) -> None:
     tokenizer.save_pretrained(target_dir)
     generation = model.generation_config if model.generation_config is not None else GenerationConfig()
     generation.save_pretrained(target_dir)
+    write_export_info(target_dir, {"decoder_positions": decoder_positions(model.config)})
+
+
+def write_export_info(export_dir: str, info: dict) -> None:
+    """``info`` added to the export's ``hf_l2mt_export.json``."""
+    from ..evaluation.ctranslate2_engine import EXPORT_INFO, read_export_info
+
+    merged = {**read_export_info(export_dir), **info}
+    with open(os.path.join(export_dir, EXPORT_INFO), "w", encoding="utf-8") as handle:
+        json.dump(merged, handle, indent=2)
+        handle.write("\n")
 
 
 def parity_check(source_dir: str, export_dir: str, settings: ExportSettings, probe: Probe) -> dict:
-    """Greedy translations of the probe by PyTorch and by the export, compared."""
+    """The probe translated by PyTorch and by the export at the serving settings (``--num_beams``,
+    ``--max_new_tokens`` within the decoder's positions, the generation config's search settings), compared."""
+    from ..core.generation_length import capped_model_new_tokens
     from ..evaluation.ctranslate2_engine import ExportedModel, translate_with_export
+    from ..evaluation.ctranslate2_options import decoding_options
     from ..evaluation.metrics import score_translations
     from ..evaluation.translate import load_translation_model, translate
 
     sources, references = probe.sources, probe.references
     model, tokenizer = load_translation_model(source_dir)
-    generation = {"num_beams": 1, "max_new_tokens": settings.max_new_tokens, "source_prefix": settings.source_prefix}
+    max_new_tokens = capped_model_new_tokens(model, settings.max_new_tokens)
+    generation = {"num_beams": settings.num_beams, "max_new_tokens": max_new_tokens,
+                  "source_prefix": settings.source_prefix}
     pytorch = translate(sources, model, tokenizer, device="cpu", progress=False, **generation)
     exported = translate_with_export(sources, ExportedModel(export_dir), **generation)
     scored_against = pytorch if references is None else references
@@ -160,6 +187,7 @@ def parity_check(source_dir: str, export_dir: str, settings: ExportSettings, pro
         "identical": 100.0 * sum(a == b for a, b in zip(pytorch, exported)) / len(sources),
         "probe": probe.description,
         "scored_against": "PyTorch's translations" if references is None else "references",
+        "decoding": decoding_options(model.generation_config, settings.num_beams, max_new_tokens),
         **{f"pytorch_{name}": pytorch_scores[name] for name in ("bleu", "chrf")},
         **{f"export_{name}": export_scores[name] for name in ("bleu", "chrf")},
         **{f"{name}_difference": export_scores[name] - pytorch_scores[name] for name in ("bleu", "chrf")},
@@ -175,8 +203,15 @@ def parity_table(parity: dict) -> str:
         f"difference {parity['chrf_difference']:+.2f}",
         f"BLEU  PyTorch {parity['pytorch_bleu']:.2f}  export {parity['export_bleu']:.2f}  "
         f"difference {parity['bleu_difference']:+.2f}",
-        f"(scored against {parity['scored_against']}; greedy decoding)",
+        f"(scored against {parity['scored_against']}; {search_words(parity['decoding'])})",
     ])
+
+
+def search_words(decoding: dict) -> str:
+    """The parity check's search in words: greedy, or the beam size and length penalty."""
+    if decoding["beam_size"] == 1:
+        return "greedy decoding"
+    return f"beam size {decoding['beam_size']}, length penalty {decoding['length_penalty']:g}"
 
 
 def readme_text(settings: ExportSettings, architecture: str, probe: Probe, parity: dict) -> str:
@@ -208,7 +243,8 @@ import ctranslate2, transformers
 translator = ctranslate2.Translator("{name}", device="cpu")
 tokenizer = transformers.AutoTokenizer.from_pretrained("{name}")
 tokens = tokenizer.convert_ids_to_tokens(tokenizer.encode("A sentence."))
-output = translator.translate_batch([tokens], min_decoding_length=0)[0].hypotheses[0]  # empty allowed, as in PyTorch
+options = {parity['decoding']!r}  # as PyTorch decodes (hf_l2mt_export.json)
+output = translator.translate_batch([tokens], **options)[0].hypotheses[0]
 print(tokenizer.decode(tokenizer.convert_tokens_to_ids(output), skip_special_tokens=True))
 ```
 """
@@ -220,7 +256,6 @@ def export_model(settings: ExportSettings) -> dict:
         import ctranslate2  # noqa: F401
     except ImportError:
         raise ImportError("hf-l2mt export needs ctranslate2: pip install 'hf_l2mt[export]'") from None
-    from ..evaluation.ctranslate2_engine import EXPORT_INFO
     from ..evaluation.translate import ModelDirectoryError
 
     model_dir, target = settings.model_dir, settings.export_dir()
@@ -244,11 +279,9 @@ def export_model(settings: ExportSettings) -> dict:
                 f"the {settings.quantization} export differs from PyTorch by more than --parity_tolerance "
                 f"{settings.parity_tolerance} points; nothing was written:\n{parity_table(parity)}"
             )
-        info = {"source": os.path.abspath(model_dir), "architecture": architecture,
-                "quantization": settings.quantization, "probe": probe.description, "parity": parity}
-        with open(os.path.join(staged, EXPORT_INFO), "w", encoding="utf-8") as handle:
-            json.dump(info, handle, indent=2)
-            handle.write("\n")
+        write_export_info(staged, {"source": os.path.abspath(model_dir), "architecture": architecture,
+                                   "quantization": settings.quantization, "probe": probe.description,
+                                   "parity": parity})
         with open(os.path.join(staged, README), "w", encoding="utf-8") as handle:
             handle.write(readme_text(settings, architecture, probe, parity))
         if os.path.exists(target):

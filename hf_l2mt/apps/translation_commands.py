@@ -26,7 +26,9 @@ class GenerationSettings:
         default=32, metadata={"help": "sentences per batch; sorted by length, the output keeps input order"}
     )
     num_beams: int = field(default=4, metadata={"help": "beam size; 1 is greedy"})
-    max_new_tokens: int = field(default=128, metadata={"help": "longest translation, in tokens"})
+    max_new_tokens: int = field(
+        default=128, metadata={"help": "longest translation, in tokens (capped at the decoder's positions)"}
+    )
     device: str | None = field(
         default=None, metadata={"help": "where the model runs: cpu, cuda, cuda:N, mps (default: cuda if available)"}
     )

@@ -35,6 +35,7 @@ from . import preflight, run_lock
 from .batching import TokenBudgetBatchSampler, int_list, pair_lengths
 from .checkpoints import resolve_resume_checkpoint, rotate_checkpoints
 from .fisher import FISHER_FILE, fisher_weights, load_checkpoint_weights, save_fisher
+from .generation_length import capped_generate_kwargs
 from .lora import check_adapter_resume, save_merged, wrap_with_lora
 from .loss import IGNORE_INDEX, logits_of, token_cross_entropy, uses_token_level_loss
 from .nonfinite import (
@@ -315,6 +316,14 @@ class L2MTTrainer(Seq2SeqTrainer):
     def get_eval_dataloader(self, eval_dataset=None) -> DataLoader:
         """As ``Trainer.get_eval_dataloader``; its workers leave stop signals to the training process."""
         return workers_ignore_stop_signals(super().get_eval_dataloader(eval_dataset))
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
+        """As ``Seq2SeqTrainer.prediction_step``, with generation capped at the decoder's positions
+        (``hf_l2mt.core.generation_length``): past them an encoder-decoder with a position table fails with an
+        ``IndexError``, so a ``generation_max_length`` above them changes only the evaluations that would crash."""
+        if self.args.predict_with_generate and not prediction_loss_only:
+            gen_kwargs = capped_generate_kwargs(self.model, gen_kwargs or getattr(self, "_gen_kwargs", {}))
+        return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys, **gen_kwargs)
 
     # ---- The update -------------------------------------------------------------------------
 

@@ -11,6 +11,8 @@ the PyTorch model. Translating with a Marian export imports neither torch nor tr
 import json
 import os
 
+from ..core.generation_length import capped_new_tokens
+from .ctranslate2_options import decoding_options
 from .export_tokenizer import load_export_tokenizer
 from .source_ids import encode_sources
 
@@ -49,6 +51,9 @@ class ExportedModel:
         )
         self.tokenizer = load_export_tokenizer(path)
         self.generation_config = read_generation_config(path)
+        # Recorded by hf-l2mt export; an export made otherwise is not capped.
+        self.decoder_positions = read_export_info(path).get("decoder_positions")
+        self.name = path
 
 
 def read_generation_config(path: str):
@@ -69,17 +74,6 @@ class GenerationSettings(dict):
         return self.get(name)
 
 
-def decoding_length(generation_config, max_new_tokens: int) -> int:
-    """CTranslate2's ``max_decoding_length`` that gives the hypotheses of transformers' ``max_new_tokens``.
-
-    With ``forced_eos_token_id`` set (opus-mt's configs set it), transformers spends the last of the
-    ``max_new_tokens`` on ``</s>`` when a translation reaches the limit, which decoding drops; CTranslate2
-    has no forced end token, so it stops one token earlier to produce the same text.
-    """
-    forced_eos = generation_config is not None and generation_config.forced_eos_token_id is not None
-    return max(1, max_new_tokens - 1) if forced_eos else max_new_tokens
-
-
 def translate_with_export(
     texts: list[str],
     model: ExportedModel,
@@ -89,7 +83,11 @@ def translate_with_export(
     max_new_tokens: int = 128,
     source_prefix: str | None = None,
 ) -> list[str]:
-    """Translate ``texts`` with ``model`` in batches of at most ``max_batch_tokens`` source tokens; input order kept."""
+    """Translate ``texts`` with ``model`` in batches of at most ``max_batch_tokens`` source tokens; input order kept.
+
+    Decodes as ``translate`` does with the PyTorch model (``decoding_options``); ``max_new_tokens`` is capped at
+    the export's decoder positions, with a warning the first time.
+    """
     if isinstance(texts, str):
         raise ValueError("translate_with_export: texts is a single string; pass a list of sentences")
     for flag, value in (("max_batch_tokens", max_batch_tokens), ("num_beams", num_beams),
@@ -101,12 +99,10 @@ def translate_with_export(
         return []
     tokenizer = model.tokenizer
     input_ids = encode_sources(tokenizer, [f"{source_prefix}{text}" for text in texts] if source_prefix else texts)
+    max_new_tokens = capped_new_tokens(max_new_tokens, model.decoder_positions, model.name)
     results = model.translator.translate_batch(
-        [tokenizer.convert_ids_to_tokens(ids) for ids in input_ids],
-        max_batch_size=max_batch_tokens, batch_type="tokens", beam_size=num_beams,
-        max_decoding_length=decoding_length(model.generation_config, max_new_tokens),
-        # transformers lets a translation end at its first token (an empty one); CTranslate2's default of 1 does not.
-        min_decoding_length=0,
+        [tokenizer.convert_ids_to_tokens(ids) for ids in input_ids], max_batch_size=max_batch_tokens,
+        batch_type="tokens", **decoding_options(model.generation_config, num_beams, max_new_tokens),
     )
     return [
         tokenizer.decode(tokenizer.convert_tokens_to_ids(result.hypotheses[0]), skip_special_tokens=True).strip()

@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, GenerationConfig
 
+from ..core.generation_length import capped_model_new_tokens
 from ..core.lora import adapter_base_model, is_adapter_directory, load_adapter_model
 from ..tokenizer_warnings import without_sacremoses_recommendation
 from .source_ids import encode_sources
@@ -76,7 +77,8 @@ def translate(
 
     ``source_prefix`` is prepended to every sentence (T5: ``"translate English to German: "``).
     ``device`` moves the model there; by default it runs where the model is. Sentences longer than
-    ``tokenizer.model_max_length`` tokens are truncated, with a warning.
+    ``tokenizer.model_max_length`` tokens are truncated, with a warning. ``max_new_tokens`` is capped at the
+    positions the model's decoder embeds (``hf_l2mt.core.generation_length``), with a warning the first time.
     """
     if isinstance(texts, str):
         raise ValueError("translate: texts is a single string; pass a list of sentences")
@@ -99,7 +101,9 @@ def translate(
     translations = [""] * len(texts)
     was_training, model_generation_config = model.training, model.generation_config
     model.eval()
-    model.generation_config = generation_limits(model_generation_config, num_beams, max_new_tokens)
+    model.generation_config = generation_limits(
+        model_generation_config, num_beams, capped_model_new_tokens(model, max_new_tokens)
+    )
     try:
         with torch.inference_mode():
             for batch in tqdm(batches, desc="Translating", unit="batch", disable=not progress or len(batches) < 2):

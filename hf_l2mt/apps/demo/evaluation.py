@@ -8,6 +8,7 @@ from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer
 from ...evaluation.metrics import make_compute_metrics
 from ...evaluation.translate import translate
 from ..console import use_tidy_progress
+from .arguments import MAX_NEW_TOKENS
 from .training import training_args
 
 SCORES = ("exact_match", "chrf", "bleu")
@@ -52,7 +53,8 @@ def held_out_examples(runs, tokenizer, *tests) -> list[dict]:
     """The first few held-out pairs of each domain and every model's translation of them."""
     chosen = [row for test in tests for row in test.select(range(min(EXAMPLES_PER_DOMAIN, len(test))))]
     sources = [row["source"] for row in chosen]
-    outputs = {name: translate(sources, model, tokenizer, num_beams=1, progress=False) for name, _, model in runs}
+    outputs = {name: translate(sources, model, tokenizer, num_beams=1, max_new_tokens=MAX_NEW_TOKENS, progress=False)
+               for name, _, model in runs}
     return [
         {"source": row["source"], "reference": row["target"], "outputs": {n: o[i] for n, o in outputs.items()}}
         for i, row in enumerate(chosen)

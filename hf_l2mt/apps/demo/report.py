@@ -2,6 +2,7 @@
 
 from ...evaluation.forgetting import BASE, RUN, build_report
 from ...evaluation.translate import translate
+from .arguments import MAX_NEW_TOKENS
 
 PLAIN = "plain"  # the compared run: the fine-tune without regularization (λ = 0)
 
@@ -22,7 +23,7 @@ def demo_report(runs: list[tuple], best: str, tokenizer, test_sets: dict, genera
     models, names = report_models(runs, best)
     sources = {name: list(rows["source"]) for name, rows in test_sets.items()}
     translations = {
-        model: {name: translate(texts, network, tokenizer, num_beams=1, progress=False)
+        model: {name: translate(texts, network, tokenizer, num_beams=1, max_new_tokens=MAX_NEW_TOKENS, progress=False)
                 for name, texts in sources.items()}
         for model, network in models.items()
     }
