@@ -18,7 +18,7 @@ PRESETS = {
         train_size=50_000,
         finetune_train_size=450,  # of the 990 years that do not read as cardinals, 500 are held out
         test_size=500,
-        l2sp_lambdas=[0.0, 0.1, 1.0, 10.0],
+        l2sp_lambdas=[0.0, 0.1, 0.3, 1.0, 10.0],
         vocab_size=400,
         model=dict(d_model=128, layers=2, heads=4, ffn_dim=256),  # 0.71M parameters
     ),
