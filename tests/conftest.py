@@ -120,7 +120,47 @@ def params_of(model) -> dict:
     return {n: p.detach().clone() for n, p in model.named_parameters()}
 
 
-def assert_same_params(a: dict, b: dict, rtol=1e-5, atol=1e-6):
+FLOAT32_ROUNDOFF = 2.0 ** -24  # u: every float32 operation is exact to within a relative u
+
+
+def reordered_sgd_tolerance(steps: int, terms: int, lr: float = 1e-2) -> dict:
+    """``rtol`` and ``atol`` for the parameters of two SGD runs whose gradients sum the same terms in another order.
+
+    Another order (micro-batches, another batch shape, another process) changes a float32 sum of ``terms``
+    terms by at most ``terms`` u times the sum of their absolute values (Higham, Accuracy and Stability of
+    Numerical Algorithms, 2nd ed., eq. 4.4). An update's examples contribute absolute gradients that add up
+    to less than 1 in these tiny models (0.4 to 0.9 measured), so each step moves a parameter by at most
+    ``lr * terms * u`` more: ``atol``. Each step also rounds the parameter itself, and a last-bit change in
+    its gradient can round it to the neighbouring float, 2u relative: ``rtol``. Both add up over ``steps``.
+    Accumulation tests use SGD: a sum over all of an update's tokens reordered, amplified by Adam (see
+    reordered_adamw_tolerance), would give a bound too loose to catch a real defect.
+    """
+    return {"rtol": steps * 2 * FLOAT32_ROUNDOFF, "atol": steps * lr * terms * FLOAT32_ROUNDOFF}
+
+
+def reordered_adamw_tolerance(steps: int, terms: int, lr: float = 1e-2, eps: float = 1e-4) -> dict:
+    """As reordered_sgd_tolerance, for AdamW runs (make_args: lr 1e-2, adam_epsilon 1e-4).
+
+    AdamW's step lr * m / (sqrt(v) + eps) changes by at most lr / eps per unit change of the gradient (its
+    slope at a zero gradient, the steepest), so a round-off change of ``terms`` u in a gradient moves the
+    parameter by at most (lr / eps) * terms * u per step. Use it where few operations differ between the two
+    runs (a penalty added to the loss or to the gradient: ``terms`` of 2 or 3).
+    """
+    return {"rtol": steps * 2 * FLOAT32_ROUNDOFF, "atol": steps * lr / eps * terms * FLOAT32_ROUNDOFF}
+
+
+def reordered_tolerance(optim: str, steps: int, terms: int) -> dict:
+    """reordered_sgd_tolerance or reordered_adamw_tolerance, for the Trainer's ``optim``."""
+    make = reordered_sgd_tolerance if optim == "sgd" else reordered_adamw_tolerance
+    return make(steps, terms)
+
+
+def assert_same_params(a: dict, b: dict, rtol=0.0, atol=0.0):
+    """The same parameters, bit for bit unless a tolerance derived from the two computations is given.
+
+    Runs that do the same operations in the same order (a resumed run and an uninterrupted one) agree
+    exactly; see reordered_sgd_tolerance for runs that sum in another order.
+    """
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=rtol, atol=atol, msg=lambda m: f"{name}: {m}")

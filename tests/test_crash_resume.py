@@ -22,8 +22,11 @@ from tiny_checkpoints import save_checkpoint, sentence_pairs, write_tsv
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts", "train_until_killed.py")
 
 
-def kill_after_first_checkpoint(base_dir, output_dir, timeout=120.0) -> str:
-    """Run the script until a complete checkpoint exists, SIGKILL it, and return that checkpoint."""
+def kill_after_first_checkpoint(base_dir, output_dir, timeout=600.0) -> str:
+    """Run the script until a complete checkpoint exists, SIGKILL it, and return that checkpoint.
+
+    The script waits after that checkpoint, so no deadline races it; ``timeout`` only stops a hung run.
+    """
     process = subprocess.Popen([sys.executable, SCRIPT, str(base_dir), str(output_dir)], stderr=subprocess.PIPE)
     first = os.path.join(output_dir, f"checkpoint-{SETTINGS['save_steps']}")
     deadline = time.monotonic() + timeout

@@ -3,8 +3,8 @@
 Each launch starts two processes on this machine (recipes/accelerate_configs/cpu_multi_process.yaml, as one
 machine or as two "machines" of one process each through accelerate's --num_machines 2, or
 torchrun for FSDP2 because `accelerate launch --use_fsdp` without a GPU runs each process alone).
-Tolerance: float32 with atol 1e-6 / rtol 1e-5 (conftest.assert_same_params); the two runs sum the same
-token losses in another order (gradients all-reduced across processes), so they agree to round-off only.
+Tolerance: the two runs sum the same token losses in another order (gradients all-reduced across processes),
+so they agree to round-off only (conftest.reordered_adamw_tolerance).
 """
 
 import json
@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import assert_same_params
+from conftest import assert_same_params, reordered_adamw_tolerance
 from distributed.train_tiny import L2SP_MODES, build_model, train
 from hf_l2mt.core.anchor import ANCHOR_FILE
 
@@ -100,8 +100,10 @@ def test_two_processes_equal_one_process_with_twice_the_batch(request, launch_na
     assert [report["world_size"] for report, _ in reports] == [2, 2]
     single = train(str(tmp_path / l2sp_mode), l2sp_mode, 2 * PER_DEVICE_BATCH, seed=0)
     expected = {n: p.detach() for n, p in single.model.named_parameters()}
+    # Each gradient sums in another order the 2 x 2 targets of at most 8 tokens (32 terms) of an update, each
+    # through sums at most 32 wide (the feed-forward layers), over the script's 3 steps.
     for _, tensors in reports:
-        assert_same_params(prefixed(tensors, "param."), expected)
+        assert_same_params(prefixed(tensors, "param."), expected, **reordered_adamw_tolerance(3, terms=32 + 32))
     logged = [row["l2sp_distance"] for row in single.state.log_history if "l2sp_distance" in row]
     for report, _ in reports:
         assert [row["l2sp_distance"] for row in report["logged"]] == pytest.approx(logged, rel=1e-5)

@@ -5,7 +5,8 @@ import torch
 from safetensors import safe_open
 from transformers import MarianMTModel
 
-from conftest import PadCollator, assert_same_params, make_args, marian, params_of, task_dataset, tiny_marian, train_with
+from conftest import (PadCollator, assert_same_params, make_args, marian, params_of, reordered_adamw_tolerance,
+                      reordered_tolerance, task_dataset, tiny_marian, train_with)
 from hf_l2mt.apps.cli import main
 from hf_l2mt.core.fisher import FISHER_FILE, FisherError, estimate_fisher, save_fisher
 from hf_l2mt.core.loss import token_cross_entropy
@@ -84,7 +85,9 @@ def test_constant_fisher_normalised_by_its_mean_is_plain_l2sp(tmp_path, mode):
     plain, ewc = marian(), marian()
     train_with(plain, data, make_args(tmp_path / "plain", l2sp_lambda=lam, l2sp_mode=mode))
     train_with(ewc, data, make_args(tmp_path / "ewc", l2sp_lambda=lam, l2sp_mode=mode, l2sp_fisher_path=path))
-    assert_same_params(params_of(ewc), params_of(plain))
+    # The same penalty computed two ways: the Fisher weight (exactly 1 after normalising) multiplies and the
+    # weighted terms add in another order, about 3 roundings per gradient element over make_args' 3 steps.
+    assert_same_params(params_of(ewc), params_of(plain), **reordered_adamw_tolerance(3, terms=3))
 
 
 @pytest.mark.parametrize("optim, make_optimizer", [("sgd", sgd), ("adamw_torch", adamw)])
@@ -101,7 +104,8 @@ def test_coupled_ewc_equals_the_weighted_penalty_in_the_loss(tmp_path, optim, ma
     model = marian()
     trainer = train_with(model, data, make_args(tmp_path / "run", optim=optim, l2sp_lambda=lam,
                                                 l2sp_fisher_path=path, l2sp_fisher_normalize="none"))
-    assert_same_params(params_of(model), expected)
+    # The penalty's gradient is computed and added elsewhere in the reference loop: about 3 roundings.
+    assert_same_params(params_of(model), expected, **reordered_tolerance(optim, 3, terms=3))
     start = params_of(marian())
     weighted = sum(float((fisher[n] * (p.detach() - start[n]) ** 2).sum()) for n, p in trainable(model).items())
     assert trainer.state.log_history[-2]["l2sp_penalty"] == pytest.approx(lam / 2 * weighted, rel=1e-5)
@@ -123,7 +127,8 @@ def test_decoupled_ewc_moves_each_coordinate_by_a_clamped_fraction(tmp_path):
     model = marian()
     train_with(model, data, make_args(tmp_path / "run", l2sp_lambda=lam, l2sp_mode="decoupled",
                                       l2sp_fisher_path=path, l2sp_fisher_normalize="none"))
-    assert_same_params(params_of(model), expected)
+    # The move to the anchor is computed elsewhere in the reference loop: about 3 roundings per step.
+    assert_same_params(params_of(model), expected, **reordered_adamw_tolerance(3, terms=3))
 
 
 def test_fisher_path_without_l2sp_or_file_is_refused(tmp_path):

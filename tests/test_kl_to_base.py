@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from conftest import PadCollator, assert_same_params, make_args, marian, params_of, task_dataset, tiny_marian, train_with
+from conftest import (PadCollator, assert_same_params, make_args, marian, params_of, reordered_sgd_tolerance,
+                      reordered_tolerance, task_dataset, tiny_marian, train_with)
 from hf_l2mt.core.regularizers.kl import token_kl_sum
 from hf_l2mt.core.schedules import schedule_factor
 from regularizer_reference import adamw, forward, kl_per_token, reference_run, sgd
@@ -35,7 +36,9 @@ def test_kl_update_equals_autograd_through_a_frozen_copy_of_the_base(tmp_path, o
     model = marian()
     trainer = train_with(model, data, make_args(tmp_path, optim=optim, max_steps=steps, kl_lambda=lam,
                                                 kl_temperature=temperature, kl_schedule=schedule))
-    assert_same_params(params_of(model), expected)
+    # The reference computes the KL with other operations: each logit's gradient goes through a softmax over the
+    # 24-word vocabulary, plus a few roundings (32 terms).
+    assert_same_params(params_of(model), expected, **reordered_tolerance(optim, steps, terms=32))
     assert not torch.allclose(expected["model.shared.weight"], marian().model.shared.weight)
     logged = [row["kl_lambda"] for row in trainer.state.log_history if "kl_lambda" in row]
     assert logged == pytest.approx([lam * schedule_factor(schedule, t, steps) for t in range(steps)])
@@ -57,12 +60,14 @@ def test_kl_to_base_is_zero_at_the_first_update_then_the_per_token_kl(tmp_path):
 
 def test_accumulated_update_equals_full_batch_update_with_kl(tmp_path):
     data = task_dataset(8, seed=3, min_len=1, max_len=8)  # micro-batches hold different numbers of tokens
-    settings = dict(max_steps=3, max_grad_norm=0.5, kl_lambda=1.0, l2sp_lambda=0.2)
+    settings = dict(optim="sgd", max_steps=3, max_grad_norm=0.5, kl_lambda=1.0, l2sp_lambda=0.2)
     full, accumulated = marian(), marian()
     train_with(full, data, make_args(tmp_path / "full", per_device_train_batch_size=8, **settings))
     train_with(accumulated, data, make_args(tmp_path / "acc", per_device_train_batch_size=2,
                                             gradient_accumulation_steps=4, **settings))
-    assert_same_params(params_of(accumulated), params_of(full), rtol=1e-4, atol=1e-5)
+    # Each gradient is summed in another order: 8 targets of at most 9 tokens (72 terms), each through sums at
+    # most 32 wide (the feed-forward layer), for the task loss and the KL alike.
+    assert_same_params(params_of(accumulated), params_of(full), **reordered_sgd_tolerance(3, terms=72 + 32))
 
 
 def test_resumed_kl_run_equals_uninterrupted_run(tmp_path):

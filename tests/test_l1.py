@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import assert_same_params, make_args, marian, params_of, task_dataset, train_with
+from conftest import assert_same_params, make_args, marian, params_of, reordered_adamw_tolerance, task_dataset, train_with
 from hf_l2mt.core.regularizers.l1 import soft_threshold_
 from regularizer_reference import LR, adamw, decays, reference_run
 
@@ -32,7 +32,8 @@ def test_l1_is_a_soft_threshold_after_each_optimizer_step(tmp_path, target, lam)
     expected = reference_run(marian(), data, 3, adamw, after_step=threshold)
     model = marian()
     trainer = train_with(model, data, make_args(tmp_path, l1_lambda=lam, l1_target=target))
-    assert_same_params(params_of(model), expected)
+    # The threshold is applied with other operations than the reference loop's: about 3 roundings per step.
+    assert_same_params(params_of(model), expected, **reordered_adamw_tolerance(3, terms=3))
     start = params_of(marian())
     trained = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     if target == "anchor":

@@ -42,10 +42,13 @@ def dead_pid():
 
 
 def test_lock_holds_this_process_and_is_removed_when_released(tmp_path):
+    before = time.time()
     path = run_lock.acquire(str(tmp_path / "run"))
+    after = time.time()
     holder = json.loads(open(path).read())
     assert (holder["pid"], holder["host"]) == (os.getpid(), socket.gethostname())
-    assert abs(holder["started"] - time.time()) < 60
+    # The clock read while acquiring, however long that took on a loaded machine.
+    assert before <= holder["started"] <= after
     run_lock.release(path)
     assert not os.path.exists(path)
 

@@ -5,13 +5,18 @@ import torch
 import torch.nn.functional as F
 from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments
 
-from conftest import PadCollator, assert_same_params, make_args, marian, params_of, task_dataset, tiny_t5, T5_PAD, train_with
+from conftest import (PadCollator, assert_same_params, make_args, marian, params_of, reordered_adamw_tolerance,
+                      reordered_sgd_tolerance, reordered_tolerance, task_dataset, tiny_t5, T5_PAD, train_with)
 from hf_l2mt.core.schedules import schedule_factor
 
 LR = 1e-2
 # Adam turns any gradient, however small, into a step of about lr. eps=1e-4 keeps float round-off
 # (~1e-8) from becoming a step; every real gradient here is > 1e-3.
 EPS = 1e-4
+# The reference loop and the Trainer run the same batch through the same kernels; a gradient element differs
+# by the roundings that are done elsewhere: the division by the token count, the penalty's gradient and its
+# addition (3 terms, see conftest.reordered_sgd_tolerance).
+ROUNDINGS = 3
 
 
 def decays(name: str) -> bool:
@@ -70,7 +75,7 @@ def test_coupled_l2sp_equals_penalty_in_the_loss(tmp_path, optim, make_optimizer
     expected = reference_run(marian(), data, steps, make_optimizer, l2sp_at=lambda t: lam, clip=clip)
     model = marian()
     train_with(model, data, make_args(tmp_path, optim=optim, max_steps=steps, l2sp_lambda=lam, max_grad_norm=clip))
-    assert_same_params(params_of(model), expected)
+    assert_same_params(params_of(model), expected, **reordered_tolerance(optim, steps, ROUNDINGS))
     assert not torch.allclose(expected["model.shared.weight"], marian().model.shared.weight)
 
 
@@ -79,7 +84,7 @@ def test_coupled_l2sp_on_t5(tmp_path):
     expected = reference_run(tiny_t5(), data, 3, adamw(), l2sp_at=lambda t: 0.5, clip=0.05, pad_id=T5_PAD)
     model = tiny_t5()
     train_with(model, data, make_args(tmp_path, l2sp_lambda=0.5, max_grad_norm=0.05), pad_id=T5_PAD)
-    assert_same_params(params_of(model), expected)
+    assert_same_params(params_of(model), expected, **reordered_adamw_tolerance(3, ROUNDINGS))
 
 
 def test_coupled_weight_decay_equals_torch_adam(tmp_path):
@@ -87,7 +92,7 @@ def test_coupled_weight_decay_equals_torch_adam(tmp_path):
     expected = reference_run(marian(), data, 3, adamw(0.3, cls=torch.optim.Adam))
     model = marian()
     train_with(model, data, make_args(tmp_path, weight_decay=0.3, weight_decay_mode="coupled"))
-    assert_same_params(params_of(model), expected)
+    assert_same_params(params_of(model), expected, **reordered_adamw_tolerance(3, ROUNDINGS))
 
 
 def test_decoupled_weight_decay_equals_torch_adamw(tmp_path):
@@ -95,7 +100,7 @@ def test_decoupled_weight_decay_equals_torch_adamw(tmp_path):
     expected = reference_run(marian(), data, 3, adamw(0.3))
     model = marian()
     train_with(model, data, make_args(tmp_path, weight_decay=0.3, weight_decay_mode="decoupled"))
-    assert_same_params(params_of(model), expected)
+    assert_same_params(params_of(model), expected, **reordered_adamw_tolerance(3, ROUNDINGS))
 
 
 def test_decoupled_weight_decay_with_sgd_is_applied_by_the_trainer(tmp_path):
@@ -109,7 +114,7 @@ def test_decoupled_weight_decay_with_sgd_is_applied_by_the_trainer(tmp_path):
     expected = reference_run(marian(), data, 3, sgd, before_step=shrink)
     model = marian()
     train_with(model, data, make_args(tmp_path, optim="sgd", weight_decay=wd))
-    assert_same_params(params_of(model), expected)
+    assert_same_params(params_of(model), expected, **reordered_sgd_tolerance(3, ROUNDINGS))
 
 
 def test_decoupled_l2sp_equals_adamw_plus_pre_update_move_to_anchor(tmp_path):
@@ -122,7 +127,7 @@ def test_decoupled_l2sp_equals_adamw_plus_pre_update_move_to_anchor(tmp_path):
     expected = reference_run(marian(), data, 4, adamw(), before_step=move)
     model = marian()
     train_with(model, data, make_args(tmp_path, max_steps=4, l2sp_lambda=lam, l2sp_mode="decoupled"))
-    assert_same_params(params_of(model), expected)
+    assert_same_params(params_of(model), expected, **reordered_adamw_tolerance(4, ROUNDINGS))
 
 
 @pytest.mark.parametrize("schedule", ["linear", "cosine", "sigmoid"])
@@ -137,7 +142,7 @@ def test_update_t_uses_the_schedule_value_at_t(tmp_path, schedule):
         l2sp_sigmoid_k=kwargs.get("sigmoid_k"), l2sp_sigmoid_t0=kwargs.get("sigmoid_t0"),
     )
     trainer = train_with(model, data, args)
-    assert_same_params(params_of(model), expected)
+    assert_same_params(params_of(model), expected, **reordered_sgd_tolerance(steps, ROUNDINGS))
     logged = [row["l2sp_lambda"] for row in trainer.state.log_history if "l2sp_lambda" in row]
     assert logged == pytest.approx([at(t) for t in range(steps)])
 
