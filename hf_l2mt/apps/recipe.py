@@ -46,7 +46,8 @@ from ..data import (
 from ..data.errors import SourceUnavailableError
 from ..data.language_codes import prepare_translation_pair
 from ..data.preprocess import resolve_source_prefix
-from ..evaluation.metrics import SCORE_NAMES, make_compute_metrics, score_translations
+from ..evaluation.metrics import make_compute_metrics, score_translations
+from ..evaluation.report_names import SCORE_NAMES
 from ..evaluation.translate import report_scores, translate
 from ..hub_probe import ModelUnavailableError, load_model_offline, offline_mode
 from ..tokenizer_warnings import without_sacremoses_recommendation
