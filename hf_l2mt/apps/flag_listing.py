@@ -142,12 +142,12 @@ def save_listing(args_class) -> None:
     no error, the next ``--help`` imports the class again."""
     from ..atomic_write import atomic_path
 
-    listing = record(args_class)
-    stored = {"group": listing.group, "actions": listing.actions,
-              "sources": {path: file_hash(path) for path in source_files(args_class)}}
     try:
+        listing = record(args_class)
+        stored = {"group": listing.group, "actions": listing.actions,
+                  "sources": {path: file_hash(path) for path in source_files(args_class)}}
         text = json.dumps(stored)
-    except (TypeError, ValueError):  # a default that is no JSON value
+    except (TypeError, ValueError):  # a kind of flag the listing does not rebuild, a default that is no JSON value
         return
     original, rebuilt = argparse.ArgumentParser(), argparse.ArgumentParser()
     add_dataclass_flags(original, args_class)
