@@ -147,7 +147,7 @@ def save_listing(args_class) -> None:
         stored = {"group": listing.group, "actions": listing.actions,
                   "sources": {path: file_hash(path) for path in source_files(args_class)}}
         text = json.dumps(stored)
-    except (TypeError, ValueError):  # a kind of flag the listing does not rebuild, a default that is no JSON value
+    except (TypeError, ValueError, OSError):  # a flag it does not rebuild, a default no JSON holds, a source gone
         return
     original, rebuilt = argparse.ArgumentParser(), argparse.ArgumentParser()
     add_dataclass_flags(original, args_class)
