@@ -13,7 +13,9 @@ import os
 import sys
 
 from .. import __version__
-from .recipes import load_recipe, recipe_names, recipe_summary
+from .recipes import check_recipe_name, load_recipe, read_recipe, recipe_file, recipe_names, recipe_summary
+
+HELP_FLAGS = {"-h", "--help"}
 
 EXAMPLES = """\
 examples:
@@ -75,6 +77,25 @@ def train_parser() -> argparse.ArgumentParser:
     return train
 
 
+def listed_help(path: str, argv: list[str]) -> None:
+    """Print the help of the recipe file at ``path`` and exit, from its CONFIG read as text and the stored listing
+    of the Trainer's flags (``flag_listing``), so that no transformers is imported. Returns where the file is
+    not one ``read_recipe`` reads or a value needs the real dataclasses: the recipe then runs as it would."""
+    from .flag_listing import NotListed, training_flags
+    from .recipe_arguments import RecipeArguments, recipe_layers
+    from .settings import settings_parser
+
+    recipe = read_recipe(path)
+    if recipe is None:
+        return
+    config, description = recipe
+    try:
+        parser = settings_parser((RecipeArguments, training_flags()), recipe_layers(config), argv, description)
+        parser.parse_args(argv)  # exits with the help; returns where --help was some flag's value
+    except NotListed:
+        return
+
+
 def run_train(argv: list[str]) -> None:
     from .settings import command_name
 
@@ -82,12 +103,19 @@ def run_train(argv: list[str]) -> None:
     if args.recipe.endswith(".py"):
         if not os.path.isfile(args.recipe):
             raise ValueError(f"RECIPE {args.recipe}: no such file")
-        spec = importlib.util.spec_from_file_location("hf_l2mt_user_recipe", args.recipe)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        path = args.recipe
     else:
-        module = load_recipe(args.recipe)
+        check_recipe_name(args.recipe)
+        path = recipe_file(args.recipe)
     with command_name(f"hf-l2mt train {args.recipe}"):  # the recipe's usage line and errors name the command
+        if HELP_FLAGS.intersection(args.overrides):
+            listed_help(path, args.overrides)
+        if args.recipe.endswith(".py"):
+            spec = importlib.util.spec_from_file_location("hf_l2mt_user_recipe", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            module = load_recipe(args.recipe)
         module.main(args.overrides)
 
 
@@ -190,8 +218,7 @@ def run_average(argv: list[str]) -> None:
 
 
 def run_report(argv: list[str]) -> None:
-    from .report_command import ReportSettings
-    from .report_command import run_report as write_report_page
+    from .report_settings import ReportSettings
     from .settings import parse_settings
 
     (settings,) = parse_settings(
@@ -202,6 +229,8 @@ def run_report(argv: list[str]) -> None:
         "and leaves a page it cannot explain as it was.",
         epilog="example:\n  hf-l2mt report runs/en-de --metric exact_match --train_source train.en",
     )
+    from .report_command import run_report as write_report_page  # sacreBLEU, numpy, jinja2: once the flags are good
+
     print(write_report_page(settings))
 
 

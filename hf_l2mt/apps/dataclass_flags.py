@@ -35,10 +35,15 @@ def boolean(value) -> bool:
     )
 
 
-def choice_type(choices) -> callable:
-    """From a choice's text to the choice itself (an Enum member's value, a Literal's value)."""
-    by_text = {str(choice): choice for choice in choices}
-    return lambda text: by_text.get(text, text)
+class ChoiceType:
+    """From a choice's text to the choice itself (an Enum member's value, a Literal's value); a text that is
+    no choice stays as it is, for argparse to refuse naming the choices."""
+
+    def __init__(self, choices):
+        self.by_text = {str(choice): choice for choice in choices}
+
+    def __call__(self, text):
+        return self.by_text.get(text, text)
 
 
 class BooleanFlag(argparse.Action):
@@ -90,7 +95,7 @@ def add_field_flag(parser, field: dataclasses.Field, kind) -> None:
     has_default = field.default is not dataclasses.MISSING
     if origin is Literal or (isinstance(kind, type) and issubclass(kind, Enum)):
         kwargs["choices"] = list(kind.__args__) if origin is Literal else [member.value for member in kind]
-        kwargs["type"] = choice_type(kwargs["choices"])
+        kwargs["type"] = ChoiceType(kwargs["choices"])
         if has_default:
             kwargs["default"] = field.default
         else:

@@ -22,7 +22,7 @@ from ..evaluation.forgetting import (
     format_report,
     save_report,
 )
-from ..evaluation.metrics import SCORE_TITLES
+from ..evaluation.report_names import SCORE_TITLES
 from .plots import import_pyplot, save_figure
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..atomic_write import atomic_path
 from ..core.training_args import L2MTTrainingArguments, added_fields
-from ..evaluation.metrics import SCORE_NAMES
+from ..evaluation.report_names import SCORE_NAMES
 from ..evaluation.significance import format_p_value
 
 TRAINING_FIELDS = (

@@ -28,12 +28,11 @@ from sacrebleu.metrics import CHRF
 
 from ..atomic_write import atomic_path
 from ..evaluation.forgetting import BASE, DEFAULT_HEADLINE_METRIC, GENERAL, RUN, check_headline_metric, verdict
-from ..evaluation.metrics import REPORT_SCORE_NAMES, SCORE_TITLES
+from ..evaluation.report_names import REPORT_SCORE_NAMES, SCORE_TITLES
+from .report_settings import DEFAULT_EXAMPLES, PAGE_FILE
 from ..evaluation.significance import format_p_value
 
-PAGE_FILE = "forgetting_report.html"
 TEMPLATE = "forgetting_report.html.j2"
-DEFAULT_EXAMPLES = 5
 # (low, high) inclusive; None: no upper bound.
 LENGTH_BUCKETS = ((1, 5), (6, 10), (11, 20), (21, 40), (41, None))  # source words
 FREQUENCY_BUCKETS = ((0, 0), (1, 1), (2, 4), (5, 9), (10, 99), (100, None))  # count of the rarest source word

@@ -146,21 +146,17 @@ def make_positional(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument(name, nargs="?", type=flag.type, default=flag.default, metavar=name.upper(), help=flag.help)
 
 
-def parse_settings(
-    dataclass_types,
+def settings_parser(
+    flag_sources,
     layers: dict[str, dict],
     argv: list[str] | None = None,
     description: str | None = None,
     prog: str | None = None,
     epilog: str | None = None,
-):
-    """Instances of ``dataclass_types`` from ``layers`` (origin → settings, earliest first), ``--config FILE``
-    and ``argv``.
-
-    ``argv`` defaults to ``sys.argv[1:]``. A bad flag or value prints the usage and the error, and
-    exits with status 2, as argparse does.
-    """
-    positional = [name for dtype in dataclass_types for name in getattr(dtype, "positional_fields", ())]
+) -> argparse.ArgumentParser:
+    """The parser of ``parse_settings``, its defaults set from ``layers`` and ``--config FILE``. A flag source is
+    a dataclass, or an object whose ``add_flags(parser)`` adds the flags (``flag_listing.FlagListing``)."""
+    positional = [name for source in flag_sources for name in getattr(source, "positional_fields", ())]
     usage = " ".join(["%(prog)s", *(name.upper() for name in positional), f"[-h] [{CONFIG_FLAG} FILE] [--FLAG VALUE ...]"])
     if prog is None and _command_names:
         prog = _command_names[-1]
@@ -168,8 +164,11 @@ def parse_settings(
         prog=prog, description=description, epilog=epilog, formatter_class=SettingsHelpFormatter,
         allow_abbrev=False, usage=usage,
     )
-    for dataclass_type in dataclass_types:
-        add_dataclass_flags(parser, dataclass_type)
+    for source in flag_sources:
+        if hasattr(source, "add_flags"):
+            source.add_flags(parser)
+        else:
+            add_dataclass_flags(parser, source)
     for name in positional:
         make_positional(parser, name)
     parser.add_argument(
@@ -193,8 +192,27 @@ def parse_settings(
             set_defaults(parser, load_config_file(config_path), config_path)
     except ValueError as err:
         parser.error(str(err))
+    return parser
+
+
+def parse_settings(
+    dataclass_types,
+    layers: dict[str, dict],
+    argv: list[str] | None = None,
+    description: str | None = None,
+    prog: str | None = None,
+    epilog: str | None = None,
+):
+    """Instances of ``dataclass_types`` from ``layers`` (origin → settings, earliest first), ``--config FILE``
+    and ``argv``.
+
+    ``argv`` defaults to ``sys.argv[1:]``. A bad flag or value prints the usage and the error, and
+    exits with status 2, as argparse does.
+    """
+    parser = settings_parser(dataclass_types, layers, argv, description, prog, epilog)
     settings = vars(parser.parse_args(argv))
     settings.pop("config")
+    positional = [name for dtype in dataclass_types for name in getattr(dtype, "positional_fields", ())]
     missing = [name.upper() for name in positional if settings[name] is None]
     if missing:
         parser.error(f"the following arguments are required: {', '.join(missing)}")

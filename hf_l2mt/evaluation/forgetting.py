@@ -20,11 +20,11 @@ import textwrap
 
 from ..atomic_write import atomic_path
 from .glossary import Glossary, term_use
-from .metrics import REPORT_SCORE_NAMES, SCORE_TITLES, score_translations
+from .metrics import score_translations
 from .placeholders import any_placeholder, placeholder_accuracy
+from .report_names import REPORT_FILE, REPORT_SCORE_NAMES, SCORE_TITLES
 from .significance import DEFAULT_RESAMPLES, DEFAULT_SEED, SIGNIFICANCE_LEVEL, format_p_value, paired_bootstrap
 
-REPORT_FILE = "forgetting_report.json"
 BASE, RUN = "base", "run"
 GENERAL, IN_DOMAIN = "general", "in_domain"
 # BLEU is 0 wherever an output is one word (the demo's German numbers): chrF reads every task.

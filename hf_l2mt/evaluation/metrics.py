@@ -12,11 +12,7 @@ import numpy as np
 from sacrebleu.metrics import BLEU, CHRF, TER
 
 from ..atomic_write import atomic_path
-
-SCORE_NAMES = ("bleu", "chrf", "ter", "exact_match")
-# The forgetting report also shows chrF++; the Trainer's per-evaluation metrics and the card's table keep SCORE_NAMES.
-REPORT_SCORE_NAMES = ("bleu", "chrf", "chrf_pp", "ter", "exact_match")
-SCORE_TITLES = {"bleu": "BLEU", "chrf": "chrF", "chrf_pp": "chrF++", "ter": "TER", "exact_match": "exact match"}
+from .report_names import SCORE_NAMES
 
 
 def sacrebleu_metrics() -> dict:

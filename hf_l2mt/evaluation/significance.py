@@ -22,7 +22,8 @@ import os
 import numpy as np
 from sacrebleu.significance import PairedTest
 
-from .metrics import REPORT_SCORE_NAMES, exact_matches, sacrebleu_metrics
+from .metrics import exact_matches, sacrebleu_metrics
+from .report_names import REPORT_SCORE_NAMES
 
 DEFAULT_SEED = 12345  # sacreBLEU's own default (SACREBLEU_SEED)
 DEFAULT_RESAMPLES = 1000  # sacreBLEU's default for the paired bootstrap
