@@ -53,7 +53,7 @@ class ExportedModel:
             self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
         has_generation_config = os.path.isfile(os.path.join(path, "generation_config.json"))
         self.generation_config = GenerationConfig.from_pretrained(path) if has_generation_config else None
-        # Recorded by hf-l2mt export; an export made otherwise is not capped.
+        # Recorded by hf-l2mt export; an export without the record is not capped.
         self.decoder_positions = read_export_info(path).get("decoder_positions")
         self.name = path
 
