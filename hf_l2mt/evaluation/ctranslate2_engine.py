@@ -51,7 +51,7 @@ class ExportedModel:
         )
         self.tokenizer = load_export_tokenizer(path)
         self.generation_config = read_generation_config(path)
-        # Recorded by hf-l2mt export; an export made otherwise is not capped.
+        # Recorded by hf-l2mt export; an export without the record is not capped.
         self.decoder_positions = read_export_info(path).get("decoder_positions")
         self.name = path
 
