@@ -1,5 +1,6 @@
 """Tiny models built from configs and tiny token-id data: every test here runs offline."""
 
+import math
 import random
 
 import torch
@@ -153,6 +154,18 @@ def reordered_tolerance(optim: str, steps: int, terms: int) -> dict:
     """reordered_sgd_tolerance or reordered_adamw_tolerance, for the Trainer's ``optim``."""
     make = reordered_sgd_tolerance if optim == "sgd" else reordered_adamw_tolerance
     return make(steps, terms)
+
+
+def logged_sum_rtol(tensors: int, largest: int, roundings_per_term: int) -> float:
+    """``rel`` for a logged sum over the parameters (a distance or penalty) against the test's own sum of it.
+
+    Both sides round each term ``roundings_per_term`` times (a difference, a square, a weight) and sum each
+    tensor in float32, pairwise (at most log2 of the ``largest`` tensor's size levels, Higham eq. 4.6); the
+    Trainer then adds the ``tensors`` sums in float32 and multiplies by λ/2 (2 roundings), the test in float64.
+    The terms are non-negative, so each rounding is a relative error of at most u of the total.
+    """
+    levels = math.ceil(math.log2(largest))
+    return (2 * (roundings_per_term + levels) + tensors + 2) * FLOAT32_ROUNDOFF
 
 
 def assert_same_params(a: dict, b: dict, rtol=0.0, atol=0.0):

@@ -62,6 +62,16 @@ def wait_for_update(marker_dir, ranks: int, run: str, step: int, process) -> lis
         time.sleep(0.05)
 
 
+def wait_for_file(path: str, process) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not os.path.exists(path):
+        if process.poll() is not None:
+            pytest.fail(f"the training script ended with {process.returncode} before writing {path}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{path} not written after {WAIT_S} s")
+        time.sleep(0.05)
+
+
 def assert_complete_checkpoint(checkpoint: str, processes: int) -> None:
     assert missing_parts(checkpoint, needs_anchor=True) == []
     files = os.listdir(checkpoint)
@@ -90,14 +100,16 @@ def test_sigterm_stops_after_the_update_with_a_checkpoint_and_resumes_bit_for_bi
     # A session of its own, so that the signals reach the process group, dataloader worker included, as a
     # terminal's Ctrl-C or a scheduler's signal to every process of the job does.
     with open(log, "w") as stderr:
-        process = subprocess.Popen([sys.executable, SCRIPT, *inputs, str(stopped)], stderr=stderr,
+        process = subprocess.Popen([sys.executable, SCRIPT, *inputs, str(stopped), "--hold"], stderr=stderr,
                                    stdout=subprocess.DEVNULL, start_new_session=True)
     try:
         (pid,) = wait_for_update(inputs[2], 1, "stopped", 2, process)
         assert json.loads((stopped / LOCK_FILE).read_text())["pid"] == pid
         os.killpg(process.pid, signal.SIGTERM)
-        time.sleep(0.05)
-        os.killpg(process.pid, signal.SIGINT)  # a second signal while it stops
+        # --hold: the run says it is stopping and waits there, so the second signal lands while it stops.
+        wait_for_file(os.path.join(inputs[2], "rank0.stopping"), process)
+        os.killpg(process.pid, signal.SIGINT)
+        open(os.path.join(inputs[2], "release"), "w").close()
         process.wait(timeout=WAIT_S)
     finally:
         process.kill()

@@ -1,6 +1,6 @@
 """Fine-tunes the tiny Marian saved in BASE_DIR with EWC into each RUN_DIR in turn, one update every STEP_SECONDS.
 
-    python tests/scripts/train_until_signalled.py BASE_DIR FISHER_FILE MARKER_DIR RUN_DIR... [--resume]
+    python tests/scripts/train_until_signalled.py BASE_DIR FISHER_FILE MARKER_DIR RUN_DIR... [--resume] [--hold]
     accelerate launch --config_file recipes/accelerate_configs/cpu_multi_process.yaml \
         tests/scripts/train_until_signalled.py BASE_DIR FISHER_FILE MARKER_DIR RUN_DIR... [--resume]
 
@@ -9,6 +9,10 @@ as a scheduler pre-empting the job would. After each update every process writes
 ``MARKER_DIR/rank<R>.json`` (its pid, the run and the update); when it ends it writes its exit status to
 ``MARKER_DIR/rank<R>.exit``, which a launcher does not pass on. ``--resume`` resumes every run from its
 newest complete checkpoint. Each finished run saves its final model into its RUN_DIR.
+
+``--hold``: once a stop signal has arrived, the process writes ``MARKER_DIR/rank<R>.stopping`` after the
+checkpoint it makes and waits there, still stopping, until ``MARKER_DIR/release`` exists, so that a test can send a
+second signal that is sure to land before the run ends, however loaded the machine.
 """
 
 import argparse
@@ -38,8 +42,10 @@ DATA = dict(n=48, seed=5)
 class Marker(TrainerCallback):
     """Says which update this process has finished, then waits, so that a signal lands mid-run."""
 
-    def __init__(self, marker_dir: str, run: str, rank: int):
-        self.path, self.run, self.rank = os.path.join(marker_dir, f"rank{rank}.json"), run, rank
+    def __init__(self, marker_dir: str, run: str, rank: int, hold: bool = False):
+        self.marker_dir, self.run, self.rank, self.hold = marker_dir, run, rank, hold
+        self.path = os.path.join(marker_dir, f"rank{rank}.json")
+        self.preemption = None  # the trainer's PreemptionCallback, set once the trainer exists
 
     def on_step_end(self, args, state, control, **kwargs):
         with open(f"{self.path}.tmp", "w", encoding="utf-8") as handle:
@@ -47,8 +53,16 @@ class Marker(TrainerCallback):
         os.replace(f"{self.path}.tmp", self.path)
         time.sleep(STEP_SECONDS)
 
+    def on_save(self, args, state, control, **kwargs):
+        # After the checkpoint a stop signal makes, still inside train(), where a second signal is reported.
+        if self.hold and self.preemption.received is not None:
+            open(os.path.join(self.marker_dir, f"rank{self.rank}.stopping"), "w").close()
+            while not os.path.exists(os.path.join(self.marker_dir, "release")):
+                time.sleep(0.05)
 
-def train(base_dir: str, fisher_file: str, marker_dir: str, run_dir: str, resume: bool, rank: int) -> None:
+
+def train(base_dir: str, fisher_file: str, marker_dir: str, run_dir: str, resume: bool, rank: int,
+          hold: bool = False) -> None:
     # One CPU thread in every process that trains: the stopped run's first updates happen in a subprocess, the
     # resumed and uninterrupted ones in the test's process, whose thread count an earlier test may have changed
     # (the demo sets it). Another thread count sums in another order, and the near-zero gradients of the
@@ -56,18 +70,21 @@ def train(base_dir: str, fisher_file: str, marker_dir: str, run_dir: str, resume
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        _train(base_dir, fisher_file, marker_dir, run_dir, resume, rank)
+        _train(base_dir, fisher_file, marker_dir, run_dir, resume, rank, hold)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(base_dir: str, fisher_file: str, marker_dir: str, run_dir: str, resume: bool, rank: int) -> None:
+def _train(base_dir: str, fisher_file: str, marker_dir: str, run_dir: str, resume: bool, rank: int,
+           hold: bool) -> None:
+    marker = Marker(marker_dir, os.path.basename(run_dir), rank, hold)
     trainer = L2MTTrainer(
         model=MarianMTModel.from_pretrained(base_dir),
         args=make_args(run_dir, l2sp_fisher_path=fisher_file, **SETTINGS),
         train_dataset=task_dataset(**DATA), data_collator=PadCollator(),
-        callbacks=[Marker(marker_dir, os.path.basename(run_dir), rank)],
+        callbacks=[marker],
     )
+    marker.preemption = trainer.preemption
     trainer.train(resume_from_checkpoint="latest" if resume else None)
     trainer.save_model()
 
@@ -79,13 +96,14 @@ def main() -> None:
     parser.add_argument("marker_dir")
     parser.add_argument("run_dirs", nargs="+")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--hold", action="store_true")
     cli = parser.parse_args()
     rank = int(os.environ.get("RANK", "0"))
     os.makedirs(cli.marker_dir, exist_ok=True)
     status = "error"
     try:
         for run_dir in cli.run_dirs:
-            train(cli.base_dir, cli.fisher_file, cli.marker_dir, run_dir, cli.resume, rank)
+            train(cli.base_dir, cli.fisher_file, cli.marker_dir, run_dir, cli.resume, rank, cli.hold)
         status = 0
     except SystemExit as stop:
         status = stop.code
