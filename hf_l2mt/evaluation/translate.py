@@ -132,6 +132,8 @@ def generation_limits(config: GenerationConfig, num_beams: int, max_new_tokens: 
     """
     limited = copy.deepcopy(config)
     limited.num_beams = num_beams
+    if num_beams == 1:  # a beam-search setting: generate warns that greedy decoding ignores it
+        limited.early_stopping = False
     limited.max_new_tokens = max_new_tokens
     limited.max_length = None
     return limited
