@@ -162,3 +162,21 @@ def test_flags_come_from_a_config_file_and_the_command_line_wins(tmp_path):
     config.write_text("tiny: true\nnew_domain: ordinal\nl2sp_lambdas: [0.5, 2]\nseed: 3\n", encoding="utf-8")
     args = demo.parse_arguments(["--config", str(config), "--seed", "7"])
     assert (args.tiny, args.new_domain, args.l2sp_lambdas, args.seed) == (True, "ordinal", [0.5, 2.0], 7)
+
+
+def test_the_chosen_models_export_translates_as_pytorch_at_four_beams(first_run, tmp_path):
+    """The demo's base stops beam search by CTranslate2's rule (early_stopping), so the export of its chosen
+    model gives PyTorch's 4-beam translations, every one of them, not most."""
+    pytest.importorskip("ctranslate2")
+    from hf_l2mt.apps.cli import main as cli_main
+    from hf_l2mt.evaluation.ctranslate2_engine import ExportedModel, translate_with_export
+    from hf_l2mt.evaluation.translate import load_translation_model, translate
+
+    out, _, results = first_run
+    export_dir = str(tmp_path / "export")
+    cli_main(["export", str(out), "--output_dir", export_dir, "--parity_tolerance", "100"])
+    sources = [example["source"] for example in results["examples"]] + ["nineteen eighty-four", "seven"]
+    model, tokenizer = load_translation_model(str(out))
+    assert model.generation_config.early_stopping is True and model.generation_config.num_beams == 4
+    pytorch = translate(sources, model, tokenizer, num_beams=4, max_new_tokens=16, progress=False)
+    assert translate_with_export(sources, ExportedModel(export_dir), num_beams=4, max_new_tokens=16) == pytorch
