@@ -54,6 +54,9 @@ def test_metadata_has_language_pair_base_model_and_one_eval_result_per_set_and_m
     assert set(found) == {(s, m) for s in ("in_domain", "general") for m in ("bleu", "chrf", "ter", "exact_match")}
     for (set_name, metric), result in found.items():
         assert result.task_type == "translation"
+        # The card writes round(score, 2), read back exactly from YAML's shortest repr: at most half of 0.01 away
+        # (plus a last-bit 1e-14 at a score of 100, which a tie at exactly x.xx5 would need). Another set's or
+        # metric's score (these differ by whole BLEU/chrF/TER points) lies far outside.
         assert result.metric_value == pytest.approx(scores[set_name][metric], abs=0.005)
         assert result.metric_config == scores[set_name]["signatures"].get(metric)
 
