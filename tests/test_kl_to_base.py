@@ -14,10 +14,18 @@ def test_token_kl_sum_is_the_sum_over_target_tokens_of_kl_base_to_model():
     torch.manual_seed(0)
     logits, base = torch.randn(2, 4, 7), torch.randn(2, 4, 7)
     labels = torch.tensor([[3, 2, -100, -100], [1, 1, 5, 6]])
+    # Both sides take float32 log-softmaxes of the same rows of 7 logits, |logit / T| ≤ 2.4: each log-probability
+    # is off by at most (7 + 2 + 4.8) u ≈ 14u (the exponentials' sum, the log, the shift by the max), so a
+    # log-ratio differs between the sides by ≤ 4 · 14u = 56u, and Σ_v p·56u over 6 tokens is 336u absolute
+    # against a KL sum ≥ 1.04 before T² (T = 2; T² is exact): 323u relative. exp(log p) against softmax adds
+    # 15u times κ = Σ|p·log-ratio| / KL ≤ 2.9 (measured), 44u; the sums of 7 and 6 terms on both sides 2·13·κ =
+    # 75u; the mean times 6, 2u. In all ≈ 445u = 2.7e-5. A missing T² (×4), the reverse KL, counting the 2
+    # ignored positions or a mean for a sum are all off by 25% or more.
     for temperature in (1.0, 2.0):
         expected = 6 * kl_per_token(logits, base, labels, temperature)
-        assert float(token_kl_sum(logits, base, labels, temperature)) == pytest.approx(float(expected), rel=1e-5)
-    assert float(token_kl_sum(base, base, labels)) == pytest.approx(0.0, abs=1e-6)
+        assert float(token_kl_sum(logits, base, labels, temperature)) == pytest.approx(float(expected), rel=3e-5)
+    # Identical log-probabilities: each term exp(t)·(t − t) is exactly 0.
+    assert float(token_kl_sum(base, base, labels)) == 0.0
 
 
 @pytest.mark.parametrize("optim, make_optimizer, temperature, schedule", [
@@ -54,7 +62,15 @@ def test_kl_to_base_is_zero_at_the_first_update_then_the_per_token_kl(tmp_path):
 
     trainer = train_with(tiny_marian(), data, make_args(tmp_path / "two", max_steps=2, kl_lambda=0.5))
     first, second = [row["kl_to_base"] for row in trainer.state.log_history if "kl_to_base" in row]
-    assert first == pytest.approx(0.0, abs=1e-7)  # the model is the base before the first update
+    # The model is the base before the first update: the same weights through the same operations give the same
+    # logits, and each term exp(t)·(t − t) is exactly 0.
+    assert first == 0.0
+    # 26 target tokens, vocabulary 24, |logit| ≤ 3.8, KL per token 1.08 with κ = Σ|p·log-ratio| / KL = 1.4
+    # (measured). The logits of both sides go through sums at most 32 wide, 32 · 3.8u ≈ 120u each, which moves a
+    # log-ratio by ≤ 4 · 120u: 445u of the KL. Each log-probability is off by (24 + 2 + 8) u = 34u, 4 · 34u = 126u
+    # of the KL; exp(log p) against softmax 34u · κ = 48u; the sums of 24 and 26 terms on both sides 2 · 50 · κ =
+    # 141u; mean against sum / count, 2u. In all ≈ 760u = 4.5e-5, within 1e-4; a KL from the wrong step's
+    # weights or the wrong token count is off by percents.
     assert second == pytest.approx(float(expected), rel=1e-4) and second > 1e-3
 
 
