@@ -42,9 +42,13 @@ def test_a_variable_the_user_set_is_kept_and_named():
 
 
 @x86_64_only
-def test_torch_loaded_first_is_said_not_hidden():
-    result = fresh_python("import torch\nfrom hf_l2mt.apps.demo.reproducible import pin_arithmetic\npin_arithmetic()")
+def test_torch_loaded_first_is_said_and_nothing_leaks_to_child_processes():
+    """Set after torch loaded, the variables would change only the kernels of child processes, which would then
+    compute otherwise than the parent (a resumed run against an uninterrupted one, say)."""
+    result = fresh_python("import os, torch\nfrom hf_l2mt.apps.demo.reproducible import PINNED, pin_arithmetic\n"
+                          "pin_arithmetic()\nprint(sorted(set(PINNED) & set(os.environ)))")
     assert "torch was imported before the demo started" in result.stderr
+    assert result.stdout.split() == ["[]"]
 
 
 def test_tiny_demo_gives_the_same_weights_with_one_or_two_threads_in_the_environment(tmp_path):

@@ -31,18 +31,24 @@ X86_64 = ("x86_64", "amd64")
 def pin_arithmetic(say: bool = True) -> dict[str, str]:
     """Set ``PINNED`` in the environment unless the user set those variables; return what is in effect.
 
-    Says on stderr when the demo cannot get the pinned arithmetic: torch already imported, another processor
-    than x86-64, or a variable the user set to another value (kept: it is theirs to choose); unless ``say``
-    is false (a --tiny run has no table to match).
+    Says on stderr when the demo cannot get the pinned arithmetic: torch already imported (then nothing is
+    set), another processor than x86-64, or a variable the user set to another value (kept: it is theirs to
+    choose); unless ``say`` is false (a --tiny run has no table to match).
     """
     if platform.machine().lower() not in X86_64:
         if say:
             _note(f"the demo's table was measured on x86-64; on {platform.machine()} the arithmetic differs, so its "
                   "numbers may differ from the README's by more than a point")
         return {}
-    problems = []
     if "torch" in sys.modules:
-        problems.append("torch was imported before the demo started, so its kernels were already chosen")
+        # Too late for this process; set now, the variables would only reach its child processes, which would
+        # then compute otherwise than it does (a test suite that runs the demo in-process, then a training script).
+        if say:
+            _note("the demo's numbers may differ from the README's by more than a point: torch was imported before "
+                  "the demo started, so its kernels were already chosen. Run `hf-l2mt demo` in a fresh shell for "
+                  "the README's arithmetic.")
+        return {name: os.environ[name] for name in PINNED if name in os.environ}
+    problems = []
     for name, value in PINNED.items():
         current = os.environ.setdefault(name, value)
         if current != value:
