@@ -56,22 +56,14 @@ class ExportedModel:
         self.name = path
 
 
-def read_generation_config(path: str):
-    """The export's ``generation_config.json`` as an object with its keys as attributes (``forced_eos_token_id``),
-    every other attribute ``None``; ``None`` without the file. Read as JSON: transformers' ``GenerationConfig``
-    would import torch."""
+def read_generation_config(path: str) -> dict | None:
+    """The export's ``generation_config.json`` as a dict (``decoding_options`` reads either form); ``None``
+    without the file. Read as JSON: transformers' ``GenerationConfig`` would import torch."""
     config_path = os.path.join(path, "generation_config.json")
     if not os.path.isfile(config_path):
         return None
     with open(config_path, encoding="utf-8") as handle:
-        return GenerationSettings(json.load(handle))
-
-
-class GenerationSettings(dict):
-    """A ``generation_config.json`` read as a dict whose keys are also attributes, absent ones ``None``."""
-
-    def __getattr__(self, name: str):
-        return self.get(name)
+        return json.load(handle)
 
 
 def translate_with_export(
