@@ -258,7 +258,8 @@ class L2MTTrainer(Seq2SeqTrainer):
 
     def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, **kwargs):
         """As ``Trainer.train``, but only from a complete checkpoint (``hf_l2mt.core.checkpoints``): ``True`` or
-        ``"latest"`` take the newest complete one; the anchor is read from it, never re-snapshotted.
+        ``"latest"`` take the newest complete one, ``"auto"`` that one or, when there is none, none (a job restarted
+        with the same command); the anchor is read from it, never re-snapshotted.
 
         Holds the lock of ``output_dir`` (``hf_l2mt.core.run_lock``) while it runs; SIGTERM, SIGINT or SIGUSR1
         stop it after the current update with a checkpoint and raise ``TrainingPreempted``
