@@ -566,7 +566,7 @@ def case_resume_without_checkpoint(ctx):
     return tiny_train(tiny_marian(), str(ctx.tmp / "out"), resume=True)
 
 
-@case(IncompleteCheckpointError, "Can't find a valid checkpoint at '")
+@case(IncompleteCheckpointError, "checkpoint-9: it is not a directory. Accepted: a checkpoint-N folder")
 def case_checkpoint_not_a_directory(ctx):
     return tiny_train(tiny_marian(), ctx.run_dir(), resume=os.path.join(ctx.tmp, "run", "checkpoint-9"))
 

@@ -13,8 +13,9 @@ left half-written (no readable ``trainer_state.json``, the last file a save writ
 finished but that this run cannot resume from (no anchor, written without L2-SP) is not written over: ``"auto"``
 then stops with an error. ``rotate_checkpoints`` deletes folders without weights or state before complete ones.
 
-The errors hold the words of ``Trainer``'s own (transformers 5.25): "Can't find a valid checkpoint at" for a
-named folder, "No valid checkpoint found in output directory" for ``True``, which scripts and tests match.
+The errors hold ``Trainer``'s own (transformers 5.25), which scripts and tests match, word for word: "Can't find a
+valid checkpoint at PATH" for a named folder, "No valid checkpoint found in output directory (OUTPUT_DIR)" for
+``True``.
 """
 
 import json
@@ -80,14 +81,14 @@ def require_complete(checkpoint: str, needs_anchor: bool) -> str:
     """Return ``checkpoint`` if a run can resume from it, else raise ``IncompleteCheckpointError``."""
     if not os.path.isdir(checkpoint):
         raise IncompleteCheckpointError(
-            f"resume_from_checkpoint: Can't find a valid checkpoint at {checkpoint!r}: it is not a directory. "
+            f"resume_from_checkpoint: Can't find a valid checkpoint at {checkpoint}: it is not a directory. "
             f"Accepted: a checkpoint-N folder, {LATEST!r} for the newest complete one of output_dir, or {AUTO!r} "
             "for that one or, when there is none, a start from the beginning"
         )
     missing = missing_parts(checkpoint, needs_anchor)
     if missing:
         raise IncompleteCheckpointError(
-            f"resume_from_checkpoint: Can't find a valid checkpoint at {checkpoint!r}, which is incomplete: it has "
+            f"resume_from_checkpoint: Can't find a valid checkpoint at {checkpoint}, which is incomplete: it has "
             f"no {', no '.join(missing)}. A job that stopped while saving leaves such a folder, and one written "
             f"without L2-SP has no anchor. Give another checkpoint, or {LATEST!r} for the newest complete one."
         )
