@@ -1,12 +1,15 @@
-"""Only complete checkpoints are resumed from; save_total_limit keeps the resumed-from and the best one."""
+"""Only complete checkpoints are resumed from; ``auto`` starts from the beginning when there is none; the errors
+hold transformers' own words; save_total_limit keeps the resumed-from and the best one, and deletes half-written
+ones first."""
 
+import inspect
 import logging
 import os
 import shutil
 import time
 
 import pytest
-from transformers import MarianMTModel, TrainerCallback
+from transformers import MarianMTModel, Trainer, TrainerCallback
 
 from conftest import PadCollator, assert_same_params, make_args, params_of, task_dataset, tiny_marian, train_with
 from hf_l2mt import L2MTTrainer
@@ -64,7 +67,7 @@ def test_latest_skips_an_incomplete_newest_checkpoint_with_a_warning(finished_ru
     with caplog.at_level(logging.WARNING, logger="hf_l2mt"):
         assert latest_complete_checkpoint(str(run), needs_anchor=True) == str(run / "checkpoint-4")
     assert f"skipping incomplete checkpoint {run / 'checkpoint-6'}: {named}" in caplog.text
-    with pytest.raises(IncompleteCheckpointError, match=rf"checkpoint-6' is incomplete: it has {named}"):
+    with pytest.raises(IncompleteCheckpointError, match=rf"checkpoint-6, which is incomplete: it has {named}"):
         resolve_resume_checkpoint(str(run / "checkpoint-6"), str(run), needs_anchor=True)
 
 
@@ -81,10 +84,85 @@ def test_half_written_trainer_state_and_anchor_only_with_l2sp(finished_run, tmp_
 
 def test_no_complete_checkpoint_or_missing_folder_is_an_error(tmp_path):
     make_checkpoint(tmp_path, 5, ["model.safetensors"])
-    with pytest.raises(IncompleteCheckpointError, match=r"'latest', but .* holds no complete checkpoint-\* folder"):
+    with pytest.raises(IncompleteCheckpointError, match=r"'latest': No valid checkpoint found in output directory "
+                                                        r"\(.*\): it holds no complete checkpoint-\* folder"):
         resolve_resume_checkpoint("latest", str(tmp_path), needs_anchor=False)
-    with pytest.raises(IncompleteCheckpointError, match=r"checkpoint-9' is not a directory"):
+    with pytest.raises(IncompleteCheckpointError, match=r"checkpoint-9: it is not a directory"):
         resolve_resume_checkpoint(str(tmp_path / "checkpoint-9"), str(tmp_path), needs_anchor=False)
+
+
+# What transformers' tests (test_can_resume_training) and scripts match in Trainer.train's errors.
+NAMED_NOT_VALID = "Can't find a valid checkpoint at"
+NONE_IN_OUTPUT_DIR = "No valid checkpoint found in output directory"
+
+
+def test_trainers_words_are_in_the_errors_next_to_ours(finished_run, tmp_path):
+    trainer_source = inspect.getsource(Trainer)
+    assert f'"{NAMED_NOT_VALID} {{resume_from_checkpoint}}"' in trainer_source
+    assert f'"{NONE_IN_OUTPUT_DIR} ({{args.output_dir}})"' in trainer_source
+    run = copy_run(finished_run, tmp_path)
+    os.remove(run / "checkpoint-6" / "trainer_state.json")
+    trainer = L2MTTrainer(model=tiny_marian(), args=make_args(tmp_path / "empty", **SETTINGS),
+                          train_dataset=task_dataset(16, seed=5), data_collator=PadCollator())
+    # As transformers' test does: a bogus name, an incomplete folder, and True in an output_dir without checkpoints.
+    for named, ours in ((f"{run / 'checkpoint-6'}-bogus", "it is not a directory"),
+                        (run / "checkpoint-6", "which is incomplete: it has no trainer_state.json")):
+        with pytest.raises(IncompleteCheckpointError) as refused:
+            trainer.train(resume_from_checkpoint=str(named))
+        assert f"{NAMED_NOT_VALID} {named}" in str(refused.value) and ours in str(refused.value)
+    with pytest.raises(IncompleteCheckpointError) as refused:
+        trainer.train(resume_from_checkpoint=True)
+    message = str(refused.value)
+    assert f"{NONE_IN_OUTPUT_DIR} ({tmp_path / 'empty'}): it holds no complete checkpoint-* folder" in message
+    assert trainer.state.global_step == 0
+
+
+def test_auto_resumes_from_the_newest_complete_checkpoint_or_starts_from_the_beginning(finished_run, tmp_path,
+                                                                                         caplog):
+    run = copy_run(finished_run, tmp_path)
+    os.remove(run / "checkpoint-6" / "trainer_state.json")
+    with caplog.at_level(logging.INFO, logger="hf_l2mt"):
+        assert resolve_resume_checkpoint("auto", str(run), needs_anchor=True) == str(run / "checkpoint-4")
+    assert f"resume_from_checkpoint 'auto': resuming from {run / 'checkpoint-4'}" in caplog.text
+    for step in (2, 4):  # half-written: no trainer_state.json, or one cut short
+        (run / f"checkpoint-{step}" / "trainer_state.json").write_text('{"global_step": 4, "log_hi')
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="hf_l2mt"):
+        assert resolve_resume_checkpoint("auto", str(run), needs_anchor=True) is None
+        assert resolve_resume_checkpoint("auto", str(tmp_path / "not-yet"), needs_anchor=True) is None
+    assert f"{run} holds no complete checkpoint; training starts from the beginning" in caplog.text
+    assert f"{tmp_path / 'not-yet'} holds no complete checkpoint; training starts from the beginning" in caplog.text
+
+
+def test_auto_never_starts_over_checkpoints_whose_save_finished(finished_run, tmp_path):
+    run = copy_run(finished_run, tmp_path)
+    for step in (2, 4, 6):  # as a run without L2-SP writes them
+        os.remove(run / f"checkpoint-{step}" / ANCHOR_FILE)
+    os.remove(run / "checkpoint-6" / "trainer_state.json")
+    with pytest.raises(IncompleteCheckpointError, match=rf"'auto': {NONE_IN_OUTPUT_DIR} \({run}\), but it holds "
+                       rf"checkpoints whose save finished and that this run cannot resume from \(checkpoint-2 has no "
+                       rf"{ANCHOR_FILE} \(the L2-SP anchor\); checkpoint-4 has no {ANCHOR_FILE} .*\); starting from "
+                       r"the beginning would write over them"):
+        resolve_resume_checkpoint("auto", str(run), needs_anchor=True)
+    assert resolve_resume_checkpoint("auto", str(run), needs_anchor=False) == str(run / "checkpoint-4")
+
+
+def test_auto_over_half_written_checkpoints_trains_from_the_beginning_to_the_uninterrupted_result(finished_run,
+                                                                                                   tmp_path):
+    root, expected = finished_run
+    run = copy_run(finished_run, tmp_path)
+    os.remove(run / "checkpoint-2" / "trainer_state.json")
+    (run / "checkpoint-4" / "trainer_state.json").write_text('{"global_step": 4, "log_hi')
+    for name in os.listdir(run / "checkpoint-6"):
+        if name != ANCHOR_FILE:  # killed just after the anchor, the first file of a save
+            os.remove(run / "checkpoint-6" / name)
+    model = MarianMTModel.from_pretrained(root / "base")
+    trainer = train_with(model, task_dataset(16, seed=5), make_args(run, **SETTINGS), resume_from_checkpoint="auto")
+    assert trainer._resume_dir is None and [row["step"] for row in trainer.state.log_history if "loss" in row] == [
+        1, 2, 3, 4, 5, 6]
+    assert_same_params(params_of(model), expected)
+    for step in (2, 4, 6):
+        assert missing_parts(str(run / f"checkpoint-{step}"), needs_anchor=True) == [], f"checkpoint-{step}"
 
 
 def test_trainer_resumes_from_latest_complete_checkpoint_to_the_uninterrupted_result(finished_run, tmp_path):
@@ -96,6 +174,18 @@ def test_trainer_resumes_from_latest_complete_checkpoint_to_the_uninterrupted_re
     trainer = train_with(model, task_dataset(16, seed=5), make_args(run, **SETTINGS), resume_from_checkpoint="latest")
     assert trainer.state.log_history[0]["step"] == 1 and trainer._resume_dir == str(run / "checkpoint-2")
     assert_same_params(params_of(model), expected)
+
+
+def test_rotation_deletes_folders_without_weights_or_state_before_complete_ones(tmp_path):
+    complete = ["model.safetensors", "trainer_state.json"]
+    for step, age in ((1, 50), (2, 40), (3, 30), (6, 0)):
+        make_checkpoint(tmp_path, step, complete, age=age)
+    # A killed save (no trainer_state.json), and a deletion killed halfway, which made its folder newer.
+    make_checkpoint(tmp_path, 4, ["model.safetensors"], age=45)
+    make_checkpoint(tmp_path, 5, ["trainer_state.json"], age=5)
+    deleted = rotate_checkpoints(str(tmp_path), 3, keep=[])
+    assert sorted(os.path.basename(path) for path in deleted) == ["checkpoint-1", "checkpoint-4", "checkpoint-5"]
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint-2", "checkpoint-3", "checkpoint-6"]
 
 
 def test_rotation_keeps_newest_best_and_resumed_from(tmp_path):

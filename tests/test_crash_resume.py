@@ -1,5 +1,6 @@
 """A run killed with SIGKILL after a checkpoint resumes to the weights and λ schedule of an uninterrupted run;
-the recipes resume from the newest complete checkpoint with ``--resume_from_checkpoint latest``."""
+the recipes resume from the newest complete checkpoint with ``--resume_from_checkpoint latest`` (or ``auto``, which
+starts from the beginning when there is none). tests/test_requeue.py kills a run many times."""
 
 import json
 import logging
@@ -86,9 +87,13 @@ def test_recipe_resumes_from_latest_complete_checkpoint(tmp_path, caplog):
         "--generation_max_length", "8", "--max_source_length", "16", "--max_target_length", "16", "--use_cpu",
         "--dataloader_num_workers", "0", "--report_to", "none", "--output_dir", str(out),
     ]
-    run({}, [*argv, "--max_steps", "2"])
+    with caplog.at_level(logging.INFO, logger="hf_l2mt"):
+        run({}, [*argv, "--max_steps", "2", "--resume_from_checkpoint", "auto"])
+    assert f"resume_from_checkpoint 'auto': {out} holds no complete checkpoint; training starts from the beginning" in (
+        caplog.text)
     os.remove(out / "checkpoint-2" / "trainer_state.json")  # as if killed while saving update 2
 
+    caplog.clear()
     with caplog.at_level(logging.WARNING, logger="hf_l2mt"):
         run({}, [*argv, "--max_steps", "3", "--resume_from_checkpoint", "latest"])
     assert f"skipping incomplete checkpoint {out / 'checkpoint-2'}: no trainer_state.json" in caplog.text

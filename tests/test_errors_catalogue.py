@@ -560,10 +560,15 @@ def case_glossary_tbx_languages(ctx):
 # ---- Checkpoints --------------------------------------------------------------------------------
 
 
-@case(IncompleteCheckpointError, "resume_from_checkpoint: True, but")
+@case(IncompleteCheckpointError, "resume_from_checkpoint: True: No valid checkpoint found in output directory")
 def case_resume_without_checkpoint(ctx):
     os.makedirs(ctx.tmp / "out")
     return tiny_train(tiny_marian(), str(ctx.tmp / "out"), resume=True)
+
+
+@case(IncompleteCheckpointError, "checkpoint-9: it is not a directory. Accepted: a checkpoint-N folder")
+def case_checkpoint_not_a_directory(ctx):
+    return tiny_train(tiny_marian(), ctx.run_dir(), resume=os.path.join(ctx.tmp, "run", "checkpoint-9"))
 
 
 @case(CheckpointMismatchError, "tensor(s) that T5ForConditionalGeneration does not have")
@@ -580,18 +585,25 @@ def case_checkpoint_other_size(ctx):
     return tiny_train(MarianMTModel(config), str(ctx.tmp / "resumed"), resume=checkpoint)
 
 
-@case(IncompleteCheckpointError, "is incomplete: it has no l2sp_anchor.safetensors")
+@case(IncompleteCheckpointError, "which is incomplete: it has no l2sp_anchor.safetensors")
 def case_anchor_missing(ctx):
     checkpoint = os.path.join(ctx.run_dir(), "checkpoint-2")
     os.remove(os.path.join(checkpoint, ANCHOR_FILE))
     return tiny_train(tiny_marian(), str(ctx.tmp / "resumed"), resume=checkpoint)
 
 
-@case(IncompleteCheckpointError, "is incomplete: it has no trainer_state.json")
+@case(IncompleteCheckpointError, "which is incomplete: it has no trainer_state.json")
 def case_checkpoint_half_written(ctx):
     checkpoint = os.path.join(ctx.run_dir(), "checkpoint-2")
     os.remove(os.path.join(checkpoint, "trainer_state.json"))  # as a job killed while saving leaves it
     return tiny_train(tiny_marian(), str(ctx.tmp / "resumed"), resume=checkpoint)
+
+
+@case(IncompleteCheckpointError, "that this run cannot resume from (checkpoint-2 has no l2sp_anchor.safetensors")
+def case_resume_auto_over_finished_checkpoints(ctx):
+    run = ctx.run_dir()
+    os.remove(os.path.join(run, "checkpoint-2", ANCHOR_FILE))  # as a run without L2-SP writes it
+    return tiny_train(tiny_marian(), run, resume="auto")
 
 
 @case(NonFiniteLossError, "step 1: the training loss is nan")

@@ -18,11 +18,11 @@ from hf_l2mt.core import run_lock
 from hf_l2mt.core.run_lock import LOCK_FILE, OutputDirInUseError
 
 
-def write_lock(output_dir, pid: int, host: str | None = None) -> str:
+def write_lock(output_dir, pid: int, host: str | None = None, **slurm) -> str:
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, LOCK_FILE)
     with open(path, "w") as handle:
-        json.dump({"pid": pid, "host": host or socket.gethostname(), "started": time.time() - 60}, handle)
+        json.dump({"pid": pid, "host": host or socket.gethostname(), "started": time.time() - 60, **slurm}, handle)
     return path
 
 
@@ -88,6 +88,40 @@ def test_lock_from_another_host_is_refused(tmp_path):
     with pytest.raises(OutputDirInUseError, match="on host 'other-node'.*if no such run is alive on host 'other-node', "
                                                   "delete the lock file"):
         run_lock.acquire(str(tmp_path / "run"))
+
+
+def test_a_requeued_slurm_job_takes_over_the_lock_of_its_earlier_start_on_another_node(tmp_path, monkeypatch,
+                                                                                       caplog):
+    write_lock(tmp_path / "run", 4242, host="gpu-b01", slurm_job_id="777", slurm_restart_count=0)
+    monkeypatch.setenv("SLURM_JOB_ID", "777")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # set by SLURM when it requeues the job
+    with caplog.at_level(logging.WARNING, logger="hf_l2mt"):
+        path = run_lock.acquire(str(tmp_path / "run"))
+    holder = json.loads(open(path).read())
+    assert (holder["pid"], holder["slurm_job_id"], holder["slurm_restart_count"]) == (os.getpid(), "777", 1)
+    assert "taking over the lock of a run that no longer runs (pid 4242 on host 'gpu-b01'" in caplog.text
+
+
+@pytest.mark.parametrize("job, restarts", [("777", None), ("776", "3")])
+def test_a_lock_of_this_start_of_the_job_or_of_another_job_on_another_node_is_refused(tmp_path, monkeypatch, job,
+                                                                                     restarts):
+    write_lock(tmp_path / "run", 4242, host="gpu-b01", slurm_job_id=job, slurm_restart_count=0)
+    monkeypatch.setenv("SLURM_JOB_ID", "777")
+    if restarts is None:
+        monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)  # a first start
+    else:
+        monkeypatch.setenv("SLURM_RESTART_COUNT", restarts)
+    with pytest.raises(OutputDirInUseError, match="pid 4242 on host 'gpu-b01'"):
+        run_lock.acquire(str(tmp_path / "run"))
+
+
+def test_a_lock_holding_this_processs_own_id_is_stale(tmp_path, caplog):
+    """A container restarted on the same host often gets the process id its killed run had."""
+    left = open(write_lock(tmp_path / "run", os.getpid())).read()
+    with caplog.at_level(logging.WARNING, logger="hf_l2mt"):
+        path = run_lock.acquire(str(tmp_path / "run"))
+    assert open(path).read() != left  # written anew, with this start's time
+    assert f"taking over the lock of a run that no longer runs (pid {os.getpid()} on host" in caplog.text
 
 
 def test_lock_is_removed_when_training_fails(tmp_path):

@@ -40,4 +40,6 @@ def test_each_node_launches_accelerate_with_its_machine_rank(tmp_path):
         assert args.config_file == "recipes/accelerate_configs/multi_gpu.yaml"
         assert (REPO / args.config_file).is_file() and (REPO / args.training_script).is_file()
         assert args.training_script == "recipes/domain_adapt.py"
-        assert args.training_script_args == ["--output_dir", "/shared/runs/med", "--max_steps", "100"]
+        # Requeued, the job runs the same command: auto resumes, or starts from the beginning before a checkpoint.
+        assert args.training_script_args == [
+            "--resume_from_checkpoint", "auto", "--output_dir", "/shared/runs/med", "--max_steps", "100"]

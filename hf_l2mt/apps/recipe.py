@@ -31,7 +31,7 @@ import sys
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from ..core.trainer import L2MTTrainer
+from ..core.trainer import L2MTTrainer, seed_as_trainer
 from ..core.training_args import L2MTTrainingArguments
 from ..data import (
     DING_PATH,
@@ -228,6 +228,9 @@ def run(config: dict, argv: list[str] | None = None, description: str | None = N
         from_cache = load_model_offline(recipe.model_name_or_path)
     except ModelUnavailableError as err:
         exit_unavailable(err)
+    # Seeded before loading, as transformers' example scripts do: a weight the checkpoint lacks is then made from
+    # --seed, the same in every run.
+    seed_as_trainer(args)
     with without_sacremoses_recommendation(), offline_mode(from_cache):
         tokenizer = AutoTokenizer.from_pretrained(recipe.model_name_or_path, trust_remote_code=recipe.trust_remote_code)
         model = AutoModelForSeq2SeqLM.from_pretrained(

@@ -6,8 +6,11 @@ rotate each other's away, and ``--resume_from_checkpoint latest`` then resumes a
 created with ``O_CREAT | O_EXCL``, so of two runs starting at once exactly one gets it, and removed when
 training ends, also on an error. A lock left by a process that no longer runs on this host (killed with
 SIGKILL, or the machine rebooted) is taken over with a warning; a lock from another host is refused,
-since whether its run is alive cannot be told from here. The leading underscore keeps the file out of
-transformers' Hub uploads (they skip ``_*``).
+since whether its run is alive cannot be told from here. Two exceptions let a restarted job's same command
+run: a lock holding this process's own id is stale (a container restarted on the same host often gets the
+same process id), and so is one written by an earlier start of this SLURM job (the same ``SLURM_JOB_ID``
+with a lower ``SLURM_RESTART_COUNT``: SLURM requeues a job once that start has ended, maybe on another
+node). The leading underscore keeps the file out of transformers' Hub uploads (they skip ``_*``).
 """
 
 import json
@@ -52,13 +55,26 @@ def pid_is_running(pid: int) -> bool:
     return True
 
 
+def slurm_start() -> dict:
+    """This SLURM job and how often it was requeued; empty outside SLURM."""
+    if "SLURM_JOB_ID" not in os.environ:
+        return {}
+    restarts = int(os.environ.get("SLURM_RESTART_COUNT", 0))
+    return {"slurm_job_id": os.environ["SLURM_JOB_ID"], "slurm_restart_count": restarts}
+
+
 def holder_is_alive(holder: dict | None) -> bool:
     """An unreadable lock counts as dead: its writer died between creating and filling it."""
     if holder is None:
         return False
+    this_start = slurm_start()
+    if this_start and holder.get("slurm_job_id") == this_start["slurm_job_id"] and (
+        holder.get("slurm_restart_count", 0) < this_start["slurm_restart_count"]
+    ):
+        return False  # an earlier start of this job, which SLURM ended before requeueing it
     if holder.get("host") != socket.gethostname():
         return True
-    return pid_is_running(holder["pid"])
+    return holder["pid"] != os.getpid() and pid_is_running(holder["pid"])
 
 
 def describe(holder: dict) -> str:
@@ -72,7 +88,7 @@ def _create(path: str) -> bool:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
         return False
-    content = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+    content = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(), **slurm_start()}
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(content, handle)
     return True

@@ -27,7 +27,7 @@ import torch
 from accelerate.utils import broadcast_object_list
 from torch.utils.data import DataLoader, IterableDataset
 from transformers import Seq2SeqTrainer
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, seed_worker
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, enable_full_determinism, seed_worker, set_seed
 from transformers.utils import is_datasets_available
 
 from . import anchor as anchor_io
@@ -65,15 +65,22 @@ logger = logging.getLogger("hf_l2mt")
 LOGGED_GROUP_LAYOUTS: set[tuple] = set()
 
 
+def seed_as_trainer(args) -> None:
+    """Seed Python, NumPy and torch from ``args.seed`` as ``Trainer.__init__`` does, for weights made before it."""
+    enable_full_determinism(args.seed) if args.full_determinism else set_seed(args.seed)
+
+
 def _with_lora_adapters(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     """``Trainer``'s arguments with the model wrapped in LoRA adapters when ``adapter='lora'``.
 
     Wrapped before ``Trainer.__init__`` so that it sees a ``PeftModel`` from the start: it then saves and
-    resumes adapters (``adapter_model.safetensors``) and builds its optimizer over their parameters only."""
+    resumes adapters (``adapter_model.safetensors``) and builds its optimizer over their parameters only. Seeded
+    first, as ``Trainer.__init__`` seeds next, so that the adapters' random A matrices come from ``args.seed``."""
     args, kwargs = list(args), dict(kwargs)
     model = args[0] if args else kwargs.get("model")
     training_args = args[1] if len(args) > 1 else kwargs.get("args")
     if getattr(training_args, "adapter", "none") == "lora" and model is not None:
+        seed_as_trainer(training_args)
         model = wrap_with_lora(model, training_args)
         if args:
             args[0] = model
@@ -251,7 +258,8 @@ class L2MTTrainer(Seq2SeqTrainer):
 
     def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, **kwargs):
         """As ``Trainer.train``, but only from a complete checkpoint (``hf_l2mt.core.checkpoints``): ``True`` or
-        ``"latest"`` take the newest complete one; the anchor is read from it, never re-snapshotted.
+        ``"latest"`` take the newest complete one, ``"auto"`` that one or, when there is none, none (a job restarted
+        with the same command); the anchor is read from it, never re-snapshotted.
 
         Holds the lock of ``output_dir`` (``hf_l2mt.core.run_lock``) while it runs; SIGTERM, SIGINT or SIGUSR1
         stop it after the current update with a checkpoint and raise ``TrainingPreempted``

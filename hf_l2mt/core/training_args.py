@@ -65,6 +65,17 @@ class L2MTTrainingArguments(Seq2SeqTrainingArguments):
     ``docs/regularization.md`` gives the update equations.
     """
 
+    # Parameters that control resuming (hf_l2mt.core.checkpoints). transformers' own field, with the values
+    # L2MTTrainer.train takes; as in transformers, a script passes it to train(), as the recipes do.
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={
+            "help": "Resume from a checkpoint: a checkpoint-N folder; 'latest' for the newest complete one in "
+            "output_dir (an error if there is none); 'auto' for that one or, when there is none, a start from the "
+            "beginning, so that a job restarted with the same command (a SLURM requeue) goes on where it stopped."
+        },
+    )
+
     # Batching by tokens instead of sentences (hf_l2mt.core.batching).
     max_tokens_per_batch: int | None = field(
         default=None,
