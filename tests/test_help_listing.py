@@ -11,7 +11,7 @@ import pytest
 from hf_l2mt.apps import cli, flag_listing
 from hf_l2mt.apps.recipe_arguments import RecipeArguments, recipe_layers
 from hf_l2mt.apps.recipes import load_recipe, read_recipe, recipe_file, recipe_names
-from hf_l2mt.apps.settings import settings_parser
+from hf_l2mt.apps.terminal.settings import settings_parser
 from hf_l2mt.core.training_args import L2MTTrainingArguments
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

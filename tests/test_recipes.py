@@ -12,7 +12,7 @@ import pytest
 from safetensors.torch import load_file
 
 import hf_l2mt.apps.recipe
-from hf_l2mt.apps.console import format_number
+from hf_l2mt.apps.terminal.console import format_number
 from hf_l2mt.core.anchor import ANCHOR_FILE
 from hf_l2mt.apps.recipe import RecipeArguments, load_recipe_pairs, parse_arguments
 from hf_l2mt.apps.recipes import de_en, domain_adapt, en_de, load_recipe, recipe_names, t5_en_de

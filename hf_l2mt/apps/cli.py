@@ -83,7 +83,7 @@ def listed_help(path: str, argv: list[str]) -> None:
     not one ``read_recipe`` reads or a value needs the real dataclasses: the recipe then runs as it would."""
     from .flag_listing import NotListed, training_flags
     from .recipe_arguments import RecipeArguments, recipe_layers
-    from .settings import settings_parser
+    from .terminal.settings import settings_parser
 
     recipe = read_recipe(path)
     if recipe is None:
@@ -97,7 +97,7 @@ def listed_help(path: str, argv: list[str]) -> None:
 
 
 def run_train(argv: list[str]) -> None:
-    from .settings import command_name
+    from .terminal.settings import command_name
 
     args = train_parser().parse_args(argv)
     if args.recipe.endswith(".py"):
@@ -121,7 +121,7 @@ def run_train(argv: list[str]) -> None:
 
 def run_evaluate(argv: list[str]) -> None:
     from . import translation_commands as commands
-    from .settings import parse_settings
+    from .terminal.settings import parse_settings
 
     (settings,) = parse_settings(
         (commands.EvaluateSettings,), {}, argv, prog="hf-l2mt evaluate",
@@ -135,7 +135,7 @@ def run_evaluate(argv: list[str]) -> None:
 
 def run_translate(argv: list[str]) -> None:
     from . import translation_commands as commands
-    from .settings import parse_settings
+    from .terminal.settings import parse_settings
 
     (settings,) = parse_settings(
         (commands.TranslateSettings,), {}, argv, prog="hf-l2mt translate",
@@ -148,7 +148,7 @@ def run_translate(argv: list[str]) -> None:
 
 def run_fisher(argv: list[str]) -> None:
     from .estimate_fisher import FisherSettings, estimate_fisher_from_files
-    from .settings import parse_settings
+    from .terminal.settings import parse_settings
 
     (settings,) = parse_settings(
         (FisherSettings,), {}, argv, prog="hf-l2mt fisher",
@@ -171,7 +171,7 @@ def run_search(argv: list[str]) -> None:
 
 def run_plot(argv: list[str]) -> None:
     from .plots import PlotSettings, plot_run
-    from .settings import parse_settings
+    from .terminal.settings import parse_settings
 
     (settings,) = parse_settings(
         (PlotSettings,), {}, argv, prog="hf-l2mt plot",
@@ -185,7 +185,7 @@ def run_plot(argv: list[str]) -> None:
 
 def run_export(argv: list[str]) -> None:
     from .export import ExportSettings
-    from .settings import parse_settings
+    from .terminal.settings import parse_settings
 
     (settings,) = parse_settings(
         (ExportSettings,), {}, argv, prog="hf-l2mt export",
@@ -204,7 +204,7 @@ def run_export(argv: list[str]) -> None:
 
 def run_average(argv: list[str]) -> None:
     from .average import AverageSettings
-    from .settings import parse_settings
+    from .terminal.settings import parse_settings
 
     (settings,) = parse_settings(
         (AverageSettings,), {}, argv, prog="hf-l2mt average",
@@ -219,7 +219,7 @@ def run_average(argv: list[str]) -> None:
 
 def run_report(argv: list[str]) -> None:
     from .report_settings import ReportSettings
-    from .settings import parse_settings
+    from .terminal.settings import parse_settings
 
     (settings,) = parse_settings(
         (ReportSettings,), {}, argv, prog="hf-l2mt report",

@@ -20,7 +20,7 @@ import os
 import sys
 
 from .. import __version__
-from .dataclass_flags import BooleanFlag, ChoiceType, add_dataclass_flags, boolean
+from .terminal.dataclass_flags import BooleanFlag, ChoiceType, add_dataclass_flags, boolean
 
 TYPES = {"int": int, "float": float, "str": str, "boolean": boolean}
 PACKAGES = ("transformers", "torch", "accelerate")  # their versions change the fields (optim's default: torch)

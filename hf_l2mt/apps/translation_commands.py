@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .settings import RepeatableFlag
+from .terminal.settings import RepeatableFlag
 
 TEST_SET_SYNTAX = "NAME=SOURCE_FILE,REFERENCE_FILE"
 COMPARE_SYNTAX = "NAME=RUN_DIR"

@@ -6,7 +6,7 @@ from dataclasses import asdict
 import torch
 
 from ...evaluation.forgetting import REPORT_FILE, RUN, format_report
-from ..console import without_library_progress_bars
+from ..terminal.console import without_library_progress_bars
 from ..numbers_task import numbers_splits
 from ..report_page import PAGE_FILE
 from .arguments import BATCH_SIZE, GENERAL_DOMAIN, LEARNING_RATE, DemoArguments
