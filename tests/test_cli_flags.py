@@ -10,11 +10,13 @@ import sys
 import pytest
 import yaml
 
-from hf_l2mt.apps import cli, estimate_fisher, search, translation_commands
-from hf_l2mt.apps.estimate_fisher import FisherSettings
+from hf_l2mt.apps import cli, search
+from hf_l2mt.apps.fisher import estimate as estimate_fisher
+from hf_l2mt.apps.translation import commands as translation_commands
+from hf_l2mt.apps.fisher.estimate import FisherSettings
 from hf_l2mt.apps.plots import PlotSettings
 from hf_l2mt.apps.search_settings import METRICS, SEARCHED_SCHEDULES, SearchSettings
-from hf_l2mt.apps.translation_commands import EvaluateSettings, TranslateSettings
+from hf_l2mt.apps.translation.commands import EvaluateSettings, TranslateSettings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = {

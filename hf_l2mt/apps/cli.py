@@ -120,7 +120,7 @@ def run_train(argv: list[str]) -> None:
 
 
 def run_evaluate(argv: list[str]) -> None:
-    from . import translation_commands as commands
+    from .translation import commands
     from .terminal.settings import parse_settings
 
     (settings,) = parse_settings(
@@ -134,7 +134,7 @@ def run_evaluate(argv: list[str]) -> None:
 
 
 def run_translate(argv: list[str]) -> None:
-    from . import translation_commands as commands
+    from .translation import commands
     from .terminal.settings import parse_settings
 
     (settings,) = parse_settings(
@@ -147,7 +147,7 @@ def run_translate(argv: list[str]) -> None:
 
 
 def run_fisher(argv: list[str]) -> None:
-    from .estimate_fisher import FisherSettings, estimate_fisher_from_files
+    from .fisher.estimate import FisherSettings, estimate_fisher_from_files
     from .terminal.settings import parse_settings
 
     (settings,) = parse_settings(
@@ -196,7 +196,7 @@ def run_export(argv: list[str]) -> None:
         epilog="example:\n  hf-l2mt export runs/en-de --to ctranslate2 --quantization int8 --probe dev.en,dev.de",
     )
     from .export import run_export as export  # torch, transformers and ctranslate2 load once the flags are good
-    from .translation_commands import without_weight_loading_bar
+    from .translation.commands import without_weight_loading_bar
 
     with without_weight_loading_bar():
         export(settings)
