@@ -167,7 +167,7 @@ def test_flags_of_the_training_arguments_are_those_of_hf_argument_parser_but_boo
     from transformers import HfArgumentParser
 
     from hf_l2mt.apps.terminal.dataclass_flags import BooleanFlag, add_dataclass_flags
-    from hf_l2mt.apps.recipe import RecipeArguments
+    from hf_l2mt.apps.recipes.runner import RecipeArguments
     from hf_l2mt.core.training_args import L2MTTrainingArguments
 
     types = (RecipeArguments, L2MTTrainingArguments)

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from transformers import MarianMTModel, NllbTokenizer, ProphetNetConfig, T5Config
 
 from hf_l2mt.apps.cli import main as cli_main
-from hf_l2mt.apps.recipe import RecipeArguments, load_recipe_pairs, parse_arguments
+from hf_l2mt.apps.recipes.runner import RecipeArguments, load_recipe_pairs, parse_arguments
 from hf_l2mt.apps.recipes import en_de
 from hf_l2mt.core import anchor as anchor_io
 from hf_l2mt.core.anchor import ANCHOR_FILE, AnchorError

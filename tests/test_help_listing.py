@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from hf_l2mt.apps import cli, flag_listing
-from hf_l2mt.apps.recipe_arguments import RecipeArguments, recipe_layers
+from hf_l2mt.apps.recipes.arguments import RecipeArguments, recipe_layers
 from hf_l2mt.apps.recipes import load_recipe, read_recipe, recipe_file, recipe_names
 from hf_l2mt.apps.terminal.settings import settings_parser
 from hf_l2mt.core.training_args import L2MTTrainingArguments
@@ -68,7 +68,7 @@ def test_a_value_the_listing_cannot_convert_is_parsed_with_the_imported_flags(li
 
 def test_only_a_recipe_of_the_standard_shape_is_read_as_text(tmp_path):
     path = tmp_path / "mine.py"
-    standard = '"""Mine."""\n\nfrom hf_l2mt.apps.recipe import run\n\nCONFIG = {"l2sp_lambda": 0.5}\n\n\n' \
+    standard = '"""Mine."""\n\nfrom hf_l2mt.apps.recipes.runner import run\n\nCONFIG = {"l2sp_lambda": 0.5}\n\n\n' \
         "def main(argv=None):\n    return run(CONFIG, argv, description=__doc__)\n"
     path.write_text(standard, encoding="utf-8")
     assert read_recipe(str(path)) == ({"l2sp_lambda": 0.5}, "Mine.")

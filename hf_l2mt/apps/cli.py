@@ -82,7 +82,7 @@ def listed_help(path: str, argv: list[str]) -> None:
     of the Trainer's flags (``flag_listing``), so that no transformers is imported. Returns where the file is
     not one ``read_recipe`` reads or a value needs the real dataclasses: the recipe then runs as it would."""
     from .flag_listing import NotListed, training_flags
-    from .recipe_arguments import RecipeArguments, recipe_layers
+    from .recipes.arguments import RecipeArguments, recipe_layers
     from .terminal.settings import settings_parser
 
     recipe = read_recipe(path)
