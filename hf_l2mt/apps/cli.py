@@ -218,7 +218,7 @@ def run_average(argv: list[str]) -> None:
 
 
 def run_report(argv: list[str]) -> None:
-    from .report_settings import ReportSettings
+    from .report.settings import ReportSettings
     from .terminal.settings import parse_settings
 
     (settings,) = parse_settings(
@@ -229,7 +229,7 @@ def run_report(argv: list[str]) -> None:
         "and leaves a page it cannot explain as it was.",
         epilog="example:\n  hf-l2mt report runs/en-de --metric exact_match --train_source train.en",
     )
-    from .report_command import run_report as write_report_page  # sacreBLEU, numpy, jinja2: once the flags are good
+    from .report.command import run_report as write_report_page  # sacreBLEU, numpy, jinja2: once the flags are good
 
     print(write_report_page(settings))
 

@@ -1,5 +1,5 @@
 """The forgetting report's files: ``forgetting_report.json``, ``forgetting_report.png`` and the page,
-``forgetting_report.html`` (``hf_l2mt.apps.report_page``).
+``forgetting_report.html`` (``hf_l2mt.apps.report.page``).
 
 The PNG puts each model at (in-domain score, general-domain score) in the report's headline score (chrF
 unless the report names another): the base, this run and every compared run, so that "learned the domain,
@@ -13,7 +13,7 @@ with a message.
 import logging
 import os
 
-from ..evaluation.forgetting import (
+from ...evaluation.forgetting import (
     BASE,
     DEFAULT_HEADLINE_METRIC,
     GENERAL,
@@ -22,8 +22,8 @@ from ..evaluation.forgetting import (
     format_report,
     save_report,
 )
-from ..evaluation.report_names import SCORE_TITLES
-from .plots import import_pyplot, save_figure
+from ...evaluation.report_names import SCORE_TITLES
+from ..plots import import_pyplot, save_figure
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +78,9 @@ def plot_forgetting(report: dict, path: str, metric: str | None = None) -> str |
 
 def write_report_files(report: dict, output_dir: str, **page_options) -> dict[str, str | None]:
     """``forgetting_report.json``, with matplotlib ``forgetting_report.png``, and ``forgetting_report.html`` in
-    ``output_dir``. ``page_options`` go to ``report_page.page_settings`` (the training sources, for word
+    ``output_dir``. ``page_options`` go to ``page.page_settings`` (the training sources, for word
     frequencies); the JSON keeps those settings under ``"page"``, so that ``hf-l2mt report`` rebuilds this page."""
-    from .report_page import PAGE_FILE, page_settings, write_page
+    from .page import PAGE_FILE, page_settings, write_page
 
     settings = page_settings(report, **page_options)
     report = {**report, "page": settings}
