@@ -10,12 +10,13 @@ import sys
 import pytest
 import yaml
 
-from hf_l2mt.apps import cli, search
+from hf_l2mt.apps import cli
+from hf_l2mt.apps.search import study as search
 from hf_l2mt.apps.fisher import estimate as estimate_fisher
 from hf_l2mt.apps.translation import commands as translation_commands
 from hf_l2mt.apps.fisher.estimate import FisherSettings
-from hf_l2mt.apps.plots import PlotSettings
-from hf_l2mt.apps.search_settings import METRICS, SEARCHED_SCHEDULES, SearchSettings
+from hf_l2mt.apps.plots.figures import PlotSettings
+from hf_l2mt.apps.search.settings import METRICS, SEARCHED_SCHEDULES, SearchSettings
 from hf_l2mt.apps.translation.commands import EvaluateSettings, TranslateSettings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,7 +35,7 @@ def capture_settings(monkeypatch, command: str) -> list:
         "fisher": (estimate_fisher, "estimate_fisher_from_files"), "search": (search, "run_search"),
     }
     if command == "plot":
-        from hf_l2mt.apps import plots
+        from hf_l2mt.apps.plots import figures as plots
 
         monkeypatch.setattr(plots, "plot_run", lambda run_dir, output_dir, metric: received.append(
             PlotSettings(run_dir=run_dir, output_dir=output_dir, metric=metric)) or [])

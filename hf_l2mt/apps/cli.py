@@ -161,16 +161,16 @@ def run_fisher(argv: list[str]) -> None:
 
 
 def run_search(argv: list[str]) -> None:
-    from .search_settings import parse_search_settings
+    from .search.settings import parse_search_settings
 
     settings = parse_search_settings(argv, prog="hf-l2mt search")
-    from .search import run_search as search  # torch, transformers and the trainer load once the flags are good
+    from .search.study import run_search as search  # torch, transformers and the trainer load once the flags are good
 
     search(settings)
 
 
 def run_plot(argv: list[str]) -> None:
-    from .plots import PlotSettings, plot_run
+    from .plots.figures import PlotSettings, plot_run
     from .terminal.settings import parse_settings
 
     (settings,) = parse_settings(

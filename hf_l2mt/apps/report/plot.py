@@ -23,7 +23,7 @@ from ...evaluation.forgetting import (
     save_report,
 )
 from ...evaluation.report_names import SCORE_TITLES
-from ..plots import import_pyplot, save_figure
+from ..plots.figures import import_pyplot, save_figure
 
 logger = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ import re
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ..atomic_write import atomic_path
-from .search_settings import METRICS
+from ...atomic_write import atomic_path
+from ..search.settings import METRICS
 
 STATE_FILE = "trainer_state.json"
 

@@ -98,7 +98,7 @@ class SearchSettings:
 
 def parse_search_settings(argv: list[str] | None = None, prog: str | None = None) -> SearchSettings:
     """``SearchSettings`` from ``--config FILE`` and ``argv``; see ``settings.parse_settings``."""
-    from .terminal.settings import parse_settings
+    from ..terminal.settings import parse_settings
 
     description = ("Fine-tune MODEL_DIR once per trial with a sampled L2-SP λ (optionally schedule and weight decay), "
                    "score in-domain and general evaluation sets, and write the trials and their Pareto front "
