@@ -714,7 +714,7 @@ def case_lora_adapter_pushed_without_base(ctx):
 
 
 def export_setup(ctx, model_dir, probe_lines=("hello",), reference_lines=None, **settings):
-    from hf_l2mt.apps.export import ExportSettings, export_model
+    from hf_l2mt.apps.export.convert import ExportSettings, export_model
 
     probe = ctx.write("probe.en", "".join(line + "\n" for line in probe_lines))
     if reference_lines is not None:
@@ -745,7 +745,7 @@ def case_export_without_probe(ctx):
 @case(ValueError, "forgetting_report.json: no set keeps its sentences; give --probe SOURCE_FILE[,REFERENCE_FILE]")
 def case_export_probe_report_without_sentences(ctx):
     pytest.importorskip("ctranslate2")
-    from hf_l2mt.apps.export import ExportSettings, export_model
+    from hf_l2mt.apps.export.convert import ExportSettings, export_model
 
     model = marian_dir(ctx)
     ctx.write("model/forgetting_report.json", json.dumps({"sets": {"general": {"num_sentences": 2}}}))
@@ -803,7 +803,7 @@ def case_export_parity_beyond_tolerance(ctx):
     pytest.importorskip("ctranslate2")
     from tiny_checkpoints import save_opus_mt_checkpoint, sentence_pairs
 
-    from hf_l2mt.apps import export_loaders
+    from hf_l2mt.apps.export import loaders as export_loaders
 
     pairs = sentence_pairs(24, seed=1)
     model_dir = ctx.tmp / "model"

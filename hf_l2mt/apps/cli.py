@@ -184,7 +184,7 @@ def run_plot(argv: list[str]) -> None:
 
 
 def run_export(argv: list[str]) -> None:
-    from .export import ExportSettings
+    from .export.convert import ExportSettings
     from .terminal.settings import parse_settings
 
     (settings,) = parse_settings(
@@ -195,7 +195,7 @@ def run_export(argv: list[str]) -> None:
         "numbers into the export folder.",
         epilog="example:\n  hf-l2mt export runs/en-de --to ctranslate2 --quantization int8 --probe dev.en,dev.de",
     )
-    from .export import run_export as export  # torch, transformers and ctranslate2 load once the flags are good
+    from .export.convert import run_export as export  # torch, transformers and ctranslate2 load once the flags are good
     from .translation.commands import without_weight_loading_bar
 
     with without_weight_loading_bar():
