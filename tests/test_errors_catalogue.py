@@ -704,7 +704,7 @@ def case_lora_resume_without_peft(ctx):
 
 @case(ValueError, "is a LoRA adapter whose adapter_config.json names no base model")
 def case_lora_adapter_pushed_without_base(ctx):
-    from hf_l2mt.apps.hub import push_to_hub
+    from hf_l2mt.apps.publish.hub import push_to_hub
 
     ctx.write("adapter/adapter_config.json", json.dumps({"peft_type": "LORA", "r": 2}))
     return lambda: push_to_hub(str(ctx.tmp / "adapter"), "someone/adapter")
@@ -821,7 +821,7 @@ def case_export_parity_beyond_tolerance(ctx):
 
 
 def average_setup(ctx, run, **settings):
-    from hf_l2mt.apps.average import AverageSettings, average_checkpoints
+    from hf_l2mt.apps.weights.average import AverageSettings, average_checkpoints
 
     return lambda: average_checkpoints(AverageSettings(run_dir=run, **settings))
 

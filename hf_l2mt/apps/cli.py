@@ -203,7 +203,7 @@ def run_export(argv: list[str]) -> None:
 
 
 def run_average(argv: list[str]) -> None:
-    from .average import AverageSettings
+    from .weights.average import AverageSettings
     from .terminal.settings import parse_settings
 
     (settings,) = parse_settings(
@@ -212,7 +212,7 @@ def run_average(argv: list[str]) -> None:
         "RUN_DIR (frozen and tied weights included); checkpoints of different shapes are refused.",
         epilog="example:\n  hf-l2mt average runs/en-de --last 5 --output_dir runs/en-de-avg5",
     )
-    from .average import run_average as average
+    from .weights.average import run_average as average
 
     average(settings)
 

@@ -11,7 +11,7 @@ from ...evaluation.forgetting import BASE, RUN, build_report
 from ...evaluation.translate import translate
 from ...hub_probe import offline_mode
 from ...tokenizer_warnings import without_sacremoses_recommendation
-from ..model_card import hub_id_or_local_name, redact_secrets, shorten_local_paths
+from ..publish.model_card import hub_id_or_local_name, redact_secrets, shorten_local_paths
 
 
 def forgetting_against_base(

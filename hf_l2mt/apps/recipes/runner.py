@@ -52,9 +52,9 @@ from ...tokenizer_warnings import without_sacremoses_recommendation
 from ..terminal.console import use_tidy_progress
 from .base_comparison import forgetting_against_base
 from ..report.plot import log_report, write_report_files
-from ..average import UNAVERAGED_DIR, last_complete_checkpoints, load_average
-from ..hub import push_to_hub
-from ..model_card import build_model_card, write_model_card
+from ..weights.average import UNAVERAGED_DIR, last_complete_checkpoints, load_average
+from ..publish.hub import push_to_hub
+from ..publish.model_card import build_model_card, write_model_card
 from .arguments import RecipeArguments, recipe_layers
 from ..terminal.settings import parse_settings
 
@@ -219,7 +219,7 @@ def run(config: dict, argv: list[str] | None = None, description: str | None = N
         exit_unavailable(err)
     publish = args.push_to_hub
     # Trainer.push_to_hub uploads training_args.bin (a pickle of args) and checkpoints (with the anchor); the
-    # run publishes the final folder once, through hf_l2mt.apps.hub.push_to_hub, which leaves them out. The token
+    # run publishes the final folder once, through apps.publish.hub.push_to_hub, which leaves them out. The token
     # leaves args too, so that no training_args.bin written to output_dir holds it.
     args.push_to_hub = False
     hub_token, args.hub_token = args.hub_token, None
