@@ -42,8 +42,8 @@ from transformers.utils import logging as hf_logging
 
 from hf_l2mt.apps.demo.arguments import PRESETS
 from hf_l2mt.apps.export.convert import convert
-from hf_l2mt.apps.numbers_task import numbers_splits
-from hf_l2mt.apps.spm_tokenizer import train_marian_tokenizer
+from hf_l2mt.apps.demo.numbers_task import numbers_splits
+from hf_l2mt.apps.demo.spm_tokenizer import train_marian_tokenizer
 from hf_l2mt.atomic_write import atomic_path
 from hf_l2mt.evaluation.ctranslate2_engine import ExportedModel, translate_with_export
 from hf_l2mt.evaluation.metrics import score_translations

@@ -14,7 +14,8 @@
 
 One module per step: ``arguments`` (flags and presets), ``base`` (the cached tokenizer and base),
 ``finetune``, ``evaluation`` (scores, examples and the table) and ``output`` (the folder it writes);
-``run.run`` calls them in order. ``docs/demo.md`` explains the task and shows a run.
+``run.run`` calls them in order. The task is ``numbers_task`` and its tokenizer ``spm_tokenizer`` (the benchmarks
+use both). ``docs/demo.md`` explains the task and shows a run.
 """
 
 import os

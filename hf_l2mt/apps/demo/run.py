@@ -7,7 +7,7 @@ import torch
 
 from ...evaluation.forgetting import REPORT_FILE, RUN, format_report
 from ..terminal.console import without_library_progress_bars
-from ..numbers_task import numbers_splits
+from .numbers_task import numbers_splits
 from ..report.page import PAGE_FILE
 from .arguments import BATCH_SIZE, GENERAL_DOMAIN, LEARNING_RATE, DemoArguments
 from .base import base_dir, load_base, pretrain
