@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from hf_l2mt.apps import cli, flag_listing
+from hf_l2mt.apps import cli
+from hf_l2mt.apps.cli import flag_listing
 from hf_l2mt.apps.recipes.arguments import RecipeArguments, recipe_layers
 from hf_l2mt.apps.recipes import load_recipe, read_recipe, recipe_file, recipe_names
 from hf_l2mt.apps.terminal.settings import settings_parser
@@ -90,7 +91,7 @@ print("LOADED", sorted(name for name in ("torch", "transformers") if name in sys
 
 
 def test_every_help_imports_neither_torch_nor_transformers_and_names_its_command(listing):
-    commands = [[], ["train"], *([name] for name in cli.COMMANDS if name != "train"),
+    commands = [[], ["train"], *([name] for name in cli.commands.COMMANDS if name != "train"),
                 *(["train", name] for name in recipe_names())]
     env = {**os.environ, "PYTHONPATH": ROOT}
     for arguments in commands:

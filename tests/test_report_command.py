@@ -98,7 +98,7 @@ def test_the_demos_page_is_rebuilt_as_it_was_and_names_the_command_the_user_ran(
 
 @pytest.mark.parametrize(("argv0", "argv", "start"), [
     ("/venv/bin/hf-l2mt", [], ["hf-l2mt", "demo"]),
-    ("/site-packages/hf_l2mt/apps/cli.py", [], ["python", "-m", "hf_l2mt.apps.cli", "demo"]),
+    ("/site-packages/hf_l2mt/apps/cli/__main__.py", [], ["python", "-m", "hf_l2mt.apps.cli", "demo"]),
     ("/site-packages/hf_l2mt/apps/demo/__main__.py", None, ["python", "-m", "hf_l2mt.apps.demo"]),
 ])
 def test_the_demo_names_the_launcher_the_user_typed(argv0, argv, start, monkeypatch):

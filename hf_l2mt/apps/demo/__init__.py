@@ -46,6 +46,6 @@ def launcher(argv: list[str] | None) -> list[str]:
     ``hf-l2mt`` console script or from ``python -m hf_l2mt.apps.cli``."""
     if argv is None:
         return ["python", "-m", "hf_l2mt.apps.demo"]
-    if os.path.basename(sys.argv[0]) == "cli.py":
+    if os.path.normpath(sys.argv[0]).split(os.sep)[-2:] == ["cli", "__main__.py"]:  # the cli package run with -m
         return ["python", "-m", "hf_l2mt.apps.cli", "demo"]
     return ["hf-l2mt", "demo"]
