@@ -7,7 +7,7 @@ import re
 import pytest
 
 from hf_l2mt.apps import cli, demo
-from hf_l2mt.apps.report.plot import write_report_files
+from hf_l2mt.apps.report.files import write_report_files
 from hf_l2mt.apps.report.page import PAGE_FILE
 from hf_l2mt.evaluation.forgetting import BASE, REPORT_FILE, RUN, build_report, save_report
 

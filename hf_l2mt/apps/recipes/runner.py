@@ -51,7 +51,7 @@ from ...hub_probe import ModelUnavailableError, load_model_offline, offline_mode
 from ...tokenizer_warnings import without_sacremoses_recommendation
 from ..terminal.console import use_tidy_progress
 from .base_comparison import forgetting_against_base
-from ..report.plot import log_report, write_report_files
+from ..report.files import log_report, write_report_files
 from ..weights.average import UNAVERAGED_DIR, last_complete_checkpoints, load_average
 from ..publish.hub import push_to_hub
 from ..publish.model_card import build_model_card, write_model_card

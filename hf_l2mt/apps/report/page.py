@@ -29,6 +29,7 @@ from sacrebleu.metrics import CHRF
 from ...atomic_write import atomic_path
 from ...evaluation.forgetting import BASE, DEFAULT_HEADLINE_METRIC, GENERAL, RUN, check_headline_metric, verdict
 from ...evaluation.report_names import REPORT_SCORE_NAMES, SCORE_TITLES
+from .plot import plot_forgetting
 from .settings import DEFAULT_EXAMPLES, PAGE_FILE
 from ...evaluation.significance import format_p_value
 
@@ -131,8 +132,6 @@ def embedded_plot(report: dict, png_path: str | None, metric: str) -> str | None
     """The in-domain/general PNG as a ``data:`` URI: ``png_path`` if given, else drawn now in ``metric`` (``None``
     without matplotlib, or when the report lacks a general or an in-domain set)."""
     if png_path is None:
-        from .plot import plot_forgetting  # matplotlib: the plots extra
-
         with tempfile.TemporaryDirectory() as scratch:
             try:
                 drawn = plot_forgetting(report, os.path.join(scratch, "plot.png"), metric)

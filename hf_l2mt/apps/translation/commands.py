@@ -196,7 +196,7 @@ def run_forgetting_report(settings: EvaluateSettings) -> None:
     from ...core.lora import is_adapter_directory
     from ...evaluation.forgetting import BASE, RUN, build_report
     from ...evaluation.translation_cache import cached_translations
-    from ..report.plot import log_report, write_report_files
+    from ..report.files import log_report, write_report_files
 
     device = default_device(settings.device)
     models = {BASE: settings.base, RUN: settings.model_dir, **settings.compared_runs()}
