@@ -16,8 +16,9 @@ from hf_l2mt.apps.fisher import estimate as estimate_fisher
 from hf_l2mt.apps.translation import commands as translation_commands
 from hf_l2mt.apps.fisher.estimate import FisherSettings
 from hf_l2mt.apps.plots.figures import PlotSettings
-from hf_l2mt.apps.search.settings import METRICS, SEARCHED_SCHEDULES, SearchSettings
+from hf_l2mt.apps.search.settings import SEARCHED_SCHEDULES, SearchSettings
 from hf_l2mt.apps.translation.commands import EvaluateSettings, TranslateSettings
+from hf_l2mt.evaluation.report_names import HIGHER_IS_BETTER
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = {
@@ -104,7 +105,7 @@ def test_help_lists_every_flag_of_the_command_with_its_choices(command, monkeypa
         assert (spec.name.upper() if positional else f"--{spec.name} ") in help_text, spec.name
     assert "--config FILE" in help_text
     if command in ("search", "plot"):
-        assert "--metric {" + ",".join(METRICS) + "}" in help_text
+        assert "--metric {" + ",".join(HIGHER_IS_BETTER) + "}" in help_text
     if command == "search":
         assert "--schedules {" + ",".join(SEARCHED_SCHEDULES) + "}" in help_text
 
