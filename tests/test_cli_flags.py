@@ -11,12 +11,12 @@ import pytest
 import yaml
 
 from hf_l2mt.apps import cli
-from hf_l2mt.apps.search import study as search
 from hf_l2mt.apps.fisher import estimate as estimate_fisher
-from hf_l2mt.apps.translation import commands as translation_commands
 from hf_l2mt.apps.fisher.estimate import FisherSettings
 from hf_l2mt.apps.plots.figures import PlotSettings
+from hf_l2mt.apps.search import study as search
 from hf_l2mt.apps.search.settings import SEARCHED_SCHEDULES, SearchSettings
+from hf_l2mt.apps.translation import commands as translation_commands
 from hf_l2mt.apps.translation.commands import EvaluateSettings, TranslateSettings
 from hf_l2mt.evaluation.report_names import HIGHER_IS_BETTER
 
