@@ -1,7 +1,7 @@
 """How often a CTranslate2 export translates exactly as PyTorch does, per quantization, beam size and patience.
 
 PyTorch translates with ``hf_l2mt.evaluation.translate.translate``; each export (``hf-l2mt export``'s
-converter, ``hf_l2mt.apps.export.convert``) with ``hf_l2mt.evaluation.ctranslate2_engine``'s options
+converter, ``hf_l2mt.apps.export.convert.convert``) with ``hf_l2mt.evaluation.ctranslate2_engine``'s options
 (``decoding_options``), CTranslate2's ``patience`` set to each of ``--patience`` for beam search. Printed:
 the identical lines out of all, and CTranslate2's time, per setting; one thread each.
 
@@ -21,8 +21,8 @@ import time
 import torch
 from num2words import num2words
 
-from hf_l2mt.apps.export import convert
-from hf_l2mt.apps.export_probe import probe_from_run
+from hf_l2mt.apps.export.convert import convert
+from hf_l2mt.apps.export.probe import probe_from_run
 from hf_l2mt.core.generation_length import capped_model_new_tokens
 from hf_l2mt.evaluation import ctranslate2_options
 from hf_l2mt.evaluation.ctranslate2_engine import ExportedModel, translate_with_export

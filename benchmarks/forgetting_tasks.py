@@ -1,6 +1,6 @@
 """The two tasks of the forgetting study: a general domain to pretrain on and a domain to adapt to.
 
-``numbers``  English→German number words (``hf_l2mt.apps.numbers_task``): general = cardinals, domain = years
+``numbers``  English→German number words (``hf_l2mt.apps.demo.numbers_task``): general = cardinals, domain = years
              (or ordinals); a tiny Marian (d_model 128, 2+2 layers) learns it in minutes on one core.
 ``ding``     English→German entries of the Ding dictionary: general = untagged entries (words, phrases
              and the sentence-like entries), domain = the entries of one subject tag (default ``med.``).
@@ -66,7 +66,7 @@ def marian_config(shape: ModelShape, tokenizer) -> MarianConfig:
 def load_or_train_tokenizer(directory: str, texts, vocab_size: int) -> MarianTokenizer:
     """The MarianTokenizer saved in ``directory``; trained there on ``texts()`` first if it is missing."""
     if not os.path.isfile(os.path.join(directory, "vocab.json")):
-        from hf_l2mt.apps.spm_tokenizer import train_marian_tokenizer
+        from hf_l2mt.apps.demo.spm_tokenizer import train_marian_tokenizer
 
         tmp = f"{directory}.tmp"
         train_marian_tokenizer(texts(), tmp, vocab_size=vocab_size, source_lang=SRC_LANG, target_lang=TGT_LANG)
@@ -92,7 +92,7 @@ def numbers_task(domain: str = "year", *, general_size: int, domain_size: int, h
 
     The splits are fixed by ``seed``.
     """
-    from hf_l2mt.apps.numbers_task import numbers_splits
+    from hf_l2mt.apps.demo.numbers_task import numbers_splits
 
     general_splits = numbers_splits(general, train_size=general_size, heldout_size=heldout, seed=seed, low=0,
                                     high=general_high)

@@ -4,7 +4,7 @@ Every engine translates the same sentences with the same beams and ``max_new_tok
 
   pytorch       ``hf_l2mt.evaluation.translate.translate``: length-sorted batches of ``--batch_size``
                 sentences under ``torch.inference_mode`` (fp32 on the CPU, fp16 on CUDA).
-  ct2-<q>       the model exported by ``hf-l2mt export``'s converter (``hf_l2mt.apps.export.convert``)
+  ct2-<q>       the model exported by ``hf-l2mt export``'s converter (``hf_l2mt.apps.export.convert.convert``)
                 at quantization ``q`` and translated by ``hf_l2mt.evaluation.ctranslate2_engine``:
                 float32 and int8 on the CPU, float16 and int8_float16 on CUDA. CTranslate2 batches by
                 tokens; its budget is ``--batch_size`` times the mean source length, so its batches hold
@@ -41,9 +41,9 @@ from transformers import MarianConfig, MarianMTModel, MarianTokenizer
 from transformers.utils import logging as hf_logging
 
 from hf_l2mt.apps.demo.arguments import PRESETS
-from hf_l2mt.apps.export import convert
-from hf_l2mt.apps.numbers_task import numbers_splits
-from hf_l2mt.apps.spm_tokenizer import train_marian_tokenizer
+from hf_l2mt.apps.export.convert import convert
+from hf_l2mt.apps.demo.numbers_task import numbers_splits
+from hf_l2mt.apps.demo.spm_tokenizer import train_marian_tokenizer
 from hf_l2mt.atomic_write import atomic_path
 from hf_l2mt.evaluation.ctranslate2_engine import ExportedModel, translate_with_export
 from hf_l2mt.evaluation.metrics import score_translations

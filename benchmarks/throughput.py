@@ -156,7 +156,7 @@ def join_to_sentences(sources: list[str], targets: list[str], pairs: int, seed: 
 def write_sample(directory: str, sources: list[str], targets: list[str], vocab: int, max_length: int,
                  description: str) -> str:
     """Train a SentencePiece ``MarianTokenizer`` on the pairs; write it and the pairs, as text and ids, to ``directory``."""
-    from hf_l2mt.apps.spm_tokenizer import train_marian_tokenizer
+    from hf_l2mt.apps.demo.spm_tokenizer import train_marian_tokenizer
 
     tokenizer = train_marian_tokenizer(sources + targets, os.path.join(directory, "tokenizer"), vocab_size=vocab)
     sample = {

@@ -4,10 +4,10 @@
         --in_domain_eval med-dev.tsv --general_eval news-dev.tsv --output_dir runs/search --n_trials 20
     hf-l2mt search BASE_MODEL_DIR ...   # the same
 
-The search, its flags and its pruning rule are in hf_l2mt/apps/search.py; docs/search.md describes its outputs.
+The search, its flags and its pruning rule are in hf_l2mt/apps/search/study.py; docs/search.md describes its outputs.
 """
 
-from hf_l2mt.apps.search import main
+from hf_l2mt.apps.search.study import main
 
 if __name__ == "__main__":
     main()

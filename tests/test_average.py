@@ -9,7 +9,7 @@ from conftest import make_args, marian, task_dataset, train_with
 from safetensors.torch import load_file, save_file
 from transformers import MarianMTModel
 
-from hf_l2mt.apps.average import AverageError, AverageSettings, average_checkpoints
+from hf_l2mt.apps.weights.average import AverageError, AverageSettings, average_checkpoints
 from hf_l2mt.apps.cli import main as cli_main
 from hf_l2mt.core.averaging import CheckpointShapeError, average_state_dicts
 

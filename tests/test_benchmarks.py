@@ -24,7 +24,7 @@ from benchmarks import (
 from benchmarks.pretrain_base import pretrain_base, read_progress
 from hf_l2mt import L2MTTrainer, L2MTTrainingArguments
 from hf_l2mt.data import preprocess_pairs
-from hf_l2mt.apps.spm_tokenizer import train_marian_tokenizer
+from hf_l2mt.apps.demo.spm_tokenizer import train_marian_tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAIRS = [

@@ -10,11 +10,15 @@ import sys
 import pytest
 import yaml
 
-from hf_l2mt.apps import cli, estimate_fisher, search, translation_commands
-from hf_l2mt.apps.estimate_fisher import FisherSettings
-from hf_l2mt.apps.plots import PlotSettings
-from hf_l2mt.apps.search_settings import METRICS, SEARCHED_SCHEDULES, SearchSettings
-from hf_l2mt.apps.translation_commands import EvaluateSettings, TranslateSettings
+from hf_l2mt.apps import cli
+from hf_l2mt.apps.fisher import estimate as estimate_fisher
+from hf_l2mt.apps.fisher.estimate import FisherSettings
+from hf_l2mt.apps.plots.figures import PlotSettings
+from hf_l2mt.apps.search import study as search
+from hf_l2mt.apps.search.settings import SEARCHED_SCHEDULES, SearchSettings
+from hf_l2mt.apps.translation import commands as translation_commands
+from hf_l2mt.apps.translation.commands import EvaluateSettings, TranslateSettings
+from hf_l2mt.evaluation.report_names import HIGHER_IS_BETTER
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = {
@@ -32,7 +36,7 @@ def capture_settings(monkeypatch, command: str) -> list:
         "fisher": (estimate_fisher, "estimate_fisher_from_files"), "search": (search, "run_search"),
     }
     if command == "plot":
-        from hf_l2mt.apps import plots
+        from hf_l2mt.apps.plots import figures as plots
 
         monkeypatch.setattr(plots, "plot_run", lambda run_dir, output_dir, metric: received.append(
             PlotSettings(run_dir=run_dir, output_dir=output_dir, metric=metric)) or [])
@@ -101,7 +105,7 @@ def test_help_lists_every_flag_of_the_command_with_its_choices(command, monkeypa
         assert (spec.name.upper() if positional else f"--{spec.name} ") in help_text, spec.name
     assert "--config FILE" in help_text
     if command in ("search", "plot"):
-        assert "--metric {" + ",".join(METRICS) + "}" in help_text
+        assert "--metric {" + ",".join(HIGHER_IS_BETTER) + "}" in help_text
     if command == "search":
         assert "--schedules {" + ",".join(SEARCHED_SCHEDULES) + "}" in help_text
 
@@ -164,8 +168,8 @@ def test_flags_of_the_training_arguments_are_those_of_hf_argument_parser_but_boo
 
     from transformers import HfArgumentParser
 
-    from hf_l2mt.apps.dataclass_flags import BooleanFlag, add_dataclass_flags
-    from hf_l2mt.apps.recipe import RecipeArguments
+    from hf_l2mt.apps.terminal.dataclass_flags import BooleanFlag, add_dataclass_flags
+    from hf_l2mt.apps.recipes.runner import RecipeArguments
     from hf_l2mt.core.training_args import L2MTTrainingArguments
 
     types = (RecipeArguments, L2MTTrainingArguments)

@@ -16,7 +16,7 @@ from transformers import MarianMTModel
 
 from conftest import assert_same_params, make_args, params_of, task_dataset, tiny_marian, train_with
 from hf_l2mt.core.checkpoints import missing_parts
-from hf_l2mt.apps.recipe import run
+from hf_l2mt.apps.recipes.runner import run
 from scripts.train_until_killed import DATA, SETTINGS
 from tiny_checkpoints import save_checkpoint, sentence_pairs, write_tsv
 

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from transformers import MarianMTModel, NllbTokenizer, ProphetNetConfig, T5Config
 
 from hf_l2mt.apps.cli import main as cli_main
-from hf_l2mt.apps.recipe import RecipeArguments, load_recipe_pairs, parse_arguments
+from hf_l2mt.apps.recipes.runner import RecipeArguments, load_recipe_pairs, parse_arguments
 from hf_l2mt.apps.recipes import en_de
 from hf_l2mt.core import anchor as anchor_io
 from hf_l2mt.core.anchor import ANCHOR_FILE, AnchorError
@@ -716,7 +716,7 @@ def case_lora_resume_without_peft(ctx):
 
 @case(ValueError, "is a LoRA adapter whose adapter_config.json names no base model")
 def case_lora_adapter_pushed_without_base(ctx):
-    from hf_l2mt.apps.hub import push_to_hub
+    from hf_l2mt.apps.publish.hub import push_to_hub
 
     ctx.write("adapter/adapter_config.json", json.dumps({"peft_type": "LORA", "r": 2}))
     return lambda: push_to_hub(str(ctx.tmp / "adapter"), "someone/adapter")
@@ -726,7 +726,7 @@ def case_lora_adapter_pushed_without_base(ctx):
 
 
 def export_setup(ctx, model_dir, probe_lines=("hello",), reference_lines=None, **settings):
-    from hf_l2mt.apps.export import ExportSettings, export_model
+    from hf_l2mt.apps.export.convert import ExportSettings, export_model
 
     probe = ctx.write("probe.en", "".join(line + "\n" for line in probe_lines))
     if reference_lines is not None:
@@ -757,7 +757,7 @@ def case_export_without_probe(ctx):
 @case(ValueError, "forgetting_report.json: no set keeps its sentences; give --probe SOURCE_FILE[,REFERENCE_FILE]")
 def case_export_probe_report_without_sentences(ctx):
     pytest.importorskip("ctranslate2")
-    from hf_l2mt.apps.export import ExportSettings, export_model
+    from hf_l2mt.apps.export.convert import ExportSettings, export_model
 
     model = marian_dir(ctx)
     ctx.write("model/forgetting_report.json", json.dumps({"sets": {"general": {"num_sentences": 2}}}))
@@ -815,7 +815,7 @@ def case_export_parity_beyond_tolerance(ctx):
     pytest.importorskip("ctranslate2")
     from tiny_checkpoints import save_opus_mt_checkpoint, sentence_pairs
 
-    from hf_l2mt.apps import export_loaders
+    from hf_l2mt.apps.export import loaders as export_loaders
 
     pairs = sentence_pairs(24, seed=1)
     model_dir = ctx.tmp / "model"
@@ -833,7 +833,7 @@ def case_export_parity_beyond_tolerance(ctx):
 
 
 def average_setup(ctx, run, **settings):
-    from hf_l2mt.apps.average import AverageSettings, average_checkpoints
+    from hf_l2mt.apps.weights.average import AverageSettings, average_checkpoints
 
     return lambda: average_checkpoints(AverageSettings(run_dir=run, **settings))
 

@@ -25,9 +25,9 @@ from transformers import (  # noqa: E402
     AutoModelForSeq2SeqLM, AutoTokenizer, GenerationConfig, MarianMTModel, ProphetNetConfig,
 )
 
-from hf_l2mt.apps import export_loaders  # noqa: E402
+from hf_l2mt.apps.export import loaders as export_loaders  # noqa: E402
 from hf_l2mt.apps.cli import main as cli_main  # noqa: E402
-from hf_l2mt.apps.export import ExportError, ExportSettings, ParityError, convert, export_model  # noqa: E402
+from hf_l2mt.apps.export.convert import ExportError, ExportSettings, ParityError, convert, export_model  # noqa: E402
 from hf_l2mt.evaluation import ctranslate2_options  # noqa: E402
 from hf_l2mt.evaluation.ctranslate2_engine import ExportedModel, translate_with_export  # noqa: E402
 from hf_l2mt.evaluation.forgetting import BASE, REPORT_FILE, RUN, build_report, save_report  # noqa: E402

@@ -63,7 +63,7 @@ def test_settings_marian_pieces_does_not_cover_are_left_to_transformers(marian_d
 
 def test_translate_with_a_marian_export_imports_neither_torch_nor_transformers(marian_dir, tmp_path):
     pytest.importorskip("ctranslate2")
-    from hf_l2mt.apps.export import ExportSettings, export_model
+    from hf_l2mt.apps.export.convert import ExportSettings, export_model
 
     export_dir = str(tmp_path / "ct2")
     probe = tmp_path / "probe.en"

@@ -7,7 +7,7 @@ from conftest import EOS, PAD, make_args, tiny_marian
 from tiny_checkpoints import word_tokenizer
 
 from hf_l2mt.apps.cli import main
-from hf_l2mt.apps.model_card import build_model_card
+from hf_l2mt.apps.publish.model_card import build_model_card
 from hf_l2mt.evaluation.forgetting import build_report, format_report
 from hf_l2mt.evaluation.glossary import (
     NO_TERM_USED,

@@ -8,10 +8,11 @@ import sys
 
 import pytest
 
-from hf_l2mt.apps import cli, flag_listing
-from hf_l2mt.apps.recipe_arguments import RecipeArguments, recipe_layers
+from hf_l2mt.apps import cli
+from hf_l2mt.apps.cli import flag_listing
+from hf_l2mt.apps.recipes.arguments import RecipeArguments, recipe_layers
 from hf_l2mt.apps.recipes import load_recipe, read_recipe, recipe_file, recipe_names
-from hf_l2mt.apps.settings import settings_parser
+from hf_l2mt.apps.terminal.settings import settings_parser
 from hf_l2mt.core.training_args import L2MTTrainingArguments
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,7 +69,7 @@ def test_a_value_the_listing_cannot_convert_is_parsed_with_the_imported_flags(li
 
 def test_only_a_recipe_of_the_standard_shape_is_read_as_text(tmp_path):
     path = tmp_path / "mine.py"
-    standard = '"""Mine."""\n\nfrom hf_l2mt.apps.recipe import run\n\nCONFIG = {"l2sp_lambda": 0.5}\n\n\n' \
+    standard = '"""Mine."""\n\nfrom hf_l2mt.apps.recipes.runner import run\n\nCONFIG = {"l2sp_lambda": 0.5}\n\n\n' \
         "def main(argv=None):\n    return run(CONFIG, argv, description=__doc__)\n"
     path.write_text(standard, encoding="utf-8")
     assert read_recipe(str(path)) == ({"l2sp_lambda": 0.5}, "Mine.")
@@ -90,7 +91,7 @@ print("LOADED", sorted(name for name in ("torch", "transformers") if name in sys
 
 
 def test_every_help_imports_neither_torch_nor_transformers_and_names_its_command(listing):
-    commands = [[], ["train"], *([name] for name in cli.COMMANDS if name != "train"),
+    commands = [[], ["train"], *([name] for name in cli.commands.COMMANDS if name != "train"),
                 *(["train", name] for name in recipe_names())]
     env = {**os.environ, "PYTHONPATH": ROOT}
     for arguments in commands:

@@ -7,10 +7,10 @@ import pytest
 
 from conftest import make_args, tiny_marian
 from hf_l2mt.core.anchor import ANCHOR_FILE
-from hf_l2mt.apps.average import UNAVERAGED_DIR
-from hf_l2mt.apps.hub import push_to_hub
+from hf_l2mt.apps.weights.average import UNAVERAGED_DIR
+from hf_l2mt.apps.publish.hub import push_to_hub
 from hf_l2mt.evaluation.metrics import score_translations
-from hf_l2mt.apps.model_card import build_model_card, write_model_card
+from hf_l2mt.apps.publish.model_card import build_model_card, write_model_card
 from hub_server import COMMIT_OID, TOKEN, fake_hub  # noqa: F401 (fake_hub is a fixture)
 
 

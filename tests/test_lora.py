@@ -167,7 +167,7 @@ def test_a_run_saves_an_adapter_peft_loads_and_a_merged_model_that_translates_th
 
 
 def test_an_adapter_is_pushed_alone_and_only_with_a_hub_base(fake_hub, lora_run, tmp_path):
-    from hf_l2mt.apps.hub import push_to_hub
+    from hf_l2mt.apps.publish.hub import push_to_hub
 
     run = tmp_path / "run"
     with pytest.raises(ValueError, match=r"LoRA adapter whose adapter_config.json names the local base model .*"
@@ -187,7 +187,7 @@ def test_an_adapter_is_pushed_alone_and_only_with_a_hub_base(fake_hub, lora_run,
 
 
 def test_model_card_records_the_adapter_and_its_base(tmp_path):
-    from hf_l2mt.apps.model_card import build_model_card
+    from hf_l2mt.apps.publish.model_card import build_model_card
 
     args = make_args(tmp_path / "run", lora_target_modules=["q_proj", "v_proj"], lora_l2sp_lambda=0.2, **LORA)
     card = str(build_model_card(base_model="Helsinki-NLP/opus-mt-en-de", src_lang="en", tgt_lang="de",

@@ -7,7 +7,7 @@ from transformers import Seq2SeqTrainingArguments
 
 from conftest import make_args
 from hf_l2mt import L2MTTrainingArguments
-from hf_l2mt.apps.model_card import build_model_card, redact_secrets, write_model_card
+from hf_l2mt.apps.publish.model_card import build_model_card, redact_secrets, write_model_card
 from hf_l2mt.core.fisher import save_fisher
 from hf_l2mt.evaluation.metrics import score_translations
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from hf_l2mt.apps.numbers_task import draw_numbers, make_pair, make_pairs, numbers_splits
+from hf_l2mt.apps.demo.numbers_task import draw_numbers, make_pair, make_pairs, numbers_splits
 
 
 @pytest.mark.parametrize(

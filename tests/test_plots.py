@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from hf_l2mt.apps import cli
-from hf_l2mt.apps.plots import find_trainer_state, import_pyplot, plot_groups, read_log_history
+from hf_l2mt.apps.plots.figures import find_trainer_state, import_pyplot, plot_groups, read_log_history
 from hf_l2mt.apps.recipes import domain_adapt
 from tiny_checkpoints import save_checkpoint, sentence_pairs, write_tsv
 

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from test_recipes import TINY
 from tiny_checkpoints import save_checkpoint, sentence_pairs, write_tsv
 
-import hf_l2mt.apps.recipe
+import hf_l2mt.apps.recipes.runner
 from hf_l2mt.apps.recipes import en_de
 from hf_l2mt.evaluation.translate import translate
 
@@ -44,7 +44,7 @@ def test_final_model_is_the_mean_of_the_last_checkpoints(argv, tmp_path, monkeyp
         translated_with.append({name: tensor.clone() for name, tensor in model.state_dict().items()})
         return translate(texts, model, *args, **kwargs)
 
-    monkeypatch.setattr(hf_l2mt.apps.recipe, "translate", recording_translate)
+    monkeypatch.setattr(hf_l2mt.apps.recipes.runner, "translate", recording_translate)
     scores = en_de.main([*argv, "--average_last_checkpoints", "2"])
 
     out = tmp_path / "run"

@@ -11,10 +11,10 @@ import sys
 import pytest
 from safetensors.torch import load_file
 
-import hf_l2mt.apps.recipe
-from hf_l2mt.apps.console import format_number
+import hf_l2mt.apps.recipes.runner
+from hf_l2mt.apps.terminal.console import format_number
 from hf_l2mt.core.anchor import ANCHOR_FILE
-from hf_l2mt.apps.recipe import RecipeArguments, load_recipe_pairs, parse_arguments
+from hf_l2mt.apps.recipes.runner import RecipeArguments, load_recipe_pairs, parse_arguments
 from hf_l2mt.apps.recipes import de_en, domain_adapt, en_de, load_recipe, recipe_names, t5_en_de
 from hf_l2mt.evaluation.translate import load_translation_model, translate
 from hub_server import TOKEN, fake_hub  # noqa: F401 (fake_hub is a fixture)
@@ -55,7 +55,7 @@ def translated(monkeypatch):
         calls.append((list(texts), kwargs))
         return translate(texts, *args, **kwargs)
 
-    monkeypatch.setattr(hf_l2mt.apps.recipe, "translate", recording_translate)
+    monkeypatch.setattr(hf_l2mt.apps.recipes.runner, "translate", recording_translate)
     return calls
 
 

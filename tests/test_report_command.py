@@ -7,8 +7,8 @@ import re
 import pytest
 
 from hf_l2mt.apps import cli, demo
-from hf_l2mt.apps.forgetting_plot import write_report_files
-from hf_l2mt.apps.report_page import PAGE_FILE
+from hf_l2mt.apps.report.files import write_report_files
+from hf_l2mt.apps.report.page import PAGE_FILE
 from hf_l2mt.evaluation.forgetting import BASE, REPORT_FILE, RUN, build_report, save_report
 
 SOURCES = {"general": ["the red house", "a green tree", "the old dog sleeps"], "news": ["rain today", "sun tomorrow"]}
@@ -98,7 +98,7 @@ def test_the_demos_page_is_rebuilt_as_it_was_and_names_the_command_the_user_ran(
 
 @pytest.mark.parametrize(("argv0", "argv", "start"), [
     ("/venv/bin/hf-l2mt", [], ["hf-l2mt", "demo"]),
-    ("/site-packages/hf_l2mt/apps/cli.py", [], ["python", "-m", "hf_l2mt.apps.cli", "demo"]),
+    ("/site-packages/hf_l2mt/apps/cli/__main__.py", [], ["python", "-m", "hf_l2mt.apps.cli", "demo"]),
     ("/site-packages/hf_l2mt/apps/demo/__main__.py", None, ["python", "-m", "hf_l2mt.apps.demo"]),
 ])
 def test_the_demo_names_the_launcher_the_user_typed(argv0, argv, start, monkeypatch):

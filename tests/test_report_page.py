@@ -9,7 +9,7 @@ import pytest
 from sacrebleu.metrics import CHRF
 
 from hf_l2mt.apps import cli
-from hf_l2mt.apps.report_page import (
+from hf_l2mt.apps.report.page import (
     FREQUENCY_BUCKETS,
     LENGTH_BUCKETS,
     PAGE_FILE,
@@ -260,7 +260,7 @@ def test_long_unbreakable_outputs_wrap_at_1400_px(browser, tmp_path):
 
 def test_plot_draws_the_headline_score_with_labels_that_never_overlap(report, tmp_path, monkeypatch):
     pytest.importorskip("matplotlib", reason="matplotlib is not installed (the plots extra)")
-    from hf_l2mt.apps import forgetting_plot
+    from hf_l2mt.apps.report import plot as forgetting_plot
 
     drawn = []
 

@@ -13,7 +13,7 @@ from transformers import TrainerCallback
 
 from conftest import PadCollator, make_args, task_dataset, tiny_marian, train_with
 from hf_l2mt import L2MTTrainer
-from hf_l2mt.apps.hub import NEVER_UPLOADED
+from hf_l2mt.apps.publish.hub import NEVER_UPLOADED
 from hf_l2mt.core import run_lock
 from hf_l2mt.core.run_lock import LOCK_FILE, OutputDirInUseError
 

@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from hf_l2mt.apps import cli
-from hf_l2mt.apps.search import LambdaSearch, SearchSettings, prune_reason, trial_rows
+from hf_l2mt.apps.search.study import LambdaSearch, SearchSettings, prune_reason, trial_rows
 from tiny_checkpoints import save_checkpoint, sentence_pairs, write_tsv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -172,4 +172,4 @@ def test_recipe_script_launches_the_search():
     tree = ast.parse(open(os.path.join(ROOT, "recipes", "search_lambda.py"), encoding="utf-8").read())
     imports = [(node.module, [alias.name for alias in node.names]) for node in ast.walk(tree)
                if isinstance(node, ast.ImportFrom)]
-    assert imports == [("hf_l2mt.apps.search", ["main"])]
+    assert imports == [("hf_l2mt.apps.search.study", ["main"])]

@@ -16,8 +16,8 @@ from transformers import AutoConfig
 import hf_l2mt
 from conftest import make_args, tiny_marian
 from hf_l2mt.core import anchor as anchor_io
-from hf_l2mt.apps.model_card import build_model_card, write_model_card
-from hf_l2mt.apps.recipe import parse_arguments, run
+from hf_l2mt.apps.publish.model_card import build_model_card, write_model_card
+from hf_l2mt.apps.recipes.runner import parse_arguments, run
 from hf_l2mt.apps.recipes import en_de, load_recipe, recipe_names
 from hf_l2mt.evaluation.translate import load_translation_model
 from hub_server import TOKEN, fake_hub  # noqa: F401 (fake_hub is a fixture)

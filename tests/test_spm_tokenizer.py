@@ -6,8 +6,8 @@ import os
 import pytest
 from transformers import AutoTokenizer, MarianTokenizer
 
-from hf_l2mt.apps.numbers_task import make_pairs
-from hf_l2mt.apps.spm_tokenizer import train_marian_tokenizer
+from hf_l2mt.apps.demo.numbers_task import make_pairs
+from hf_l2mt.apps.demo.spm_tokenizer import train_marian_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
 from conftest import EOS, PAD, VOCAB, tiny_marian
-from hf_l2mt.apps.spm_tokenizer import train_marian_tokenizer
+from hf_l2mt.apps.demo.spm_tokenizer import train_marian_tokenizer
 from hf_l2mt.evaluation.translate import (
     ModelDirectoryError, evaluate_files, load_translation_model, read_lines, report_scores, translate,
 )

@@ -21,7 +21,7 @@ from transformers import (
 )
 
 from conftest import EOS, PAD, T5_EOS, T5_PAD, VOCAB, tiny_marian, tiny_t5
-from hf_l2mt.apps.spm_tokenizer import train_marian_tokenizer
+from hf_l2mt.apps.demo.spm_tokenizer import train_marian_tokenizer
 
 WORDS = "the house is small a dog barks cat sleeps red green blue big old new tree car sun moon day night".split()
 

@@ -1,2 +1,4 @@
-"""Applications built on the core, data and evaluation packages: the ``hf-l2mt`` CLI, the recipe runner and
-recipes, the demo, λ search, plots, the model card and Hub publishing, the numbers task, tokenizer training."""
+"""Applications built on the core, data and evaluation packages, one package each: the ``hf-l2mt`` command
+(``cli``) and what every command shares (``terminal``: flags, settings, progress lines); ``recipes`` (train),
+``translation`` (evaluate, translate), ``fisher``, ``report``, ``search``, ``plots``, ``export``, ``weights``
+(average), ``publish`` (model card, Hub) and ``demo``. The packages import each other without a circle."""

@@ -19,6 +19,8 @@ import math
 
 import torch
 
+from .regularizers.weight_decay import WeightDecayBy
+
 logger = logging.getLogger("hf_l2mt")
 
 NONFINITE_ACTIONS = ("stop", "skip")
@@ -139,9 +141,6 @@ def device_skip_blockers(args, optimizer: torch.optim.Optimizer, groups: list) -
     optimizer's step and cannot be told on the device to leave a skipped update alone (decoupled L2-SP can).
 
     ``groups``: the trainer's ``RegularizedGroup`` records (empty for a ready-made optimizer)."""
-    # Imported here, not at the top: regularized_group's imports reach training_args, which imports this module.
-    from .regularized_group import WeightDecayBy
-
     blockers = []
     if not getattr(optimizer, "_step_supports_amp_scaling", False):
         optim = getattr(args.optim, "value", args.optim)  # transformers' OptimizerNames, or a string

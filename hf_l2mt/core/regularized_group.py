@@ -8,7 +8,6 @@ iterate these records; the maths is in ``hf_l2mt.core.regularizers``.
 """
 
 from dataclasses import dataclass, field
-from enum import Enum
 
 import torch
 
@@ -16,15 +15,7 @@ from .param_groups import ParamGroup
 from .regularizers.ewc import add_weighted_l2sp_grad_, move_toward_anchor_weighted_, weighted_squared_distance
 from .regularizers.l1 import l1_distance, soft_threshold_
 from .regularizers.l2sp import add_l2sp_grad_, move_toward_anchor_, squared_distance
-from .regularizers.weight_decay import add_weight_decay_grad_, scale_toward_zero_
-
-
-class WeightDecayBy(Enum):
-    """Who applies a group's weight decay in each update."""
-
-    OPTIMIZER = "the optimizer (AdamW's own decoupled decay)"
-    GRADIENT = "the pre-step hook, adding wd·θ to the gradient (coupled)"
-    PRE_STEP_SHRINK = "the pre-step hook, shrinking θ by lr·wd (decoupled, optimizer without its own)"
+from .regularizers.weight_decay import WeightDecayBy, add_weight_decay_grad_, scale_toward_zero_
 
 
 def weight_decay_by(weight_decay_mode: str, optimizer_cls: type) -> WeightDecayBy:

@@ -49,7 +49,7 @@ def build_report(
 
     ``general_sets`` names the sets that are held-out general domain; the others are in-domain.
     ``models`` (name → directory or Hub id) and ``command`` are recorded as given. With ``sources`` (set →
-    source sentences), each set also keeps its sentences, for the page (``hf_l2mt.apps.report_page``):
+    source sentences), each set also keeps its sentences, for the page (``hf_l2mt.apps.report.page``):
     ``"sentences": {"source", "reference", "translations": {model: [...]}}``, and the placeholder accuracy
     when its sources have a placeholder; with ``glossary``, the term use of every set. ``headline_metric`` is
     the score that ``verdict`` and the plot speak of.

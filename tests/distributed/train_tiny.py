@@ -21,7 +21,7 @@ TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [TESTS_DIR, os.path.dirname(TESTS_DIR)]  # conftest's helpers and this checkout's hf_l2mt
 from conftest import PadCollator, make_args, task_dataset, tiny_marian  # noqa: E402
 from hf_l2mt import L2MTTrainer  # noqa: E402
-from hf_l2mt.apps.recipe import ModelCardCallback  # noqa: E402
+from hf_l2mt.apps.recipes.runner import ModelCardCallback  # noqa: E402
 
 L2SP_MODES = ("coupled", "decoupled")
 CARD = "---\nlicense: mit\n---\n\nA tiny Marian trained by tests/distributed/train_tiny.py.\n"

@@ -14,7 +14,8 @@
 
 One module per step: ``arguments`` (flags and presets), ``base`` (the cached tokenizer and base),
 ``finetune``, ``evaluation`` (scores, examples and the table) and ``output`` (the folder it writes);
-``run.run`` calls them in order. ``docs/demo.md`` explains the task and shows a run.
+``run.run`` calls them in order. The task is ``numbers_task`` and its tokenizer ``spm_tokenizer`` (the benchmarks
+use both). ``docs/demo.md`` explains the task and shows a run.
 """
 
 import os
@@ -45,6 +46,6 @@ def launcher(argv: list[str] | None) -> list[str]:
     ``hf-l2mt`` console script or from ``python -m hf_l2mt.apps.cli``."""
     if argv is None:
         return ["python", "-m", "hf_l2mt.apps.demo"]
-    if os.path.basename(sys.argv[0]) == "cli.py":
+    if os.path.normpath(sys.argv[0]).split(os.sep)[-2:] == ["cli", "__main__.py"]:  # the cli package run with -m
         return ["python", "-m", "hf_l2mt.apps.cli", "demo"]
     return ["hf-l2mt", "demo"]

@@ -5,7 +5,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-from ..settings import parse_settings
+from ..terminal.settings import parse_settings
 
 GENERAL_DOMAIN = "cardinal"
 NEW_DOMAINS = ("year", "ordinal")

@@ -9,7 +9,7 @@ from importlib.metadata import version
 from transformers import GenerationConfig, MarianConfig, MarianMTModel, set_seed
 
 from ...atomic_write import atomic_path
-from ..spm_tokenizer import load_marian_tokenizer, train_marian_tokenizer
+from .spm_tokenizer import load_marian_tokenizer, train_marian_tokenizer
 from .arguments import BATCH_SIZE, GENERAL_DOMAIN, LEARNING_RATE, MAX_LENGTH, DemoArguments
 from .output import fresh_dir
 from .training import tokenized, train

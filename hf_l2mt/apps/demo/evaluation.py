@@ -7,7 +7,7 @@ from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer
 
 from ...evaluation.metrics import make_compute_metrics
 from ...evaluation.translate import translate
-from ..console import use_tidy_progress
+from ..terminal.console import use_tidy_progress
 from .arguments import MAX_NEW_TOKENS
 from .training import training_args
 

@@ -6,7 +6,7 @@ import shutil
 import uuid
 
 from ...evaluation.metrics import save_scores
-from ..forgetting_plot import write_report_files
+from ..report.files import write_report_files
 from .arguments import DemoArguments
 
 RESULTS_FILE = "demo_results.json"

@@ -6,9 +6,9 @@ from dataclasses import asdict
 import torch
 
 from ...evaluation.forgetting import REPORT_FILE, RUN, format_report
-from ..console import without_library_progress_bars
-from ..numbers_task import numbers_splits
-from ..report_page import PAGE_FILE
+from ..terminal.console import without_library_progress_bars
+from .numbers_task import numbers_splits
+from ..report.page import PAGE_FILE
 from .arguments import BATCH_SIZE, GENERAL_DOMAIN, LEARNING_RATE, DemoArguments
 from .base import base_dir, load_base, pretrain
 from .evaluation import BLEU_NOTE, best_balanced, format_examples, format_table, held_out_examples, score_runs

@@ -6,7 +6,7 @@ from transformers import DataCollatorForSeq2Seq
 
 from ...core.trainer import L2MTTrainer
 from ...core.training_args import L2MTTrainingArguments
-from ..console import use_tidy_progress
+from ..terminal.console import use_tidy_progress
 from .arguments import BATCH_SIZE, EVAL_BATCH_SIZE, LEARNING_RATE, MAX_LENGTH
 
 

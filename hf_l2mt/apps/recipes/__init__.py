@@ -1,7 +1,10 @@
-"""The recipes, one module per language pair or task; each defines ``CONFIG`` and ``main(argv=None)``.
+"""``hf-l2mt train``: the recipe runner and the recipes, one module per language pair or task; each recipe defines
+``CONFIG`` and ``main(argv=None)``, which calls the runner.
 
-They live in the package so that ``hf-l2mt train NAME`` works wherever hf_l2mt is installed;
-``recipes/NAME.py`` in the repository are the scripts that ``accelerate launch`` runs.
+The runner is ``runner`` (``run``), with its flags in ``arguments`` (apart, so that ``--help`` imports no
+transformers) and the end-of-run comparison with the starting model in ``base_comparison``. The recipes live in
+the package so that ``hf-l2mt train NAME`` works wherever hf_l2mt is installed; ``recipes/NAME.py`` in the
+repository are the scripts that ``accelerate launch`` runs. This module lists and reads them.
 """
 
 import ast
@@ -10,11 +13,16 @@ import importlib.util
 import pkgutil
 
 
+# The runner's own modules, beside the recipes that call it: not recipes.
+RUNNER_MODULES = ("arguments", "base_comparison", "runner")
+
+
 def recipe_names() -> list[str]:
-    return sorted(module.name for module in pkgutil.iter_modules(__path__) if not module.name.startswith("_"))
+    return sorted(module.name for module in pkgutil.iter_modules(__path__)
+                  if not module.name.startswith("_") and module.name not in RUNNER_MODULES)
 
 
-RUNNER = "hf_l2mt.apps.recipe"
+RUNNER = "hf_l2mt.apps.recipes.runner"
 # The only main() read_recipe reads: the recipe is its CONFIG and docstring, given to the runner.
 STANDARD_MAIN = "def main(argv=None):\n    return run(CONFIG, argv, description=__doc__)"
 
@@ -35,7 +43,7 @@ def read_recipe(path: str) -> tuple[dict, str | None] | None:
     """``(CONFIG, __doc__)`` of the recipe file at ``path``, read without running it (running it imports
     transformers), for ``hf-l2mt train RECIPE --help``.
 
-    Only a file made of a docstring, ``from hf_l2mt.apps.recipe import run``, imports of other recipes'
+    Only a file made of a docstring, ``from hf_l2mt.apps.recipes.runner import run``, imports of other recipes'
     ``CONFIG``, one ``CONFIG = {...}`` of literals (or of ``**`` such an imported ``CONFIG``), the standard
     ``main`` and ``if __name__ == "__main__": main()`` is read; ``None`` for any other file.
     """

@@ -8,7 +8,7 @@ Data, batches, λ and its schedule are those of en_de (hf_l2mt/apps/recipes/en_d
 flag, and flags win over it (docs/recipes.md).
 """
 
-from hf_l2mt.apps.recipe import run
+from hf_l2mt.apps.recipes.runner import run
 from hf_l2mt.apps.recipes.en_de import CONFIG as EN_DE
 
 CONFIG = {

@@ -11,7 +11,7 @@ the other. Ding is read from /usr/share/trans/de-en (Debian package trans-de-en)
 below is a flag, and flags win over it (docs/recipes.md).
 """
 
-from hf_l2mt.apps.recipe import run
+from hf_l2mt.apps.recipes.runner import run
 
 CONFIG = {
     "model_name_or_path": "Helsinki-NLP/opus-mt-de-en",

@@ -9,7 +9,7 @@ Every setting below is a flag; flags in --config FILE win over it, and the comma
 (docs/recipes.md).
 """
 
-from hf_l2mt.apps.recipe import run
+from hf_l2mt.apps.recipes.runner import run
 
 CONFIG = {
     "model_name_or_path": "Helsinki-NLP/opus-mt-en-de",

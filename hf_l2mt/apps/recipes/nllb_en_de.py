@@ -10,7 +10,7 @@ every translation starts in German (docs/multilingual.md). Every setting below i
 --config FILE win over it, and the command line wins over both (docs/recipes.md).
 """
 
-from hf_l2mt.apps.recipe import run
+from hf_l2mt.apps.recipes.runner import run
 
 CONFIG = {
     "model_name_or_path": "facebook/nllb-200-distilled-600M",

@@ -9,7 +9,7 @@ built from src_lang and tgt_lang (--source_prefix replaces it). Every setting be
 flags win over it (docs/recipes.md).
 """
 
-from hf_l2mt.apps.recipe import run
+from hf_l2mt.apps.recipes.runner import run
 
 CONFIG = {
     "model_name_or_path": "t5-small",

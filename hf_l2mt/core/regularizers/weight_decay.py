@@ -3,9 +3,20 @@
 Coupled (classic L2): the gradient of (wd/2)·‖θ‖² is added to the gradient, ``grad += wd·θ``, before the
 optimizer sees it. Decoupled (Loshchilov & Hutter 2019, AdamW): the weights shrink apart from the
 gradient, ``θ ← (1 − lr·wd)·θ``. Both use PyTorch's multi-tensor (``torch._foreach_*``) kernels.
+``WeightDecayBy`` names who applies a group's decay: the optimizer, or the trainer's hook with one of these.
 """
 
+from enum import Enum
+
 import torch
+
+
+class WeightDecayBy(Enum):
+    """Who applies a group's weight decay in each update."""
+
+    OPTIMIZER = "the optimizer (AdamW's own decoupled decay)"
+    GRADIENT = "the pre-step hook, adding wd·θ to the gradient (coupled)"
+    PRE_STEP_SHRINK = "the pre-step hook, shrinking θ by lr·wd (decoupled, optimizer without its own)"
 
 
 def scale_toward_zero_(params: list[torch.Tensor], fraction: float) -> None:

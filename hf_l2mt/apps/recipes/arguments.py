@@ -1,5 +1,5 @@
 """``RecipeArguments`` and the layers of settings under a recipe's command line, apart from the recipe runner
-(``hf_l2mt.apps.recipe``, which imports transformers) so that ``hf-l2mt train RECIPE --help`` lists them at once."""
+(``runner``, which imports transformers) so that ``hf-l2mt train RECIPE --help`` lists them at once."""
 
 import re
 from dataclasses import dataclass, field
@@ -145,4 +145,4 @@ class RecipeArguments:
 
 def recipe_layers(config: dict) -> dict[str, dict]:
     """The settings under the command line and ``--config FILE``, earliest first: ``RUNNER_DEFAULTS``, then ``config``."""
-    return {"hf_l2mt.apps.recipe_arguments.RUNNER_DEFAULTS": RUNNER_DEFAULTS, "the recipe's CONFIG": config}
+    return {"hf_l2mt.apps.recipes.arguments.RUNNER_DEFAULTS": RUNNER_DEFAULTS, "the recipe's CONFIG": config}

@@ -11,7 +11,7 @@ examples need the report's per-sentence data (``sets[NAME]["sentences"]``, writt
 
 Besides the report, the page is rendered from its settings (``page_settings``): the headline score, the
 examples per set and the word counts of the frequency buckets. They are saved in the JSON under ``"page"``,
-so ``hf-l2mt report`` (``report_command``) rebuilds the same page.
+so ``hf-l2mt report`` (``command``) rebuilds the same page.
 """
 
 import base64
@@ -26,11 +26,12 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
 from sacrebleu.metrics import CHRF
 
-from ..atomic_write import atomic_path
-from ..evaluation.forgetting import BASE, DEFAULT_HEADLINE_METRIC, GENERAL, RUN, check_headline_metric, verdict
-from ..evaluation.report_names import REPORT_SCORE_NAMES, SCORE_TITLES
-from .report_settings import DEFAULT_EXAMPLES, PAGE_FILE
-from ..evaluation.significance import format_p_value
+from ...atomic_write import atomic_path
+from ...evaluation.forgetting import BASE, DEFAULT_HEADLINE_METRIC, GENERAL, RUN, check_headline_metric, verdict
+from ...evaluation.report_names import REPORT_SCORE_NAMES, SCORE_TITLES
+from .plot import plot_forgetting
+from .settings import DEFAULT_EXAMPLES, PAGE_FILE
+from ...evaluation.significance import format_p_value
 
 TEMPLATE = "forgetting_report.html.j2"
 # (low, high) inclusive; None: no upper bound.
@@ -131,8 +132,6 @@ def embedded_plot(report: dict, png_path: str | None, metric: str) -> str | None
     """The in-domain/general PNG as a ``data:`` URI: ``png_path`` if given, else drawn now in ``metric`` (``None``
     without matplotlib, or when the report lacks a general or an in-domain set)."""
     if png_path is None:
-        from .forgetting_plot import plot_forgetting  # matplotlib: the plots extra
-
         with tempfile.TemporaryDirectory() as scratch:
             try:
                 drawn = plot_forgetting(report, os.path.join(scratch, "plot.png"), metric)

@@ -21,8 +21,8 @@ import re
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ..atomic_write import atomic_path
-from .search_settings import METRICS
+from ...atomic_write import atomic_path
+from ...evaluation.report_names import HIGHER_IS_BETTER
 
 STATE_FILE = "trainer_state.json"
 
@@ -37,7 +37,7 @@ class PlotSettings:
     output_dir: str | None = field(
         default=None, metadata={"metavar": "DIR", "help": "where the PNGs go (default: RUN_DIR/plots)"}
     )
-    metric: str = field(default="bleu", metadata={"choices": METRICS, "help": "evaluation score plotted"})
+    metric: str = field(default="bleu", metadata={"choices": HIGHER_IS_BETTER, "help": "evaluation score plotted"})
 
 
 def import_pyplot():

@@ -31,9 +31,9 @@ import sys
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from ..core.trainer import L2MTTrainer, seed_as_trainer
-from ..core.training_args import L2MTTrainingArguments
-from ..data import (
+from ...core.trainer import L2MTTrainer, seed_as_trainer
+from ...core.training_args import L2MTTrainingArguments
+from ...data import (
     DING_PATH,
     clean_pairs,
     load_pairs,
@@ -41,22 +41,22 @@ from ..data import (
     preprocess_pairs,
     split_pairs,
 )
-from ..data.errors import SourceUnavailableError
-from ..data.language_codes import prepare_translation_pair
-from ..data.preprocess import resolve_source_prefix
-from ..evaluation.metrics import make_compute_metrics, score_translations
-from ..evaluation.report_names import SCORE_NAMES
-from ..evaluation.translate import report_scores, translate
-from ..hub_probe import ModelUnavailableError, load_model_offline, offline_mode
-from ..tokenizer_warnings import without_sacremoses_recommendation
-from .console import use_tidy_progress
+from ...data.errors import SourceUnavailableError
+from ...data.language_codes import prepare_translation_pair
+from ...data.preprocess import resolve_source_prefix
+from ...evaluation.metrics import make_compute_metrics, score_translations
+from ...evaluation.report_names import SCORE_NAMES
+from ...evaluation.translate import report_scores, translate
+from ...hub_probe import ModelUnavailableError, load_model_offline, offline_mode
+from ...tokenizer_warnings import without_sacremoses_recommendation
+from ..terminal.console import use_tidy_progress
 from .base_comparison import forgetting_against_base
-from .forgetting_plot import log_report, write_report_files
-from .average import UNAVERAGED_DIR, last_complete_checkpoints, load_average
-from .hub import push_to_hub
-from .model_card import build_model_card, write_model_card
-from .recipe_arguments import RecipeArguments, recipe_layers
-from .settings import parse_settings
+from ..report.files import log_report, write_report_files
+from ..weights.average import UNAVERAGED_DIR, last_complete_checkpoints, load_average
+from ..publish.hub import push_to_hub
+from ..publish.model_card import build_model_card, write_model_card
+from .arguments import RecipeArguments, recipe_layers
+from ..terminal.settings import parse_settings
 
 logger = logging.getLogger("hf_l2mt")
 
@@ -219,7 +219,7 @@ def run(config: dict, argv: list[str] | None = None, description: str | None = N
         exit_unavailable(err)
     publish = args.push_to_hub
     # Trainer.push_to_hub uploads training_args.bin (a pickle of args) and checkpoints (with the anchor); the
-    # run publishes the final folder once, through hf_l2mt.apps.hub.push_to_hub, which leaves them out. The token
+    # run publishes the final folder once, through apps.publish.hub.push_to_hub, which leaves them out. The token
     # leaves args too, so that no training_args.bin written to output_dir holds it.
     args.push_to_hub = False
     hub_token, args.hub_token = args.hub_token, None

@@ -12,8 +12,8 @@ import importlib.util
 import os
 import sys
 
-from .. import __version__
-from .recipes import check_recipe_name, load_recipe, read_recipe, recipe_file, recipe_names, recipe_summary
+from ... import __version__
+from ..recipes import check_recipe_name, load_recipe, read_recipe, recipe_file, recipe_names, recipe_summary
 
 HELP_FLAGS = {"-h", "--help"}
 
@@ -82,8 +82,8 @@ def listed_help(path: str, argv: list[str]) -> None:
     of the Trainer's flags (``flag_listing``), so that no transformers is imported. Returns where the file is
     not one ``read_recipe`` reads or a value needs the real dataclasses: the recipe then runs as it would."""
     from .flag_listing import NotListed, training_flags
-    from .recipe_arguments import RecipeArguments, recipe_layers
-    from .settings import settings_parser
+    from ..recipes.arguments import RecipeArguments, recipe_layers
+    from ..terminal.settings import settings_parser
 
     recipe = read_recipe(path)
     if recipe is None:
@@ -97,7 +97,7 @@ def listed_help(path: str, argv: list[str]) -> None:
 
 
 def run_train(argv: list[str]) -> None:
-    from .settings import command_name
+    from ..terminal.settings import command_name
 
     args = train_parser().parse_args(argv)
     if args.recipe.endswith(".py"):
@@ -120,8 +120,8 @@ def run_train(argv: list[str]) -> None:
 
 
 def run_evaluate(argv: list[str]) -> None:
-    from . import translation_commands as commands
-    from .settings import parse_settings
+    from ..translation import commands
+    from ..terminal.settings import parse_settings
 
     (settings,) = parse_settings(
         (commands.EvaluateSettings,), {}, argv, prog="hf-l2mt evaluate",
@@ -134,8 +134,8 @@ def run_evaluate(argv: list[str]) -> None:
 
 
 def run_translate(argv: list[str]) -> None:
-    from . import translation_commands as commands
-    from .settings import parse_settings
+    from ..translation import commands
+    from ..terminal.settings import parse_settings
 
     (settings,) = parse_settings(
         (commands.TranslateSettings,), {}, argv, prog="hf-l2mt translate",
@@ -147,8 +147,8 @@ def run_translate(argv: list[str]) -> None:
 
 
 def run_fisher(argv: list[str]) -> None:
-    from .estimate_fisher import FisherSettings, estimate_fisher_from_files
-    from .settings import parse_settings
+    from ..fisher.estimate import FisherSettings, estimate_fisher_from_files
+    from ..terminal.settings import parse_settings
 
     (settings,) = parse_settings(
         (FisherSettings,), {}, argv, prog="hf-l2mt fisher",
@@ -161,17 +161,17 @@ def run_fisher(argv: list[str]) -> None:
 
 
 def run_search(argv: list[str]) -> None:
-    from .search_settings import parse_search_settings
+    from ..search.settings import parse_search_settings
 
     settings = parse_search_settings(argv, prog="hf-l2mt search")
-    from .search import run_search as search  # torch, transformers and the trainer load once the flags are good
+    from ..search.study import run_search as search  # torch, transformers and the trainer load once the flags are good
 
     search(settings)
 
 
 def run_plot(argv: list[str]) -> None:
-    from .plots import PlotSettings, plot_run
-    from .settings import parse_settings
+    from ..plots.figures import PlotSettings, plot_run
+    from ..terminal.settings import parse_settings
 
     (settings,) = parse_settings(
         (PlotSettings,), {}, argv, prog="hf-l2mt plot",
@@ -184,8 +184,8 @@ def run_plot(argv: list[str]) -> None:
 
 
 def run_export(argv: list[str]) -> None:
-    from .export import ExportSettings
-    from .settings import parse_settings
+    from ..export.convert import ExportSettings
+    from ..terminal.settings import parse_settings
 
     (settings,) = parse_settings(
         (ExportSettings,), {}, argv, prog="hf-l2mt export",
@@ -195,16 +195,16 @@ def run_export(argv: list[str]) -> None:
         "numbers into the export folder.",
         epilog="example:\n  hf-l2mt export runs/en-de --to ctranslate2 --quantization int8 --probe dev.en,dev.de",
     )
-    from .export import run_export as export  # torch, transformers and ctranslate2 load once the flags are good
-    from .translation_commands import without_weight_loading_bar
+    from ..export.convert import run_export as export  # torch, transformers, ctranslate2: once the flags are good
+    from ..translation.commands import without_weight_loading_bar
 
     with without_weight_loading_bar():
         export(settings)
 
 
 def run_average(argv: list[str]) -> None:
-    from .average import AverageSettings
-    from .settings import parse_settings
+    from ..weights.average import AverageSettings
+    from ..terminal.settings import parse_settings
 
     (settings,) = parse_settings(
         (AverageSettings,), {}, argv, prog="hf-l2mt average",
@@ -212,14 +212,14 @@ def run_average(argv: list[str]) -> None:
         "RUN_DIR (frozen and tied weights included); checkpoints of different shapes are refused.",
         epilog="example:\n  hf-l2mt average runs/en-de --last 5 --output_dir runs/en-de-avg5",
     )
-    from .average import run_average as average
+    from ..weights.average import run_average as average
 
     average(settings)
 
 
 def run_report(argv: list[str]) -> None:
-    from .report_settings import ReportSettings
-    from .settings import parse_settings
+    from ..report.settings import ReportSettings
+    from ..terminal.settings import parse_settings
 
     (settings,) = parse_settings(
         (ReportSettings,), {}, argv, prog="hf-l2mt report",
@@ -229,13 +229,13 @@ def run_report(argv: list[str]) -> None:
         "and leaves a page it cannot explain as it was.",
         epilog="example:\n  hf-l2mt report runs/en-de --metric exact_match --train_source train.en",
     )
-    from .report_command import run_report as write_report_page  # sacreBLEU, numpy, jinja2: once the flags are good
+    from ..report.command import run_report as write_report_page  # sacreBLEU, numpy, jinja2: once the flags are good
 
     print(write_report_page(settings))
 
 
 def run_demo(argv: list[str]) -> None:
-    from . import demo  # the demo parses its own flags, --help and --config included
+    from .. import demo  # the demo parses its own flags, --help and --config included
 
     demo.main(argv)
 

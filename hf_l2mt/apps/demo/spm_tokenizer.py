@@ -16,7 +16,7 @@ from collections.abc import Iterable
 import sentencepiece as spm
 from transformers import MarianTokenizer
 
-from ..tokenizer_warnings import without_sacremoses_recommendation
+from ...tokenizer_warnings import without_sacremoses_recommendation
 
 EOS, UNK, PAD = "</s>", "<unk>", "<pad>"
 MIN_VOCAB_SIZE = 8

@@ -25,7 +25,7 @@ class Probe:
 
 def probe_from_files(probe: str) -> Probe:
     """``--probe SOURCE_FILE[,REFERENCE_FILE]``, checked before anything is converted."""
-    from ..evaluation.translate import read_lines  # torch and transformers load once the flags are good
+    from ...evaluation.translate import read_lines  # torch and transformers load once the flags are good
 
     source_file, _, reference_file = probe.partition(",")
     sources = read_lines(source_file)
@@ -44,7 +44,7 @@ def probe_from_files(probe: str) -> Probe:
 
 def probe_from_run(model_dir: str) -> Probe:
     """Every set of ``model_dir/forgetting_report.json`` with its sentences, in the report's order."""
-    from ..evaluation.forgetting import REPORT_FILE
+    from ...evaluation.forgetting import REPORT_FILE
 
     path = os.path.join(model_dir, REPORT_FILE)
     if not os.path.isfile(path):

@@ -13,10 +13,10 @@ from enum import Enum
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from ..atomic_write import atomic_path
-from ..core.training_args import L2MTTrainingArguments, added_fields
-from ..evaluation.report_names import SCORE_NAMES
-from ..evaluation.significance import format_p_value
+from ...atomic_write import atomic_path
+from ...core.training_args import L2MTTrainingArguments, added_fields
+from ...evaluation.report_names import SCORE_NAMES
+from ...evaluation.significance import format_p_value
 
 TRAINING_FIELDS = (
     "learning_rate", "lr_scheduler_type", "warmup_steps", "max_steps", "num_train_epochs",

@@ -50,7 +50,7 @@ def last_complete_checkpoints(run_dir: str, count: int) -> list[str]:
     """The ``count`` newest complete ``checkpoint-*`` folders of ``run_dir``, oldest first."""
     from transformers.trainer_utils import sort_checkpoints
 
-    from ..core.checkpoints import missing_parts
+    from ...core.checkpoints import missing_parts
 
     if not os.path.isdir(run_dir):
         raise AverageError(f"RUN_DIR {run_dir!r} is not a directory; pass the output_dir of a run")
@@ -91,7 +91,7 @@ def read_weights(checkpoint: str) -> dict:
 
 def average_weights(checkpoints: list[str]) -> dict:
     """The mean of the weights saved in ``checkpoints`` (folders of one run); refused before any model is loaded."""
-    from ..core.averaging import average_state_dicts
+    from ...core.averaging import average_state_dicts
 
     names = [os.path.basename(path) for path in checkpoints]
     return average_state_dicts([read_weights(path) for path in checkpoints], names)
@@ -118,7 +118,7 @@ def average_checkpoints(settings: AverageSettings) -> tuple[str, list[str]]:
     import transformers
     from transformers import AutoConfig, AutoTokenizer
 
-    from ..tokenizer_warnings import without_sacremoses_recommendation
+    from ...tokenizer_warnings import without_sacremoses_recommendation
 
     target = settings.target()
     if os.path.exists(target) and not settings.overwrite:

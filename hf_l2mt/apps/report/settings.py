@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ..evaluation.report_names import REPORT_FILE, REPORT_SCORE_NAMES
+from ...evaluation.report_names import REPORT_FILE, REPORT_SCORE_NAMES
 
 PAGE_FILE = "forgetting_report.html"
 DEFAULT_EXAMPLES = 5

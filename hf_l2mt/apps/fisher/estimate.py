@@ -6,7 +6,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-from .translation_commands import default_device, warn_if_prefix_missing
+from ..translation.commands import default_device, warn_if_prefix_missing
 
 ESTIMATOR = "empirical Fisher per batch: mean over batches of squared gradients of the token-mean NLL"
 
@@ -46,9 +46,9 @@ def estimate_fisher_from_files(settings: FisherSettings) -> str:
     from torch.utils.data import DataLoader
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-    from ..core.fisher import estimate_fisher, save_fisher
-    from ..data import make_data_collator, preprocess_pairs
-    from ..evaluation.translate import read_lines
+    from ...core.fisher import estimate_fisher, save_fisher
+    from ...data import make_data_collator, preprocess_pairs
+    from ...evaluation.translate import read_lines
 
     s = settings
     output_dir = os.path.dirname(os.path.abspath(s.output))

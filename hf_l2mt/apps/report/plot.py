@@ -1,5 +1,5 @@
-"""The forgetting report's files: ``forgetting_report.json``, ``forgetting_report.png`` and the page,
-``forgetting_report.html`` (``hf_l2mt.apps.report_page``).
+"""The forgetting report's plot, ``forgetting_report.png``, written with the JSON and the page by ``files`` and
+embedded in the page (``page``).
 
 The PNG puts each model at (in-domain score, general-domain score) in the report's headline score (chrF
 unless the report names another): the base, this run and every compared run, so that "learned the domain,
@@ -10,22 +10,9 @@ other. matplotlib comes with the ``plots`` extra; without it the JSON is still w
 with a message.
 """
 
-import logging
-import os
-
-from ..evaluation.forgetting import (
-    BASE,
-    DEFAULT_HEADLINE_METRIC,
-    GENERAL,
-    REPORT_FILE,
-    RUN,
-    format_report,
-    save_report,
-)
-from ..evaluation.report_names import SCORE_TITLES
-from .plots import import_pyplot, save_figure
-
-logger = logging.getLogger(__name__)
+from ...evaluation.forgetting import BASE, DEFAULT_HEADLINE_METRIC, GENERAL, RUN
+from ...evaluation.report_names import SCORE_TITLES
+from ..plots.figures import import_pyplot, save_figure
 
 PLOT_FILE = "forgetting_report.png"
 # Hollow, and smaller for each later model, so that points at the same place stay visible one inside the other.
@@ -74,30 +61,3 @@ def plot_forgetting(report: dict, path: str, metric: str | None = None) -> str |
     save_figure(figure, path)
     plt.close(figure)
     return path
-
-
-def write_report_files(report: dict, output_dir: str, **page_options) -> dict[str, str | None]:
-    """``forgetting_report.json``, with matplotlib ``forgetting_report.png``, and ``forgetting_report.html`` in
-    ``output_dir``. ``page_options`` go to ``report_page.page_settings`` (the training sources, for word
-    frequencies); the JSON keeps those settings under ``"page"``, so that ``hf-l2mt report`` rebuilds this page."""
-    from .report_page import PAGE_FILE, page_settings, write_page
-
-    settings = page_settings(report, **page_options)
-    report = {**report, "page": settings}
-    paths = {"json": save_report(report, os.path.join(output_dir, REPORT_FILE)), "png": None}
-    try:
-        paths["png"] = plot_forgetting(report, os.path.join(output_dir, PLOT_FILE), settings["headline_metric"])
-    except ImportError as err:
-        logger.warning("forgetting report: no PNG (%s)", err)
-    paths["html"] = write_page(report, os.path.join(output_dir, PAGE_FILE), settings, png_path=paths["png"])
-    return paths
-
-
-def log_report(report: dict, paths: dict) -> str:
-    """The table, then where the files went: what ``hf-l2mt evaluate --base`` prints and a run logs."""
-    where = [f"every number, with sacreBLEU signatures: {paths['json']}"]
-    if paths["png"]:
-        where.append(f"general-domain against in-domain score: {paths['png']}")
-    if paths.get("html"):
-        where.append(f"the page to look at: {paths['html']}")
-    return format_report(report) + "\n\n" + "\n".join(where)

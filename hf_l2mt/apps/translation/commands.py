@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .settings import RepeatableFlag
+from ..terminal.settings import RepeatableFlag
 
 TEST_SET_SYNTAX = "NAME=SOURCE_FILE,REFERENCE_FILE"
 COMPARE_SYNTAX = "NAME=RUN_DIR"
@@ -122,7 +122,7 @@ class EvaluateSettings(GenerationSettings):
                 raise ValueError(
                     f"--general_sets: {', '.join(unknown)} is not a --test set; the test sets are {', '.join(names)}"
                 )
-            from ..evaluation.significance import check_bootstrap_settings
+            from ...evaluation.significance import check_bootstrap_settings
 
             check_bootstrap_settings(self.bootstrap_seed, self.bootstrap_resamples)
 
@@ -163,7 +163,7 @@ def parse_compare(text: str) -> tuple[str, str]:
 
 
 def run_evaluate(settings: EvaluateSettings) -> None:
-    from ..evaluation.translate import evaluate_files, report_scores
+    from ...evaluation.translate import evaluate_files, report_scores
 
     if settings.base is not None:
         if chosen_engine(settings) == "ctranslate2":
@@ -193,10 +193,10 @@ def run_evaluate(settings: EvaluateSettings) -> None:
 def run_forgetting_report(settings: EvaluateSettings) -> None:
     """Translate every --test set with the base, MODEL_DIR and each --compare run (cached), then print the
     forgetting report and write its JSON and PNG into MODEL_DIR."""
-    from ..core.lora import is_adapter_directory
-    from ..evaluation.forgetting import BASE, RUN, build_report
-    from ..evaluation.translation_cache import cached_translations
-    from .forgetting_plot import log_report, write_report_files
+    from ...core.lora import is_adapter_directory
+    from ...evaluation.forgetting import BASE, RUN, build_report
+    from ...evaluation.translation_cache import cached_translations
+    from ..report.files import log_report, write_report_files
 
     device = default_device(settings.device)
     models = {BASE: settings.base, RUN: settings.model_dir, **settings.compared_runs()}
@@ -208,7 +208,7 @@ def run_forgetting_report(settings: EvaluateSettings) -> None:
     sources, references = read_test_pairs(settings.test_sets())
     glossary = None
     if settings.glossary is not None:
-        from ..evaluation.glossary import languages_of_test_files, read_glossary
+        from ...evaluation.glossary import languages_of_test_files, read_glossary
 
         glossary = read_glossary(settings.glossary, *languages_of_test_files(settings.test_sets()))
     translations = {}
@@ -248,7 +248,7 @@ def evaluate_command(settings: EvaluateSettings) -> str:
 def read_test_pairs(test_sets: dict[str, tuple[str, str]]) -> tuple[dict, dict]:
     """``({set: sources}, {set: references})`` read from the files; a set whose files differ in length is an
     error naming both files and both counts."""
-    from ..evaluation.text_lines import read_lines
+    from ...evaluation.text_lines import read_lines
 
     sources, references = {}, {}
     for name, (source_file, reference_file) in test_sets.items():
@@ -266,7 +266,7 @@ def read_test_pairs(test_sets: dict[str, tuple[str, str]]) -> tuple[dict, dict]:
 
 def run_translate(settings: TranslateSettings) -> None:
     """Translate --input or standard input; with an export, neither torch nor transformers is imported."""
-    from ..evaluation.text_lines import decode_lines, read_lines
+    from ...evaluation.text_lines import decode_lines, read_lines
 
     engine = chosen_engine(settings)
     device = export_device(settings.device) if engine == "ctranslate2" else default_device(settings.device)
@@ -278,7 +278,7 @@ def run_translate(settings: TranslateSettings) -> None:
     if engine == "ctranslate2":
         translations = translate_with_export_settings(settings, sentences, device)
     else:
-        from ..evaluation.translate import load_translation_model, translate
+        from ...evaluation.translate import load_translation_model, translate
 
         with without_weight_loading_bar():
             model, tokenizer = load_translation_model(settings.model_dir)
@@ -292,7 +292,7 @@ def run_translate(settings: TranslateSettings) -> None:
 
 def chosen_engine(settings: GenerationSettings) -> str:
     """``--engine``, with ``auto`` resolved: ctranslate2 for an export folder, else transformers."""
-    from ..evaluation.ctranslate2_engine import EXPORT_WEIGHTS, is_ctranslate2_export
+    from ...evaluation.ctranslate2_engine import EXPORT_WEIGHTS, is_ctranslate2_export
 
     is_export = is_ctranslate2_export(settings.model_dir)
     if settings.engine == "auto":
@@ -336,7 +336,7 @@ def without_weight_loading_bar() -> Iterator[None]:
 
 
 def translate_with_export_settings(settings: GenerationSettings, sentences: list[str], device) -> list[str]:
-    from ..evaluation.ctranslate2_engine import ExportedModel, translate_with_export
+    from ...evaluation.ctranslate2_engine import ExportedModel, translate_with_export
 
     model = ExportedModel(settings.model_dir, device=device, num_threads=settings.num_threads)
     return translate_with_export(
@@ -346,7 +346,7 @@ def translate_with_export_settings(settings: GenerationSettings, sentences: list
 
 
 def evaluate_with_export(settings: EvaluateSettings, device) -> dict[str, dict]:
-    from ..evaluation.ctranslate2_engine import evaluate_export_files
+    from ...evaluation.ctranslate2_engine import evaluate_export_files
 
     return evaluate_export_files(
         settings.model_dir, settings.test_sets(), device=device, num_threads=settings.num_threads,

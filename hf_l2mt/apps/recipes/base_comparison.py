@@ -1,17 +1,17 @@
 """The end of a run compared with its start: the starting model translates the evaluation sets too.
 
-``hf_l2mt.apps.recipe.run`` calls ``forgetting_against_base`` after its final evaluation when a set is
+``hf_l2mt.apps.recipes.runner.run`` calls ``forgetting_against_base`` after its final evaluation when a set is
 general domain, so that every such run says what it kept and what it learned without being asked.
 """
 
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from ..data.language_codes import prepare_translation_pair
-from ..evaluation.forgetting import BASE, RUN, build_report
-from ..evaluation.translate import translate
-from ..hub_probe import offline_mode
-from ..tokenizer_warnings import without_sacremoses_recommendation
-from .model_card import hub_id_or_local_name, redact_secrets, shorten_local_paths
+from ...data.language_codes import prepare_translation_pair
+from ...evaluation.forgetting import BASE, RUN, build_report
+from ...evaluation.translate import translate
+from ...hub_probe import offline_mode
+from ...tokenizer_warnings import without_sacremoses_recommendation
+from ..publish.model_card import hub_id_or_local_name, redact_secrets, shorten_local_paths
 
 
 def forgetting_against_base(

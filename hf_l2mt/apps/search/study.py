@@ -33,14 +33,14 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from ..atomic_write import atomic_path
-from ..core.trainer import L2MTTrainer
-from ..core.training_args import L2MTTrainingArguments
-from ..data import load_pairs, make_data_collator, preprocess_pairs
-from ..evaluation.metrics import score_translations
-from ..evaluation.translate import translate
-from .plots import plot_pareto_front
-from .search_settings import SearchSettings, parse_search_settings
+from ...atomic_write import atomic_path
+from ...core.trainer import L2MTTrainer
+from ...core.training_args import L2MTTrainingArguments
+from ...data import load_pairs, make_data_collator, preprocess_pairs
+from ...evaluation.metrics import score_translations
+from ...evaluation.translate import translate
+from ..plots.figures import plot_pareto_front
+from .settings import SearchSettings, parse_search_settings
 
 logger = logging.getLogger("hf_l2mt")
 

@@ -4,7 +4,7 @@
    models are exported, and a folder of adapters is refused with a message that says so).
 2. CTranslate2's own Transformers converter converts the model at the asked quantization into a
    temporary folder beside the output; the tokenizer and the generation config are saved with it.
-3. Parity: the probe sentences (``--probe``, or the run's held-out sets: ``hf_l2mt.apps.export_probe``) are
+3. Parity: the probe sentences (``--probe``, or the run's held-out sets: ``hf_l2mt.apps.export.probe``) are
    translated with PyTorch and with the export at the settings they will be served with (``--num_beams``,
    ``--max_new_tokens``, the generation config's length penalty and early stopping). The share
    of identical hypotheses and the chrF and BLEU difference are reported; a difference beyond
@@ -21,7 +21,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .export_probe import Probe, read_probe
+from .probe import Probe, read_probe
 
 QUANTIZATIONS = (
     "float32", "int8", "int8_float32", "int16", "float16", "bfloat16", "int8_float16", "int8_bfloat16",
@@ -122,7 +122,7 @@ def merged_model_dir(model_dir: str, scratch: str) -> str:
         ) from None
     from transformers import AutoTokenizer
 
-    from ..tokenizer_warnings import without_sacremoses_recommendation
+    from ...tokenizer_warnings import without_sacremoses_recommendation
 
     model = AutoPeftModelForSeq2SeqLM.from_pretrained(model_dir, local_files_only=True).merge_and_unload()
     merged = os.path.join(scratch, "merged")
@@ -139,10 +139,10 @@ def convert(source_dir: str, target_dir: str, quantization: str) -> None:
     from ctranslate2.converters import TransformersConverter
     from transformers import GenerationConfig
 
-    from ..core.generation_length import decoder_positions
-    from ..evaluation.translate import load_translation_model
-    from ..tokenizer_warnings import without_sacremoses_recommendation
-    from .export_loaders import export_loaders
+    from ...core.generation_length import decoder_positions
+    from ...evaluation.translate import load_translation_model
+    from ...tokenizer_warnings import without_sacremoses_recommendation
+    from .loaders import export_loaders
 
     with without_sacremoses_recommendation(), export_loaders():
         TransformersConverter(source_dir).convert(target_dir, quantization=quantization, force=True)
@@ -155,7 +155,7 @@ def convert(source_dir: str, target_dir: str, quantization: str) -> None:
 
 def write_export_info(export_dir: str, info: dict) -> None:
     """``info`` added to the export's ``hf_l2mt_export.json``."""
-    from ..evaluation.ctranslate2_engine import EXPORT_INFO, read_export_info
+    from ...evaluation.ctranslate2_engine import EXPORT_INFO, read_export_info
 
     merged = {**read_export_info(export_dir), **info}
     with open(os.path.join(export_dir, EXPORT_INFO), "w", encoding="utf-8") as handle:
@@ -166,11 +166,11 @@ def write_export_info(export_dir: str, info: dict) -> None:
 def parity_check(source_dir: str, export_dir: str, settings: ExportSettings, probe: Probe) -> dict:
     """The probe translated by PyTorch and by the export at the serving settings (``--num_beams``,
     ``--max_new_tokens`` within the decoder's positions, the generation config's search settings), compared."""
-    from ..core.generation_length import capped_model_new_tokens
-    from ..evaluation.ctranslate2_engine import ExportedModel, translate_with_export
-    from ..evaluation.ctranslate2_options import decoding_options
-    from ..evaluation.metrics import score_translations
-    from ..evaluation.translate import load_translation_model, translate
+    from ...core.generation_length import capped_model_new_tokens
+    from ...evaluation.ctranslate2_engine import ExportedModel, translate_with_export
+    from ...evaluation.ctranslate2_options import decoding_options
+    from ...evaluation.metrics import score_translations
+    from ...evaluation.translate import load_translation_model, translate
 
     sources, references = probe.sources, probe.references
     model, tokenizer = load_translation_model(source_dir)
@@ -256,7 +256,7 @@ def export_model(settings: ExportSettings) -> dict:
         import ctranslate2  # noqa: F401
     except ImportError:
         raise ImportError("hf-l2mt export needs ctranslate2: pip install 'hf_l2mt[export]'") from None
-    from ..evaluation.translate import ModelDirectoryError
+    from ...evaluation.translate import ModelDirectoryError
 
     model_dir, target = settings.model_dir, settings.export_dir()
     if not any(os.path.isfile(os.path.join(model_dir, name)) for name in ("config.json", ADAPTER_CONFIG)):

@@ -10,10 +10,10 @@ version of hf_l2mt, or edited) is left as it was: it is never replaced by anothe
 import json
 import os
 
-from ..evaluation.forgetting import save_report
-from ..evaluation.report_names import REPORT_FILE, SCORE_TITLES
-from .report_page import page_settings, render_page, write_html
-from .report_settings import PAGE_FILE, ReportSettings
+from ...evaluation.forgetting import save_report
+from ...evaluation.report_names import REPORT_FILE, SCORE_TITLES
+from .page import page_settings, render_page, write_html
+from .settings import PAGE_FILE, ReportSettings
 
 
 def read_report(run_dir: str) -> dict:

@@ -11,10 +11,10 @@ import os
 
 from huggingface_hub import HfApi
 
-from ..core.anchor import ANCHOR_FILE
-from ..core.lora import adapter_base_model, is_adapter_directory
-from ..core.run_lock import LOCK_FILE
-from .average import UNAVERAGED_DIR
+from ...core.anchor import ANCHOR_FILE
+from ...core.lora import adapter_base_model, is_adapter_directory
+from ...core.run_lock import LOCK_FILE
+from ..weights.average import UNAVERAGED_DIR
 
 logger = logging.getLogger(__name__)
 

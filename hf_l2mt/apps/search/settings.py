@@ -5,7 +5,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import ClassVar
 
-METRICS = ("bleu", "chrf", "exact_match")  # higher is better; TER is not offered
+from ...evaluation.report_names import HIGHER_IS_BETTER
+
 SEARCHED_SCHEDULES = ("constant", "sigmoid")
 DATA_SOURCE = "any source hf-l2mt train reads (.tsv, .csv, .jsonl, .tmx, PATH prefix, ...)"
 
@@ -47,7 +48,7 @@ class SearchSettings:
     weight_decays: list[float] = field(
         default_factory=lambda: [0.0], metadata={"help": "weight decay values; two or more are searched over"}
     )
-    metric: str = field(default="bleu", metadata={"help": "the score of both objectives", "choices": METRICS})
+    metric: str = field(default="bleu", metadata={"help": "the score of both objectives", "choices": HIGHER_IS_BETTER})
 
     # Parameters that control pruning
     prune_fraction: float = field(
@@ -80,8 +81,8 @@ class SearchSettings:
             raise ValueError(f"--schedules: got {self.schedules}; accepted: one or both of {', '.join(SEARCHED_SCHEDULES)}")
         if not self.weight_decays or any(not (value >= 0) for value in self.weight_decays):
             raise ValueError(f"--weight_decays: got {self.weight_decays}; accepted: one or more values >= 0")
-        if self.metric not in METRICS:
-            raise ValueError(f"--metric: got {self.metric!r}; accepted: {', '.join(METRICS)}")
+        if self.metric not in HIGHER_IS_BETTER:
+            raise ValueError(f"--metric: got {self.metric!r}; accepted: {', '.join(HIGHER_IS_BETTER)}")
         if not 0 <= self.prune_fraction <= 1:
             raise ValueError(f"--prune_fraction: got {self.prune_fraction:g}; accepted: 0 .. 1 (0 turns it off)")
         if not self.prune_general_drop >= 0:
@@ -98,7 +99,7 @@ class SearchSettings:
 
 def parse_search_settings(argv: list[str] | None = None, prog: str | None = None) -> SearchSettings:
     """``SearchSettings`` from ``--config FILE`` and ``argv``; see ``settings.parse_settings``."""
-    from .settings import parse_settings
+    from ..terminal.settings import parse_settings
 
     description = ("Fine-tune MODEL_DIR once per trial with a sampled L2-SP λ (optionally schedule and weight decay), "
                    "score in-domain and general evaluation sets, and write the trials and their Pareto front "

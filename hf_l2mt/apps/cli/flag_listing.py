@@ -19,8 +19,8 @@ import json
 import os
 import sys
 
-from .. import __version__
-from .dataclass_flags import BooleanFlag, ChoiceType, add_dataclass_flags, boolean
+from ... import __version__
+from ..terminal.dataclass_flags import BooleanFlag, ChoiceType, add_dataclass_flags, boolean
 
 TYPES = {"int": int, "float": float, "str": str, "boolean": boolean}
 PACKAGES = ("transformers", "torch", "accelerate")  # their versions change the fields (optim's default: torch)
@@ -140,7 +140,7 @@ def load_listing() -> FlagListing | None:
 def save_listing(args_class) -> None:
     """Record ``args_class``' flags, if the listing rebuilds them exactly; a folder that cannot be written is
     no error, the next ``--help`` imports the class again."""
-    from ..atomic_write import atomic_path
+    from ...atomic_write import atomic_path
 
     try:
         listing = record(args_class)
@@ -169,7 +169,7 @@ def training_flags():
     listing = load_listing()
     if listing is not None:
         return listing
-    from ..core.training_args import L2MTTrainingArguments
+    from ...core.training_args import L2MTTrainingArguments
 
     save_listing(L2MTTrainingArguments)
     return L2MTTrainingArguments
