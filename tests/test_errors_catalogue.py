@@ -331,6 +331,28 @@ def case_tmx_without_the_language(ctx):
                                            '<tuv xml:lang="fr"><seg>Bonjour</seg></tuv></tu></body></tmx>\n')
 
 
+@case(DataFormatError, "memory.tmx line 3: entity '&nbsp;' is not defined; XML defines only &amp;, &lt;")
+def case_tmx_undefined_entity(ctx):
+    return load_written(ctx, "memory.tmx", '<tmx version="1.4"><body>\n<tu><tuv xml:lang="en"><seg>Hello</seg></tuv>\n'
+                                           '<tuv xml:lang="de"><seg>Hallo&nbsp;</seg></tuv></tu></body></tmx>\n')
+
+
+@case(DataFormatError, "memory.tmx line 2: entity '&legal;' is external (declared with SYSTEM or PUBLIC)")
+def case_tmx_external_entity(ctx):
+    notice = ctx.write("notice.txt", "All rights reserved.")
+    return load_written(ctx, "memory.tmx", f'<!DOCTYPE tmx [<!ENTITY legal SYSTEM "{notice}">]>\n<tmx version="1.4">'
+                                           '<body><tu><tuv xml:lang="en"><seg>Hello &legal;</seg></tuv><tuv '
+                                           'xml:lang="de"><seg>Hallo</seg></tuv></tu></body></tmx>\n')
+
+
+@case(DataFormatError, "memory.tmx: entity expansion refused (")
+def case_tmx_entity_bomb(ctx):
+    nested = "".join(f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10))
+    return load_written(ctx, "memory.tmx", f'<!DOCTYPE tmx [<!ENTITY lol0 "lol">{nested}]>\n<tmx version="1.4"><body>'
+                                           '<tu><tuv xml:lang="en"><seg>&lol9;</seg></tuv><tuv xml:lang="de"><seg>'
+                                           'Hallo</seg></tuv></tu></body></tmx>\n')
+
+
 @case(EmptyCorpusError, "memory.tmx: no pair in it: no <tu> element")
 def case_tmx_without_units(ctx):
     return load_written(ctx, "memory.tmx", "<html><body>Service unavailable</body></html>\n")
