@@ -261,6 +261,13 @@ def case_csv_quote_left_open(ctx):
     return load_written(ctx, "train.csv", 'en,de\n"Hello,Hallo\nYes,Ja\n')
 
 
+@case(DataFormatError, "train.csv line 2: a field runs past 1,000 characters; most likely its opening quote")
+def case_csv_field_over_limit(ctx):
+    # The same check as at 16,777,216 characters, without writing a 16 MB file.
+    ctx.monkeypatch.setattr("hf_l2mt.data.files.CSV_FIELD_LIMIT", 1_000)
+    return load_written(ctx, "train.csv", 'en,de\n"Hello,Hallo\n' + "Yes,Ja\n" * 200)
+
+
 @case(DataFormatError, "NUL byte at byte offset 1 (line 1)")
 def case_nul_bytes(ctx):
     return load_written(ctx, "train.tsv", "hello\thallo\n".encode("utf-16-le"))
