@@ -1,10 +1,13 @@
 """Local parallel files: TSV, CSV, JSON Lines / JSON and plain-text pairs, through load_pairs."""
 
+import csv
 import json
 
 import pytest
 
-from hf_l2mt.data import DataFormatError, LanguageNotFoundError, load_csv, load_pairs, load_tsv
+from hf_l2mt.data import DataFormatError, LanguageNotFoundError, clean_pairs, load_csv, load_pairs, load_tsv
+from hf_l2mt.data import files
+from hf_l2mt.data.files import _delimited_pairs, delimited_rows
 
 
 @pytest.fixture
@@ -124,3 +127,30 @@ def test_unknown_source_lists_what_is_accepted(tmp_path):
         load_pairs(path, "en", "de")
     with pytest.raises(ValueError, match="name the same language"):
         load_pairs("x.tsv", "en", "EN")
+
+
+def test_csv_field_over_the_csv_module_limit_loads_and_cleaning_drops_it(tmp_path, cache):
+    limit_before = csv.field_size_limit()
+    long_field = ("A long, quoted\nparagraph. " * 20_000)[:200_000]  # 200 KB: past csv's 131,072
+    path = tmp_path / "long.csv"
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows([["en", "de"], ["Hello", "Hallo"], [long_field, "Lang"], ["Yes", "Ja"]])
+    dataset = load_csv(str(path), "en", "de", cache_dir=cache)
+    assert [len(source) for source in dataset["source"]] == [5, 200_000, 3]
+    assert dataset["source"][1] == long_field
+    # The process-wide limit is the caller's again, after loading as while the rows are read.
+    assert csv.field_size_limit() == limit_before
+    rows = _delimited_pairs(**delimited_rows(str(path), "en", "de", ",")[1])
+    next(rows), next(rows)
+    assert csv.field_size_limit() == limit_before
+    kept, report = clean_pairs(dataset)
+    assert pairs_of(kept) == [("Hello", "Hallo"), ("Yes", "Ja")]
+    assert report.dropped["too_long"] == 1
+
+
+def test_csv_quote_left_open_in_a_large_file_stops_at_the_field_limit(tmp_path, cache, monkeypatch):
+    monkeypatch.setattr(files, "CSV_FIELD_LIMIT", 1_000)
+    path = write(tmp_path / "open.csv", 'en,de\nHello,Hallo\n"Yes,Ja\n' + "More,Mehr\n" * 200)
+    with pytest.raises(DataFormatError, match=r"open\.csv line 3: a field runs past 1,000 characters; most likely "
+                                              r"its opening quote is never closed"):
+        load_csv(path, "en", "de", cache_dir=cache)

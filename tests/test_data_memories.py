@@ -146,3 +146,9 @@ def test_tmx_with_latin1_bytes_reports_the_byte_offset(tmp_path, cache):
     offset = data.index("ß".encode("latin-1"))
     with pytest.raises(DataFormatError, match=rf"latin1\.tmx: invalid UTF-8 at byte offset {offset}"):
         load_tmx(str(path), "en", "de", cache_dir=cache)
+
+
+def test_tmx_comments_and_processing_instructions_in_a_segment_are_not_text(tmp_path, cache):
+    path = tmp_path / "commented.tmx"
+    path.write_text(TMX.replace("Hallo Welt", "Hallo <!-- check -->Welt<?review done?>"), encoding="utf-8")
+    assert pairs_of(load_tmx(str(path), "de", "en", cache_dir=cache))[0] == ("Hallo Welt", "Hello world")

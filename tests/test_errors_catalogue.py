@@ -261,6 +261,13 @@ def case_csv_quote_left_open(ctx):
     return load_written(ctx, "train.csv", 'en,de\n"Hello,Hallo\nYes,Ja\n')
 
 
+@case(DataFormatError, "train.csv line 2: a field runs past 1,000 characters; most likely its opening quote")
+def case_csv_field_over_limit(ctx):
+    # The same check as at 16,777,216 characters, without writing a 16 MB file.
+    ctx.monkeypatch.setattr("hf_l2mt.data.files.CSV_FIELD_LIMIT", 1_000)
+    return load_written(ctx, "train.csv", 'en,de\n"Hello,Hallo\n' + "Yes,Ja\n" * 200)
+
+
 @case(DataFormatError, "NUL byte at byte offset 1 (line 1)")
 def case_nul_bytes(ctx):
     return load_written(ctx, "train.tsv", "hello\thallo\n".encode("utf-16-le"))
@@ -329,6 +336,28 @@ def case_tmx_cut_short(ctx):
 def case_tmx_without_the_language(ctx):
     return load_written(ctx, "memory.tmx", '<tmx version="1.4"><body><tu><tuv xml:lang="en"><seg>Hello</seg></tuv>'
                                            '<tuv xml:lang="fr"><seg>Bonjour</seg></tuv></tu></body></tmx>\n')
+
+
+@case(DataFormatError, "memory.tmx line 3: entity '&nbsp;' is not defined; XML defines only &amp;, &lt;")
+def case_tmx_undefined_entity(ctx):
+    return load_written(ctx, "memory.tmx", '<tmx version="1.4"><body>\n<tu><tuv xml:lang="en"><seg>Hello</seg></tuv>\n'
+                                           '<tuv xml:lang="de"><seg>Hallo&nbsp;</seg></tuv></tu></body></tmx>\n')
+
+
+@case(DataFormatError, "memory.tmx line 2: entity '&legal;' is external (declared with SYSTEM or PUBLIC)")
+def case_tmx_external_entity(ctx):
+    notice = ctx.write("notice.txt", "All rights reserved.")
+    return load_written(ctx, "memory.tmx", f'<!DOCTYPE tmx [<!ENTITY legal SYSTEM "{notice}">]>\n<tmx version="1.4">'
+                                           '<body><tu><tuv xml:lang="en"><seg>Hello &legal;</seg></tuv><tuv '
+                                           'xml:lang="de"><seg>Hallo</seg></tuv></tu></body></tmx>\n')
+
+
+@case(DataFormatError, "memory.tmx: entity expansion refused (")
+def case_tmx_entity_bomb(ctx):
+    nested = "".join(f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10))
+    return load_written(ctx, "memory.tmx", f'<!DOCTYPE tmx [<!ENTITY lol0 "lol">{nested}]>\n<tmx version="1.4"><body>'
+                                           '<tu><tuv xml:lang="en"><seg>&lol9;</seg></tuv><tuv xml:lang="de"><seg>'
+                                           'Hallo</seg></tuv></tu></body></tmx>\n')
 
 
 @case(EmptyCorpusError, "memory.tmx: no pair in it: no <tu> element")

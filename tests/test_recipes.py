@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 import hf_l2mt.apps.recipes.runner
@@ -306,6 +307,26 @@ def test_accelerate_launch_runs_the_recipe_script_with_a_config_file(marian_dir,
     card = (out / "README.md").read_text(encoding="utf-8")
     assert "| `max_steps` | `2` |" in card and "| `l2sp_lambda` | `0.25` |" in card
     assert f"en_de.py --model_name_or_path {os.path.basename(marian_dir)} " in card
+
+
+def test_run_destroys_the_process_group_before_it_returns_also_when_it_fails(monkeypatch, tmp_path):
+    """A launched process left with its gloo group alive can abort at exit (``recipe.end_process_group``)."""
+
+    def failing_run(recipe, args):
+        raise RuntimeError("the run failed")
+
+    monkeypatch.setattr(hf_l2mt.apps.recipe, "_run", failing_run)
+    argv = ["--model_name_or_path", "m", "--train_source", "t.tsv", "--output_dir", str(tmp_path / "out"), *TINY]
+    torch.distributed.init_process_group("gloo", store=torch.distributed.HashStore(), rank=0, world_size=1)
+    try:
+        with pytest.raises(RuntimeError, match="the run failed"):
+            hf_l2mt.apps.recipe.run(en_de.CONFIG, argv)
+        assert not torch.distributed.is_initialized()
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    hf_l2mt.apps.recipe.end_process_group()  # without a group: nothing to do, and none is made
+    assert not torch.distributed.is_initialized()
 
 
 @pytest.mark.slow

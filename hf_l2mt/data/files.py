@@ -13,7 +13,8 @@ Column choice for TSV and CSV:
 
 TSV splits each line on tabs with no quoting (corpus TSVs hold unbalanced quotes); CSV follows
 RFC 4180 quoting (Python's ``csv`` module, strict), so quoted fields may hold commas and newlines,
-and a quote left open is an error at the line where its field starts.
+and a quote left open is an error at the line where its field starts. A field may be longer than
+the ``csv`` module's default limit (see ``CSV_FIELD_LIMIT``); cleaning drops it as too long.
 """
 
 import csv
@@ -26,6 +27,14 @@ from .errors import DataFormatError, LanguageNotFoundError, excerpt, listed
 from .languages import match_language, match_pair
 from .records import pairs_from_generator
 from .textio import count_lines, iter_lines
+
+# Python's csv refuses a field over 131,072 characters, but a valid CSV may hold one (a whole page
+# in a cell): it is loaded, and cleaning drops it as too long, as a long TSV line. The limit is
+# process-wide, so it is raised only while a row is parsed and set back before the row is yielded:
+# a csv reader of the caller's keeps its own limit, also while this generator waits between rows.
+# It stays bounded because a quote left open runs the field to the end of the file: the error then
+# comes after 16 Mi characters (64 MiB at most) rather than after the whole file is in memory.
+CSV_FIELD_LIMIT = 1 << 24
 
 
 def load_tsv(path, src_lang: str, tgt_lang: str, header: bool | None = None, columns=None, cache_dir=None) -> Dataset:
@@ -95,14 +104,29 @@ def _rows(path: str, delimiter: str):
     reader = csv.reader((text for _, text in numbered), delimiter=delimiter, strict=True)
     start = 1
     try:
-        for fields in reader:
+        while (fields := _next_csv_row(reader)) is not None:
             yield reader.line_num, fields or [""]
             start = reader.line_num + 1
     except csv.Error as error:
+        if "field limit" in str(error):
+            raise DataFormatError(
+                f"{path} line {start}: a field runs past {CSV_FIELD_LIMIT:,} characters; most likely its opening "
+                "quote is never closed, so the field runs on through the lines after it: close the quote "
+                "(write a quote inside a quoted field as two quotes)"
+            ) from None
         raise DataFormatError(
             f"{path} line {start}: not valid CSV ({error}); a quoted field must end with a quote followed by "
             "a comma or the end of the line (write a quote inside a quoted field as two quotes)"
         ) from None
+
+
+def _next_csv_row(reader) -> list[str] | None:
+    """The next row, read with ``csv.field_size_limit`` at ``CSV_FIELD_LIMIT`` and set back at once."""
+    previous = csv.field_size_limit(CSV_FIELD_LIMIT)
+    try:
+        return next(reader, None)
+    finally:
+        csv.field_size_limit(previous)
 
 
 def delimited_rows(path, src_lang: str, tgt_lang: str, delimiter: str, header=None, columns=None):

@@ -4,7 +4,9 @@ TMX is streamed with lxml's ``iterparse`` (each ``<tu>`` is freed once read), so
 several gigabytes load in constant memory. Languages are chosen by each ``<tuv>``'s ``xml:lang``
 (``lang`` in TMX 1.1) with region tolerance (``en`` finds ``en-US``; see ``languages``).
 Inline markup codes (``bpt``, ``ept``, ``ph``, ``it``, ``ut``) hold the original document's
-formatting, not text, so their content is left out and the text around them kept.
+formatting, not text, so their content is left out and the text around them kept. Entities that
+the file declares in its internal DTD subset are expanded within bounds, external ones never read
+(``entities``).
 
 PO and MO are read with polib. ``msgid`` is the source and ``msgstr`` the target; when the
 catalogue's ``Language`` header names ``src_lang`` instead of ``tgt_lang``, the pair is reversed
@@ -17,6 +19,7 @@ damaged files (cut short, bad MO tables, strings left open) before polib reads t
 """
 
 import logging
+import os
 import re
 from collections import Counter
 
@@ -25,6 +28,7 @@ from datasets import Dataset
 from lxml import etree
 
 from .catalogue_checks import check_mo, check_po
+from .entities import InternalEntities, bomb_error, undefined_error
 from .errors import DataFormatError, LanguageNotFoundError, missing_language
 from .languages import match_language, match_pair
 from .records import pairs_from_generator
@@ -35,6 +39,7 @@ logger = logging.getLogger("hf_l2mt")
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 _INLINE_CODES = {"bpt", "ept", "ph", "it", "ut"}
 _NPLURALS = re.compile(r"nplurals\s*=\s*(\d+)")
+_UNDEFINED = re.compile(r"Entity '([^']+)' not defined")
 
 
 def load_tmx(path, src_lang: str, tgt_lang: str, cache_dir=None) -> Dataset:
@@ -59,35 +64,42 @@ def _local(tag) -> str:
     return etree.QName(tag).localname if isinstance(tag, str) else ""
 
 
-def segment_text(element) -> str:
-    """Text of a ``<seg>`` without the content of inline codes (their tails are text)."""
+def segment_text(element, entities=None, line=0) -> str:
+    """Text of a ``<seg>`` without the content of inline codes (their tails are text) or comments;
+    entity references are replaced by their text (``entities``: ``InternalEntities``)."""
     parts = [element.text or ""]
     for child in element:
-        if _local(child.tag) not in _INLINE_CODES | {"sub"}:
-            parts.append(segment_text(child))
+        if child.tag is etree.Entity:
+            parts.append(entities.text(child, line) if entities else child.text)
+        elif isinstance(child.tag, str) and _local(child.tag) not in _INLINE_CODES | {"sub"}:
+            parts.append(segment_text(child, entities, line))
         parts.append(child.tail or "")
     return "".join(parts)
 
 
-def _tu_texts(tu) -> dict[str, str]:
+def _tu_texts(tu, entities, line) -> dict[str, str]:
     texts = {}
     for tuv in tu:
         if _local(tuv.tag) != "tuv":
             continue
         lang = tuv.get(_XML_LANG) or tuv.get("lang")
         seg = next((child for child in tuv if _local(child.tag) == "seg"), None)
-        if lang and seg is not None:
-            texts.setdefault(lang, segment_text(seg))
+        if lang and seg is not None and lang not in texts:
+            entities.segment_added = 0
+            texts[lang] = segment_text(seg, entities, line)
     return texts
 
 
 def _tmx_pairs(path: str, src_lang: str, tgt_lang: str):
     seen, skipped, keys = set(), 0, None
+    entities = InternalEntities(path, os.path.getsize(path), segment_text)
+    # resolve_entities=False: references stay nodes, which ``entities`` expands within bounds; an
+    # external entity is never read (nor a DTD: lxml's load_dtd is off), no_network for the rest.
     parser = etree.iterparse(path, events=("end",), tag="{*}tu", resolve_entities=False, no_network=True, huge_tree=True)
     try:
         for _, tu in parser:
-            texts = _tu_texts(tu)
             line = tu.sourceline
+            texts = _tu_texts(tu, entities, line)
             tu.clear(keep_tail=True)
             while tu.getprevious() is not None:
                 del tu.getparent()[0]
@@ -100,15 +112,27 @@ def _tmx_pairs(path: str, src_lang: str, tgt_lang: str):
                     continue
             yield {"source": texts[keys[0]], "target": texts[keys[1]]}
     except etree.XMLSyntaxError as error:
-        # libxml2 reports bad bytes as "Invalid bytes in character encoding" or "not proper UTF-8".
-        if "encoding" in error.msg or "UTF-8" in error.msg:
-            check_utf8(path)
-        raise DataFormatError(f"{path} line {error.lineno}: not valid TMX/XML ({error.msg})") from None
+        raise _syntax_error(path, error, parser.error_log) from None
     if keys is None and seen:
         missing = [code for code in (src_lang, tgt_lang) if not _names(code, seen)]
         raise missing_language(path, (missing or [tgt_lang])[0], seen)
     if skipped:
         logger.info("%s: skipped %d <tu> without both %s and %s", path, skipped, src_lang, tgt_lang)
+
+
+def _syntax_error(path: str, error, log) -> DataFormatError:
+    # libxml2 reports bad bytes as "Invalid bytes in character encoding" or "not proper UTF-8".
+    if "encoding" in error.msg or "UTF-8" in error.msg:
+        check_utf8(path)
+    # For an undefined entity lxml's iterparse raises "no element found" at line 0; the log has the cause.
+    fatal = next((entry for entry in log if entry.level == etree.ErrorLevels.FATAL), None)
+    undefined = _UNDEFINED.match(fatal.message) if fatal is not None else None
+    if undefined:
+        return undefined_error(f"{path} line {fatal.line}", undefined.group(1))
+    # libxml2 >= 2.11 says "amplification", older ones "entity reference loop" (for a loop too).
+    if "amplification" in error.msg or "entity reference loop" in error.msg:
+        return bomb_error(path, f"libxml2: {error.msg.split(',')[0]}")
+    return DataFormatError(f"{path} line {error.lineno}: not valid TMX/XML ({error.msg})")
 
 
 def _names(code, languages) -> bool:

@@ -28,6 +28,8 @@ import os
 import shlex
 import sys
 
+import torch
+from accelerate import PartialState
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -210,9 +212,31 @@ def run(config: dict, argv: list[str] | None = None, description: str | None = N
     """Fine-tune, score, save and publish as ``config`` says, with ``argv`` (default ``sys.argv[1:]``) winning.
 
     Returns the sacreBLEU scores of each evaluation set (``score_translations`` output) on the main
-    process, ``{}`` on the others.
+    process, ``{}`` on the others. Under several processes it ends by destroying the process group, as
+    the end of a launched script should (``Trainer.end``): call it once per process.
     """
     recipe, args = parse_arguments(config, argv, description)
+    try:
+        return _run(recipe, args)
+    finally:
+        end_process_group()
+
+
+def end_process_group() -> None:
+    """Destroy the process group, if there is one, before the interpreter exits.
+
+    A process that exits with its gloo group alive can abort as Python shuts down ("terminate called
+    without an active exception", SIGABRT): a gloo worker thread that frees the tensor of a collective
+    after finalization began needs the GIL, which is gone by then (pytorch/pytorch PR 179291 describes
+    it). The other processes leave ``run`` right after ``save_model``, while the main one translates and
+    scores, so their exit races gloo's threads, and a loaded machine can lose that race. torch,
+    accelerate and transformers (``Trainer.end``) all say to destroy the group at the end of a script.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        PartialState().destroy_process_group()
+
+
+def _run(recipe: RecipeArguments, args: L2MTTrainingArguments) -> dict[str, dict]:
     try:
         check_averaging(recipe, args)
     except ValueError as err:
