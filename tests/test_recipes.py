@@ -310,22 +310,22 @@ def test_accelerate_launch_runs_the_recipe_script_with_a_config_file(marian_dir,
 
 
 def test_run_destroys_the_process_group_before_it_returns_also_when_it_fails(monkeypatch, tmp_path):
-    """A launched process left with its gloo group alive can abort at exit (``recipe.end_process_group``)."""
+    """A launched process left with its gloo group alive can abort at exit (``runner.end_process_group``)."""
 
     def failing_run(recipe, args):
         raise RuntimeError("the run failed")
 
-    monkeypatch.setattr(hf_l2mt.apps.recipe, "_run", failing_run)
+    monkeypatch.setattr(hf_l2mt.apps.recipes.runner, "_run", failing_run)
     argv = ["--model_name_or_path", "m", "--train_source", "t.tsv", "--output_dir", str(tmp_path / "out"), *TINY]
     torch.distributed.init_process_group("gloo", store=torch.distributed.HashStore(), rank=0, world_size=1)
     try:
         with pytest.raises(RuntimeError, match="the run failed"):
-            hf_l2mt.apps.recipe.run(en_de.CONFIG, argv)
+            hf_l2mt.apps.recipes.runner.run(en_de.CONFIG, argv)
         assert not torch.distributed.is_initialized()
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
-    hf_l2mt.apps.recipe.end_process_group()  # without a group: nothing to do, and none is made
+    hf_l2mt.apps.recipes.runner.end_process_group()  # without a group: nothing to do, and none is made
     assert not torch.distributed.is_initialized()
 
 

@@ -98,7 +98,7 @@ def main() -> None:
         report = {"world_size": trainer.accelerator.num_processes, "writes": sorted(set(recorder.paths)), "logged": logged}
         with open(os.path.join(cli.report_dir, f"rank{rank}-{mode}.json"), "w") as f:
             json.dump(report, f)
-    trainer.end()  # destroy the process group before exit, as hf_l2mt.apps.recipe.end_process_group says why
+    trainer.end()  # destroy the process group before exit, as hf_l2mt.apps.recipes.runner.end_process_group says why
 
 
 if __name__ == "__main__":
