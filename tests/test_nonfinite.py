@@ -130,5 +130,5 @@ def test_no_checkpoint_is_written_with_nonfinite_weights(tmp_path):
 
 
 def test_nonfinite_loss_value_is_validated(tmp_path):
-    with pytest.raises(ValueError, match=r"nonfinite_loss: got 'ignore'; accepted: 'stop', 'skip'"):
+    with pytest.raises(ValueError, match=r"nonfinite_loss: got 'ignore'; accepted: 'stop', 'skip', 'continue'"):
         make_args(tmp_path, nonfinite_loss="ignore")

@@ -4,7 +4,10 @@ One NaN gradient turns every weight into NaN at the next optimizer step, and a c
 after that is lost work that looks like a result. So a non-finite loss is caught before the
 optimizer step of its update: ``nonfinite_loss="stop"`` raises ``NonFiniteLossError``, ``"skip"``
 drops the whole update (every micro-batch of it) and counts it. A non-finite penalty or weights
-always stop the run (no batch is to blame), and no checkpoint is written with non-finite weights.
+then stop the run (no batch is to blame), and no checkpoint is written with non-finite weights.
+``"continue"`` checks nothing and trains on, as transformers' ``Trainer`` does: the update is applied, NaN
+and all, the logged ``loss`` leaves non-finite values out while ``logging_nan_inf_filter`` is on, and
+checkpoints are written whatever the weights hold.
 
 Judging a loss on the host waits for the device at every update. With ``host_check_steps`` N > 1,
 ``DeviceNonFiniteGuard`` judges it on the device instead: the fused optimizer takes the verdict as
@@ -23,7 +26,7 @@ from .regularizers.weight_decay import WeightDecayBy
 
 logger = logging.getLogger("hf_l2mt")
 
-NONFINITE_ACTIONS = ("stop", "skip")
+NONFINITE_ACTIONS = ("stop", "skip", "continue")
 SKIPPED_METRIC = "nonfinite_skipped_updates"
 
 
@@ -56,15 +59,19 @@ def loss_problem(losses: torch.Tensor) -> str:
 
 
 class NonFiniteGuard:
-    """Collects the micro-batch losses of one update and judges them at its last micro-batch."""
+    """Collects the micro-batch losses of one update and judges them at its last micro-batch.
+
+    With ``action="continue"`` it collects and judges nothing: no host read, no collective."""
 
     def __init__(self, action: str):
         self.action = action
+        self.checks = action != "continue"
         self.skipped = 0
         self._losses: list[torch.Tensor] = []
 
     def observe(self, loss: torch.Tensor) -> None:
-        self._losses.append(loss.detach().reshape(()))
+        if self.checks:
+            self._losses.append(loss.detach().reshape(()))
 
     def update_is_skipped(self, step: int, count_across_processes=None) -> bool:
         """At the last micro-batch of update ``step``: ``True`` to drop it; raises in ``"stop"`` mode.
@@ -72,6 +79,8 @@ class NonFiniteGuard:
         ``count_across_processes`` sums a one-element tensor over processes, so that every
         process stops or skips together (their gradients are averaged together).
         """
+        if not self.checks:
+            return False
         losses, self._losses = torch.stack(self._losses), []
         bad = ~torch.isfinite(losses)
         count = bad.sum().float().reshape(1)
@@ -90,8 +99,17 @@ class NonFiniteGuard:
         """Nothing to read: every update was judged at its last micro-batch."""
 
     def check_penalty(self, step: int, penalty: float) -> None:
-        if not math.isfinite(penalty):
+        if self.checks and not math.isfinite(penalty):
             raise NonFiniteLossError(stop_message(step, f"the L2-SP penalty is {penalty}"))
+
+    def check_weights(self, step: int, model: torch.nn.Module) -> None:
+        """Before a checkpoint: raise if a parameter holds NaN or infinite values."""
+        bad = first_nonfinite_parameter(model) if self.checks else None
+        if bad is not None:
+            raise NonFiniteLossError(
+                f"step {step}: parameter {bad!r} holds NaN or infinite values; no checkpoint was written, and the "
+                "earlier ones in output_dir are left as they are"
+            )
 
 
 class DeviceNonFiniteGuard(NonFiniteGuard):

@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from torch.utils.data import DataLoader
 from transformers import TrainerCallback
 
 from .checkpoints import LATEST, latest_complete_checkpoint
@@ -58,9 +59,14 @@ class IgnoreStopSignals:
 
 
 def workers_ignore_stop_signals(loader):
-    """Make the worker processes of ``loader`` (a torch ``DataLoader``) ignore the stop signals; returns it."""
+    """Make the worker processes of ``loader`` (a torch ``DataLoader``) ignore the stop signals; returns it.
+
+    ``Trainer`` takes any iterable of batches as its loader (a ``get_train_dataloader`` override may return
+    one); a loader that is not a torch ``DataLoader`` has no workers this can reach, and is left as it is."""
     # accelerate's prepared loaders (1.16) iterate the DataLoader they hold as base_dataloader.
     torch_loader = getattr(loader, "base_dataloader", loader)
+    if not isinstance(torch_loader, DataLoader):
+        return loader
     if torch_loader.num_workers > 0 and not isinstance(torch_loader.worker_init_fn, IgnoreStopSignals):
         torch_loader.worker_init_fn = IgnoreStopSignals(torch_loader.worker_init_fn)
     return loader

@@ -3,13 +3,15 @@
 - the output directory can be written (checkpoints and the final model go there);
 - a checkpoint to resume from holds weights of this model (same names, same shapes): transformers
   5.24 loads a checkpoint with other names non-strictly, with a warning, and trains on from the
-  model's own weights, and fails on other shapes with a ``RuntimeError`` listing every tensor;
+  model's own weights, and fails on other shapes with a ``RuntimeError`` listing every tensor.
+  A model with its own ``load_state_dict`` is left to it, as ``Trainer`` leaves it;
 - a regularizer's warmup ends before training does, or its strength would never reach its value.
 """
 
 import json
 import os
 
+import torch
 from safetensors import safe_open
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
@@ -61,12 +63,23 @@ def checkpoint_shapes(checkpoint: str) -> tuple[str, dict[str, tuple[int, ...]]]
     return where, shapes
 
 
+def loads_its_own_way(model) -> bool:
+    """``model`` defines its own ``load_state_dict`` (which ``Trainer`` calls to resume), or one of its modules
+    has a load-state-dict pre-hook: either may take names or shapes that torch's loading would refuse (a
+    buffer that grows in training, renamed tensors)."""
+    own_method = type(model).load_state_dict is not torch.nn.Module.load_state_dict
+    return own_method or any(module._load_state_dict_pre_hooks for module in model.modules())
+
+
 def check_checkpoint_fits(model, checkpoint: str) -> None:
     """Every tensor in the checkpoint's weights is one of ``model``'s, with the same shape.
 
     Tensors of the model missing from the checkpoint are allowed: tied weights (``lm_head``) and
-    fixed tables are not saved.
+    fixed tables are not saved. A model with its own ``load_state_dict`` decides itself what it loads
+    (``loads_its_own_way``), so it is not checked: the check must not refuse what ``Trainer`` would resume.
     """
+    if loads_its_own_way(model):
+        return
     found = checkpoint_shapes(checkpoint)
     if found is None:
         return

@@ -34,18 +34,12 @@ from . import anchor as anchor_io
 from . import preflight, run_lock
 from .batching import TokenBudgetBatchSampler, int_list, pair_lengths
 from .checkpoints import resolve_resume_checkpoint, rotate_checkpoints
+from .eval_loss import LossGather
 from .fisher import FISHER_FILE, fisher_weights, load_checkpoint_weights, save_fisher
 from .generation_length import capped_generate_kwargs
 from .lora import check_adapter_resume, save_merged, wrap_with_lora
 from .loss import IGNORE_INDEX, logits_of, token_cross_entropy, uses_token_level_loss
-from .nonfinite import (
-    SKIPPED_METRIC,
-    DeviceNonFiniteGuard,
-    NonFiniteGuard,
-    NonFiniteLossError,
-    device_skip_blockers,
-    first_nonfinite_parameter,
-)
+from .nonfinite import SKIPPED_METRIC, DeviceNonFiniteGuard, NonFiniteGuard, device_skip_blockers
 from .own_optimizer import settings_needing_own_optimizer
 from .param_groups import build_param_groups, format_group_table, freeze_fixed_positions, group_layout
 from .preemption import PreemptionCallback, workers_ignore_stop_signals
@@ -68,6 +62,19 @@ LOGGED_GROUP_LAYOUTS: set[tuple] = set()
 def seed_as_trainer(args) -> None:
     """Seed Python, NumPy and torch from ``args.seed`` as ``Trainer.__init__`` does, for weights made before it."""
     enable_full_determinism(args.seed) if args.full_determinism else set_seed(args.seed)
+
+
+def _with_default_arguments(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """``Trainer``'s arguments with ``args`` filled in when none are given, as ``Trainer`` fills them
+    (``output_dir="tmp_trainer"``, transformers 5.25), but as ``L2MTTrainingArguments``: ``Seq2SeqTrainer.__init__``
+    reads ``args.generation_config``, which a plain ``TrainingArguments`` lacks."""
+    if (args[1] if len(args) > 1 else kwargs.get("args")) is not None:
+        return args, kwargs
+    logger.info("No training arguments passed, using L2MTTrainingArguments(output_dir='tmp_trainer')")
+    default = L2MTTrainingArguments(output_dir="tmp_trainer")
+    if len(args) > 1:
+        return (args[0], default, *args[2:]), kwargs
+    return args, {**kwargs, "args": default}
 
 
 def _with_lora_adapters(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
@@ -98,7 +105,7 @@ class L2MTTrainer(Seq2SeqTrainer):
     """
 
     def __init__(self, *args, **kwargs):
-        args, kwargs = _with_lora_adapters(args, kwargs)
+        args, kwargs = _with_lora_adapters(*_with_default_arguments(args, kwargs))
         super().__init__(*args, **kwargs)
         if not isinstance(self.args, L2MTTrainingArguments):
             raise TypeError(f"args: L2MTTrainer needs L2MTTrainingArguments, got {type(self.args).__name__}")
@@ -123,7 +130,8 @@ class L2MTTrainer(Seq2SeqTrainer):
         self._kl_tokens: torch.Tensor | None = None
         self._resume_dir: str | None = None
         self._lora_pair_cache = None  # the adapters' (A, B, s) for lora_l2sp_lambda
-        self.on_device_checks = self.args.host_check_steps > 1
+        # "continue" checks nothing, so nothing is left on the device to read back.
+        self.on_device_checks = self.args.host_check_steps > 1 and self.args.nonfinite_loss != "continue"
         guard = DeviceNonFiniteGuard if self.on_device_checks else NonFiniteGuard
         self.nonfinite = guard(self.args.nonfinite_loss)
         self._skip_update = False
@@ -331,7 +339,17 @@ class L2MTTrainer(Seq2SeqTrainer):
         ``IndexError``, so a ``generation_max_length`` above them changes only the evaluations that would crash."""
         if self.args.predict_with_generate and not prediction_loss_only:
             gen_kwargs = capped_generate_kwargs(self.model, gen_kwargs or getattr(self, "_gen_kwargs", {}))
-        return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys, **gen_kwargs)
+        loss, predictions, labels = super().prediction_step(model, inputs, prediction_loss_only,
+                                                            ignore_keys=ignore_keys, **gen_kwargs)
+        if isinstance(self.gather_function, LossGather):
+            self.gather_function.expect_loss(loss)
+        return loss, predictions, labels
+
+    def evaluation_loop(self, *args, **kwargs):
+        """As ``Trainer.evaluation_loop``, with ``eval_loss`` the mean over examples as ``Trainer`` has it, where
+        ``Seq2SeqTrainer`` averages batch means (``hf_l2mt.core.eval_loss``)."""
+        self.gather_function = LossGather(self.accelerator, self.gather_function, self.args.eval_use_gather_object)
+        return super().evaluation_loop(*args, **kwargs)
 
     # ---- The update -------------------------------------------------------------------------
 
@@ -509,12 +527,7 @@ class L2MTTrainer(Seq2SeqTrainer):
 
     def _save_checkpoint(self, model, trial) -> None:
         self.nonfinite.check()
-        bad = first_nonfinite_parameter(self.model)
-        if bad is not None:
-            raise NonFiniteLossError(
-                f"step {self.state.global_step}: parameter {bad!r} holds NaN or infinite values; no checkpoint "
-                "was written, and the earlier ones in output_dir are left as they are"
-            )
+        self.nonfinite.check_weights(self.state.global_step, self.model)
         run_dir = self._get_output_dir(trial=trial)
         # The anchor goes in first, so a checkpoint that has trainer_state.json also has its anchor.
         # Every process takes part in gathering a sharded (FSDP2) anchor; only the main process writes it.

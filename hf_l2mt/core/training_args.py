@@ -93,8 +93,10 @@ class L2MTTrainingArguments(Seq2SeqTrainingArguments):
         metadata={
             "choices": list(NONFINITE_ACTIONS),
             "help": "What a NaN or infinite training loss does: 'stop' (raise an error naming the update; the "
-            "checkpoints already written stay as they are) or 'skip' (drop that update: no optimizer step, "
-            "counted in the logged nonfinite_skipped_updates)."
+            "checkpoints already written stay as they are), 'skip' (drop that update: no optimizer step, "
+            "counted in the logged nonfinite_skipped_updates) or 'continue' (check nothing and train on as "
+            "transformers' Trainer does: the update is applied, NaN and all, and logging_nan_inf_filter keeps it "
+            "out of the logged loss)."
         },
     )
     host_check_steps: int = field(
