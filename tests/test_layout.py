@@ -17,9 +17,6 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "hf_l2mt"
 # part -> the parts of hf_l2mt it must not import
 FORBIDDEN = {"core": {"apps", "data", "evaluation"}, "data": {"apps", "evaluation"}, "evaluation": {"apps"}}
 MAX_LINES = 400
-# Modules allowed MAX_LINES or more, each with the reason; an entry goes once its module is split (the xfail of
-# test_a_listed_long_module_is_split turns into a failure then, as a reminder).
-LONG_MODULES = {"core/trainer.py": "L2MTTrainer is to be split into modules of its own (issue 24)"}
 
 
 def module_name(path: pathlib.Path, root: pathlib.Path) -> str:
@@ -180,16 +177,6 @@ def test_a_circle_of_three_is_reported_as_its_path():
 
 
 def test_every_module_is_under_400_lines():
-    too_long = {path: lines for path, lines in module_lengths().items()
-                if lines >= MAX_LINES and path not in LONG_MODULES}
+    too_long = {path: lines for path, lines in module_lengths().items() if lines >= MAX_LINES}
     assert too_long == {}
 
-
-@pytest.mark.parametrize("path", [
-    pytest.param(path, marks=pytest.mark.xfail(strict=True, reason=f"{path} is listed in LONG_MODULES: {why}"))
-    for path, why in sorted(LONG_MODULES.items())
-])
-def test_a_listed_long_module_is_split(path):
-    """Fails while the module is long, as expected; once it is split, the pass (strict xfail) asks for its entry in
-    LONG_MODULES to go."""
-    assert module_lengths().get(path, 0) < MAX_LINES

@@ -7,7 +7,7 @@ import torch
 
 from conftest import logged_sum_rtol, make_args, marian, params_of, task_dataset, tiny_marian, tiny_t5, T5_PAD, train_with
 from hf_l2mt import L2MTTrainer
-from hf_l2mt.core import trainer as trainer_module
+from hf_l2mt.core.trainer import optimizer as trainer_optimizer
 from hf_l2mt.core.param_groups import build_param_groups
 
 
@@ -55,7 +55,7 @@ def test_include_regex_narrows_l2sp_and_the_anchor(tmp_path):
 
 
 def test_group_table_is_logged_at_start(tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr(trainer_module, "LOGGED_GROUP_LAYOUTS", set())  # as in a fresh process
+    monkeypatch.setattr(trainer_optimizer, "LOGGED_GROUP_LAYOUTS", set())  # as in a fresh process
     with caplog.at_level(logging.INFO, logger="hf_l2mt"):
         train_with(tiny_marian(), task_dataset(4), make_args(tmp_path, max_steps=1, weight_decay=0.1, l2sp_lambda=0.2))
     table = next(r.getMessage() for r in caplog.records if "parameter groups" in r.getMessage())
@@ -65,7 +65,7 @@ def test_group_table_is_logged_at_start(tmp_path, caplog, monkeypatch):
 
 def test_group_table_is_logged_once_per_layout_in_a_process(tmp_path, caplog, monkeypatch):
     """The demo trains five copies of one model: one table, not five; another split of the parameters gets its own."""
-    monkeypatch.setattr(trainer_module, "LOGGED_GROUP_LAYOUTS", set())
+    monkeypatch.setattr(trainer_optimizer, "LOGGED_GROUP_LAYOUTS", set())
     runs = [dict(l2sp_lambda=0.0), dict(l2sp_lambda=0.1), dict(l2sp_lambda=10.0), dict(l2sp_include_regex=r"decoder")]
     with caplog.at_level(logging.INFO, logger="hf_l2mt"):
         for index, settings in enumerate(runs):

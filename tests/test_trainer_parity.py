@@ -290,3 +290,28 @@ def test_no_arguments_gives_trainers_defaults(tmp_path, monkeypatch):
         mine = ours.args.to_dict()
         assert {key: mine[key] for key in theirs} == theirs
         assert mine["output_dir"] == "tmp_trainer"
+
+
+# ---- The callback list ------------------------------------------------------------------------------
+
+
+def callback_names(trainer):
+    return [type(callback).__name__ for callback in trainer.callback_handler.callbacks]
+
+
+def test_callback_list_is_trainers_before_and_after_a_run_and_holds_the_stop_handler_while_it_runs(tmp_path):
+    """transformers' tests and users' scripts compare the list by name; the stop-signal callback joins it for a run."""
+    rows = regression_rows(16)
+    theirs, ours = trainers(tmp_path, train_dataset=rows)
+    assert callback_names(ours) == callback_names(theirs)
+
+    class Recorder(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            during.append(callback_names(ours))
+
+    during = []
+    ours.add_callback(Recorder)
+    ours.args.max_steps = 1
+    ours.train()
+    assert during and "PreemptionCallback" in during[0]
+    assert callback_names(ours) == [*callback_names(theirs), "Recorder"]
