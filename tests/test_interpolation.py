@@ -6,7 +6,7 @@ import os
 
 import pytest
 import torch
-from conftest import EOS, PAD
+from conftest import EOS, PAD, make_args, marian, task_dataset, train_with
 from safetensors.torch import load_file, save_file
 from tiny_checkpoints import WORDS, save_checkpoint, word_tokenizer
 from transformers import AutoModelForSeq2SeqLM, MarianConfig, MarianMTModel
@@ -70,6 +70,22 @@ def test_alpha_0_and_1_are_base_and_fine_tune_bit_for_bit_and_half_is_the_mean(p
     assert json.loads(open(f"{targets[0.5]}/interpolated_from.json").read())["alpha"] == 0.5
     for name in ("config.json", "generation_config.json", "tokenizer_config.json"):
         assert os.path.isfile(os.path.join(targets[0.5], name)), name
+
+
+def test_an_l2sp_run_interpolates_between_its_anchor_and_its_end(tmp_path):
+    start = marian()  # attention key biases frozen: they must come back unchanged at every alpha
+    start.save_pretrained(tmp_path / "base")
+    trainer = train_with(start, task_dataset(16), make_args(tmp_path / "run", l2sp_lambda=0.1))
+    trainer.save_model()
+    targets = interpolate(str(tmp_path / "run"), str(tmp_path / "base"), [0.5, 1.0], output_dir=str(tmp_path / "out"))
+    trained = load_file(str(tmp_path / "run" / "model.safetensors"))
+    base_weights = load_file(str(tmp_path / "base" / "model.safetensors"))
+    assert all(torch.equal(bits(tensor), bits(trained[name])) for name, tensor in
+               load_file(f"{targets[1.0]}/model.safetensors").items())
+    half = load_file(f"{targets[0.5]}/model.safetensors")
+    frozen = [name for name in half if name.endswith("k_proj.bias")]
+    assert frozen and all(torch.equal(half[name], base_weights[name]) for name in frozen)
+    assert not torch.equal(half["model.shared.weight"], trained["model.shared.weight"])
 
 
 def test_a_tiny_t5_interpolates_and_loads(tmp_path):
@@ -218,6 +234,26 @@ def test_the_command_writes_models_scores_and_the_chosen_alpha(pair, tmp_path, m
     assert chosen["alpha"] == best["alpha"] and f"chosen: {chosen['model']}" in out
     model = AutoModelForSeq2SeqLM.from_pretrained(os.path.join(root, "alpha-0.5"))
     assert model.generate(torch.tensor([[5, 6, EOS]]), max_new_tokens=4).shape[0] == 1
+
+
+def test_the_run_s_own_held_out_sets_are_scored_without_test_flags(pair, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_L2MT_CACHE", str(tmp_path / "cache"))
+    base, run = pair
+    sets = {}
+    for name, domain, seed in (("news", "general", 0), ("med", "in_domain", 1)):
+        sources = [" ".join(WORDS[seed + i: seed + i + 3]) for i in range(5)]
+        sets[name] = {"domain": domain, "sentences": {"source": sources, "reference": sources}}
+    with open(os.path.join(run, "forgetting_report.json"), "w") as handle:
+        json.dump({"sets": sets}, handle)
+    cli_main(["interpolate", run, "--base", base, "--alpha", "0.5", "--min_gain_kept", "0.5",
+              "--bootstrap_resamples", "40", "--num_beams", "1", "--max_new_tokens", "6"])
+    out = capsys.readouterr().out
+    assert "news (general)" in out and "med (in-domain)" in out
+    scores = json.loads(open(os.path.join(run, "interpolated", "interpolation_scores.json")).read())
+    assert scores["report"]["general_sets"] == ["news"]
+    budget = scores["budget"]
+    said = f"\nchosen: {budget['model']}: " if budget["alpha"] is not None else "\nnone chosen: "
+    assert said + budget["why"] in out
 
 
 def test_the_merge_command(pair, tmp_path, capsys):
