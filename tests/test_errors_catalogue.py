@@ -999,10 +999,18 @@ def case_interpolate_output_exists(ctx):
     return interpolate_call(run, base)
 
 
-@case(SystemExit, "--max_general_drop/--min_gain_kept: no held-out sets: no --test given, and ")
+@case(SystemExit, "--max_general_drop: no held-out sets: no --test given, and ")
 def case_interpolate_budget_without_sets(ctx):
     base, run = weight_models(ctx)
     return lambda: cli_main(["interpolate", run, "--base", base, "--max_general_drop", "1"])
+
+
+@case(SystemExit, "--max_general_drop: none of the held-out sets (news) is general domain; accepted: --general_sets")
+def case_interpolate_budget_without_general_set(ctx):
+    base, run = weight_models(ctx)
+    source, reference = ctx.write("news.en", "the house\n"), ctx.write("news.de", "house the\n")
+    return lambda: cli_main(["interpolate", run, "--base", base, "--max_general_drop", "1",
+                             "--test", f"news={source},{reference}"])
 
 
 @case(SystemExit, "--min_gain_kept: got 90.0; accepted: a share from 0 to 1")

@@ -138,7 +138,7 @@ def run_interpolate(settings: InterpolateSettings) -> None:
     from .interpolation_scores import held_out_sets, score_alphas  # sacreBLEU, numpy: once the models are written
 
     sets = None if not settings.scores else held_out_sets(settings.run_dir, settings.test, settings.general_sets,
-                                                         required=bool(settings.budget()))
+                                                         settings.budget())
     targets = interpolate(settings.run_dir, settings.base, settings.alpha, settings.output_dir, settings.overwrite)
     for alpha, target in targets.items():
         print(f"alpha {alpha}: {target}")

@@ -18,10 +18,29 @@ def alpha_folder(alpha: float) -> str:
     return f"alpha-{alpha!r}"
 
 
-def held_out_sets(run_dir: str, test: list[str], general_sets: list[str], required: bool) -> dict | None:
+def held_out_sets(run_dir: str, test: list[str], general_sets: list[str], budget: dict) -> dict | None:
     """``{"sources", "references", "general"}`` from ``--test`` files, else from the sets that
-    ``run_dir/forgetting_report.json`` keeps with their sentences; None when there are none and none is
-    ``required`` (a budget needs them)."""
+    ``run_dir/forgetting_report.json`` keeps with their sentences; None when there are none and no ``budget``
+    needs them. A drop budget needs a general-domain set, a gain budget an in-domain one."""
+    sets = _read_sets(run_dir, test, general_sets)
+    if sets is None and budget:
+        raise ValueError(
+            f"--{'/--'.join(budget)}: no held-out sets: no --test given, and "
+            f"{os.path.join(run_dir, 'forgetting_report.json')!r} keeps no set's sentences; accepted: --test "
+            "NAME=SOURCE_FILE,REFERENCE_FILE with --general_sets NAME"
+        )
+    if sets is not None:
+        names = ", ".join(sets["references"])
+        if "max_general_drop" in budget and not sets["general"]:
+            raise ValueError(f"--max_general_drop: none of the held-out sets ({names}) is general domain; accepted: "
+                             "--general_sets naming one of them")
+        if "min_gain_kept" in budget and len(sets["general"]) == len(sets["references"]):
+            raise ValueError(f"--min_gain_kept: every held-out set ({names}) is general domain, none in-domain; "
+                             "accepted: --general_sets naming only the general-domain ones")
+    return sets
+
+
+def _read_sets(run_dir: str, test: list[str], general_sets: list[str]) -> dict | None:
     from ...evaluation.forgetting import REPORT_FILE
     from ..translation.commands import parse_test_set, read_test_pairs
 
@@ -33,15 +52,13 @@ def held_out_sets(run_dir: str, test: list[str], general_sets: list[str], requir
     kept = {}
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as handle:
-            report = json.load(handle)
+            try:
+                report = json.load(handle)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}: not JSON ({err}); give --test NAME=SOURCE_FILE,REFERENCE_FILE") from None
         kept = {name: entry for name, entry in report.get("sets", {}).items()
                 if entry.get("sentences", {}).get("source")}
     if not kept:
-        if required:
-            raise ValueError(
-                f"--max_general_drop/--min_gain_kept: no held-out sets: no --test given, and {path!r} keeps no "
-                "set's sentences; accepted: --test NAME=SOURCE_FILE,REFERENCE_FILE with --general_sets NAME"
-            )
         return None
     return {"sources": {name: entry["sentences"]["source"] for name, entry in kept.items()},
             "references": {name: entry["sentences"]["reference"] for name, entry in kept.items()},

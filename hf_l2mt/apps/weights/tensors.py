@@ -90,7 +90,8 @@ class MergedAdapter:
             scale_adapters(peft_model, scale)
         merged = peft_model.merge_and_unload()
         state = merged.state_dict()
-        self._tensors = {name: state[name].detach().clone() for name in names if name in state}
+        # The merged model's own tensors, not copies: the model itself is let go.
+        self._tensors = {name: state[name].detach() for name in names if name in state}
 
     def names(self) -> list[str]:
         return sorted(self._tensors)
