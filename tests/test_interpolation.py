@@ -99,7 +99,8 @@ def test_a_tiny_t5_interpolates_and_loads(tmp_path):
     targets = interpolate(str(tmp_path / "run"), base, [0.25], output_dir=str(tmp_path / "out"))
     loaded = AutoModelForSeq2SeqLM.from_pretrained(targets[0.25])
     base_shared = AutoModelForSeq2SeqLM.from_pretrained(base).shared.weight
-    # 0.25 * 1.0 added in float64, rounded once to float32, as the float32 sum by hand is: at most half an ulp of values below 8 apart.
+    # 0.25 added in float64 and rounded once to float32, as the float32 sum by hand is: at most half an ulp of
+    # values below 8 apart.
     torch.testing.assert_close(loaded.shared.weight, base_shared + 0.25, rtol=0, atol=2 * FLOAT32_ULP)
 
 
@@ -115,7 +116,8 @@ def test_a_tiny_decoder_only_model_interpolates_and_loads(tmp_path):
     targets = interpolate(str(tmp_path / "run"), str(tmp_path / "base"), [0.5], output_dir=str(tmp_path / "out"))
     loaded = AutoModelForCausalLM.from_pretrained(targets[0.5])
     base_wte = AutoModelForCausalLM.from_pretrained(tmp_path / "base").transformer.wte.weight
-    # 0.5 added in float64, rounded once to float32, as the float32 sum by hand is: at most half an ulp of values below 8 apart.
+    # 0.5 added in float64 and rounded once to float32, as the float32 sum by hand is: at most half an ulp of
+    # values below 8 apart.
     torch.testing.assert_close(loaded.transformer.wte.weight, base_wte + 0.5, rtol=0, atol=2 * FLOAT32_ULP)
     assert loaded.lm_head.weight.data_ptr() == loaded.transformer.wte.weight.data_ptr()
 
