@@ -251,6 +251,8 @@ def test_the_command_writes_models_scores_and_the_chosen_alpha(pair, tmp_path, m
     best = max(scores["rows"], key=lambda row: (row["in_domain_gain"], -row["alpha"]))
     chosen = json.loads(open(os.path.join(root, "chosen.json")).read())
     assert chosen["alpha"] == best["alpha"] and f"chosen: {chosen['model']}" in out
+    assert f"every alpha: {root}/interpolation_front.png" in out
+    assert open(os.path.join(root, "interpolation_front.png"), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     model = AutoModelForSeq2SeqLM.from_pretrained(os.path.join(root, "alpha-0.5"))
     assert model.generate(torch.tensor([[5, 6, EOS]]), max_new_tokens=4).shape[0] == 1
 

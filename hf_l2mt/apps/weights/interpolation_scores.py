@@ -2,15 +2,21 @@
 report (``hf_l2mt.evaluation.forgetting.build_report``) whose compared runs are the α folders, read back as one
 table α → in-domain and general-domain score with the change's 95 % interval; then the forgetting budget
 (``budget.pick_alpha``). Translations go through the translation cache, so scoring again costs no generation.
+The report's own plot (``hf_l2mt.apps.report.plot``) draws every α at (in-domain, general-domain score): the front
+the interpolation traces, written as ``interpolation_front.png``.
 """
 
 import json
+import logging
 import os
 
 from .budget import pick_alpha
 
+logger = logging.getLogger("hf_l2mt")
+
 SCORES_FILE = "interpolation_scores.json"
 CHOSEN_FILE = "chosen.json"
+FRONT_FILE = "interpolation_front.png"
 
 
 def alpha_folder(alpha: float) -> str:
@@ -152,4 +158,14 @@ def score_alphas(settings, targets: dict[float, str], sets: dict) -> str:
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(result, handle, indent=2, ensure_ascii=False)
         handle.write("\n")
-    return text + f"\n\nevery number, with sacreBLEU signatures: {path}"
+    text += f"\n\nevery number, with sacreBLEU signatures: {path}"
+    from ..report.plot import plot_forgetting
+
+    try:
+        front = plot_forgetting(report, os.path.join(root, FRONT_FILE), settings.metric)
+    except ImportError as err:
+        logger.warning("interpolation: no %s (%s)", FRONT_FILE, err)
+        front = None
+    if front is not None:
+        text += f"\ngeneral-domain against in-domain score of every alpha: {front}"
+    return text
