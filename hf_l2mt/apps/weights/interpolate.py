@@ -8,15 +8,12 @@ Tensors are read one at a time (``hf_l2mt.apps.weights.tensors``) and combined i
 fine-tune unchanged.
 """
 
-import logging
 import os
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ..terminal.settings import RepeatableFlag
 from .interpolation_scores import alpha_folder
-
-logger = logging.getLogger("hf_l2mt")
 
 DEFAULT_ALPHAS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 OUTPUT_SUBDIR = "interpolated"
@@ -129,7 +126,6 @@ def interpolate(run_dir: str, base: str, alphas: list[float], output_dir: str | 
             provenance={"base": os.path.abspath(base), "fine_tuned": os.path.abspath(run_dir), "alpha": alpha,
                         "formula": "(1 - alpha) * base + alpha * fine_tuned", "lora_adapter": adapter},
         )
-        logger.info("alpha %s: %s", alpha, target)
     return targets
 
 

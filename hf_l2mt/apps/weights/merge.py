@@ -6,12 +6,9 @@ base and the result (TIES adds float64 copies of that tensor's task vectors; a L
 Buffers are taken from the first run unchanged.
 """
 
-import logging
 import os
 from dataclasses import dataclass, field
 from typing import ClassVar
-
-logger = logging.getLogger("hf_l2mt")
 
 METHODS = ("linear", "task_arithmetic", "ties")
 PROVENANCE_FILE = "merged_from.json"

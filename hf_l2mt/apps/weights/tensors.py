@@ -158,12 +158,14 @@ def buffer_names(folder: str) -> set[str]:
     """The names of the buffers (not parameters) of the model whose config is in ``folder``: the model is built
     on the meta device, which allocates no memory."""
     import transformers
-    from transformers import AutoConfig
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM
 
     config = AutoConfig.from_pretrained(folder, local_files_only=True)
-    model_class = getattr(transformers, (config.architectures or ["AutoModelForSeq2SeqLM"])[0])
     with torch.device("meta"):
-        model = model_class(config)
+        if config.architectures:
+            model = getattr(transformers, config.architectures[0])(config)
+        else:
+            model = AutoModelForSeq2SeqLM.from_config(config)
     return {name for name, _ in model.named_buffers()}
 
 
