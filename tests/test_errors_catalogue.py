@@ -1018,6 +1018,17 @@ def case_interpolate_min_gain_kept_out_of_range(ctx):
     return lambda: cli_main(["interpolate", "run", "--base", "base", "--min_gain_kept", "90"])
 
 
+@case(SystemExit, "interpolate_after: got 2.0; accepted: numbers from 0 (the base) to 1 (the fine-tune)")
+def case_recipe_interpolate_after_out_of_range(ctx):
+    return lambda: en_de.main(["--output_dir", str(ctx.tmp / "run"), "--interpolate_after", "2"])
+
+
+@case(SystemExit, "interpolate_after: got 0.5 with adapter='lora' and model_name_or_path 'Helsinki-NLP/opus-mt-en-de'")
+def case_recipe_interpolate_after_lora_hub_base(ctx):
+    return lambda: en_de.main(["--output_dir", str(ctx.tmp / "run"), "--interpolate_after", "0.5", "--adapter", "lora",
+                               "--l2sp_lambda", "0"])
+
+
 @case(SystemExit, "--weights: got 1 weight(s) for 2 run(s); accepted: one per RUN_DIR")
 def case_merge_weights_count(ctx):
     return lambda: cli_main(["merge", "a", "b", "--base", "base", "--weights", "1", "--output_dir", "merged"])

@@ -88,6 +88,18 @@ def test_an_l2sp_run_interpolates_between_its_anchor_and_its_end(tmp_path):
     assert not torch.equal(half["model.shared.weight"], trained["model.shared.weight"])
 
 
+def test_an_alpha_folder_of_the_same_models_is_kept_and_any_other_refused(pair, tmp_path):
+    base, run = pair
+    out = str(tmp_path / "out")
+    first = interpolate(run, base, [0.5], output_dir=out)[0.5]
+    written = os.stat(f"{first}/model.safetensors").st_mtime_ns
+    interpolate(run, base, [0.5], output_dir=out)  # the same base, fine-tune and alpha: kept
+    assert os.stat(f"{first}/model.safetensors").st_mtime_ns == written
+    fine_tune(base, run, seed=7)  # the fine-tune saved again: the folder is no longer its interpolation
+    with pytest.raises(WeightsError, match="alpha-0.5' exists; pass --overwrite"):
+        interpolate(run, base, [0.5], output_dir=out)
+
+
 def test_a_tiny_t5_interpolates_and_loads(tmp_path):
     from tiny_checkpoints import save_t5_checkpoint, sentence_pairs
 

@@ -34,7 +34,8 @@ class InterpolateSettings:
         "help": "the weights of the fine-tune: 0 is the base, 1 the fine-tune"})
     output_dir: str | None = field(default=None, metadata={
         "metavar": "PATH", "help": f"where the alpha-A folders go (default: RUN_DIR/{OUTPUT_SUBDIR})"})
-    overwrite: bool = field(default=False, metadata={"help": "replace existing alpha-A folders"})
+    overwrite: bool = field(default=False, metadata={"help": "replace existing alpha-A folders (one of these same models "
+                                                             "is kept without it)"})
 
     # Parameters that control the scoring and the forgetting budget
     test: list[str] = field(default_factory=list, metadata={
@@ -95,7 +96,10 @@ def interpolate(run_dir: str, base: str, alphas: list[float], output_dir: str | 
     """Write one model folder per α under ``output_dir`` (default ``run_dir/interpolated``); returns α → folder.
 
     ``run_dir`` is a saved model or a LoRA adapter folder, whose merged weights are interpolated: each adapted
-    matrix becomes W + α·s·B·A. Every tensor name and shape is checked before anything is written.
+    matrix becomes W + α·s·B·A. Every tensor name and shape is checked before anything is written. An α folder
+    that exists is kept as it is when its ``interpolated_from.json`` records this base, this fine-tune and this α,
+    with their weight files as they are now (size and modification time), so that its translations stay cached;
+    any other existing folder is refused unless ``overwrite``.
     """
     from ...core.weight_arithmetic import interpolate as mix
     from ...core.lora import is_adapter_directory
@@ -106,8 +110,11 @@ def interpolate(run_dir: str, base: str, alphas: list[float], output_dir: str | 
     check_alphas(list(alphas))
     root = output_dir or os.path.join(run_dir, OUTPUT_SUBDIR)
     targets = {alpha: os.path.join(root, alpha_folder(alpha)) for alpha in alphas}
-    for target in targets.values():
-        check_output(target, overwrite)
+    provenance = {alpha: provenance_of(run_dir, base, alpha) for alpha in alphas}
+    kept = {alpha for alpha, target in targets.items() if not overwrite and recorded(target) == provenance[alpha]}
+    for alpha, target in targets.items():
+        if alpha not in kept:
+            check_output(target, overwrite)
     base_tensors = SavedTensors(base, "--base")
     run_tensors = open_model(run_dir, base_tensors, "RUN_DIR")
     check_same_tensors(base_tensors, run_tensors)
@@ -115,6 +122,9 @@ def interpolate(run_dir: str, base: str, alphas: list[float], output_dir: str | 
     config_dir = base if adapter else run_dir
     buffers = buffer_names(config_dir)
     for alpha, target in targets.items():
+        if alpha in kept:
+            continue
+
         def produce(name, alpha=alpha):
             run_tensor = run_tensors.get(name)
             if name in buffers:
@@ -123,10 +133,40 @@ def interpolate(run_dir: str, base: str, alphas: list[float], output_dir: str | 
 
         write_model(
             target, run_tensors, produce, config_dir, [run_dir, base], provenance_file=PROVENANCE_FILE,
-            provenance={"base": os.path.abspath(base), "fine_tuned": os.path.abspath(run_dir), "alpha": alpha,
-                        "formula": "(1 - alpha) * base + alpha * fine_tuned", "lora_adapter": adapter},
+            provenance=provenance[alpha],
         )
     return targets
+
+
+def provenance_of(run_dir: str, base: str, alpha: float) -> dict:
+    """What ``interpolated_from.json`` records of one α folder."""
+    from ...core.lora import is_adapter_directory
+
+    return {
+        "base": os.path.abspath(base), "fine_tuned": os.path.abspath(run_dir), "alpha": alpha,
+        "formula": "(1 - alpha) * base + alpha * fine_tuned", "lora_adapter": is_adapter_directory(run_dir),
+        "weight_files": {"base": weight_files(base), "fine_tuned": weight_files(run_dir)},
+    }
+
+
+def weight_files(folder: str) -> dict[str, list[int]]:
+    """Each ``*.safetensors`` file of ``folder`` → [size, modification time in ns]: what tells a model saved again."""
+    if not os.path.isdir(folder):
+        return {}
+    names = sorted(name for name in os.listdir(folder) if name.endswith(".safetensors"))
+    return {name: [os.stat(os.path.join(folder, name)).st_size, os.stat(os.path.join(folder, name)).st_mtime_ns]
+            for name in names}
+
+
+def recorded(target: str) -> dict | None:
+    """What ``target/interpolated_from.json`` records, or None where there is none to read."""
+    import json
+
+    try:
+        with open(os.path.join(target, PROVENANCE_FILE), encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
 
 
 def run_interpolate(settings: InterpolateSettings) -> None:
