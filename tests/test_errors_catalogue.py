@@ -937,6 +937,109 @@ def case_recipe_average_lora(ctx):
     return recipe_averaging(ctx, "--save_total_limit", "3", "--adapter", "lora", "--l2sp_lambda", "0")
 
 
+# ---- Interpolation and merging ------------------------------------------------------------------
+
+
+def weight_models(ctx) -> tuple[str, str]:
+    """A tiny Marian base and a copy of it as the fine-tune, saved with their tokenizer."""
+    from tiny_checkpoints import save_checkpoint
+
+    base = save_checkpoint(ctx.tmp / "base")
+    return base, save_checkpoint(ctx.tmp / "run")
+
+
+def interpolate_call(run, base, **settings):
+    from hf_l2mt.apps.weights.interpolate import interpolate
+
+    return lambda: interpolate(run, base, [0.5], **settings)
+
+
+@case(SystemExit, "--alpha: got 1.5; accepted: numbers from 0 (the base) to 1 (the fine-tune)")
+def case_interpolate_alpha_out_of_range(ctx):
+    return lambda: cli_main(["interpolate", str(ctx.tmp / "run"), "--base", str(ctx.tmp / "base"), "--alpha", "1.5"])
+
+
+@case(ValueError, "no-such-base' is not a directory; accepted: a folder written by save_pretrained")
+def case_interpolate_model_dir_missing(ctx):
+    _, run = weight_models(ctx)
+    return interpolate_call(run, str(ctx.tmp / "no-such-base"))
+
+
+@case(ValueError, "has no model.safetensors nor model.safetensors.index.json; accepted: a model saved as safetensors")
+def case_interpolate_not_safetensors(ctx):
+    base, run = weight_models(ctx)
+    weights = load_file(os.path.join(base, "model.safetensors"))
+    os.remove(os.path.join(base, "model.safetensors"))
+    torch.save(weights, os.path.join(base, "pytorch_model.bin"))
+    return interpolate_call(run, base)
+
+
+@case(ValueError, "'model.shared.weight' has shape (24, 8) in RUN_DIR ")
+def case_interpolate_tensor_shapes_differ(ctx):
+    base, run = weight_models(ctx)
+    weights = load_file(os.path.join(run, "model.safetensors"))
+    weights["model.shared.weight"] = weights["model.shared.weight"][:, :8].contiguous()
+    save_file(weights, os.path.join(run, "model.safetensors"), metadata={"format": "pt"})
+    return interpolate_call(run, base)
+
+
+@case(ValueError, "'final_logits_bias' is in --base ")
+def case_interpolate_tensor_missing(ctx):
+    base, run = weight_models(ctx)
+    weights = load_file(os.path.join(run, "model.safetensors"))
+    del weights["final_logits_bias"]
+    save_file(weights, os.path.join(run, "model.safetensors"), metadata={"format": "pt"})
+    return interpolate_call(run, base)
+
+
+@case(ValueError, "alpha-0.5' exists; pass --overwrite to replace it, or choose another path")
+def case_interpolate_output_exists(ctx):
+    base, run = weight_models(ctx)
+    ctx.write("run/interpolated/alpha-0.5/config.json", "{}")
+    return interpolate_call(run, base)
+
+
+@case(SystemExit, "--max_general_drop: no held-out sets: no --test given, and ")
+def case_interpolate_budget_without_sets(ctx):
+    base, run = weight_models(ctx)
+    return lambda: cli_main(["interpolate", run, "--base", base, "--max_general_drop", "1"])
+
+
+@case(SystemExit, "--max_general_drop: none of the held-out sets (news) is general domain; accepted: --general_sets")
+def case_interpolate_budget_without_general_set(ctx):
+    base, run = weight_models(ctx)
+    source, reference = ctx.write("news.en", "the house\n"), ctx.write("news.de", "house the\n")
+    return lambda: cli_main(["interpolate", run, "--base", base, "--max_general_drop", "1",
+                             "--test", f"news={source},{reference}"])
+
+
+@case(SystemExit, "--min_gain_kept: got 90.0; accepted: a share from 0 to 1")
+def case_interpolate_min_gain_kept_out_of_range(ctx):
+    return lambda: cli_main(["interpolate", "run", "--base", "base", "--min_gain_kept", "90"])
+
+
+@case(SystemExit, "interpolate_after: got 2.0; accepted: numbers from 0 (the base) to 1 (the fine-tune)")
+def case_recipe_interpolate_after_out_of_range(ctx):
+    return lambda: en_de.main(["--output_dir", str(ctx.tmp / "run"), "--interpolate_after", "2"])
+
+
+@case(SystemExit, "interpolate_after: got 0.5 with adapter='lora' and model_name_or_path 'Helsinki-NLP/opus-mt-en-de'")
+def case_recipe_interpolate_after_lora_hub_base(ctx):
+    return lambda: en_de.main(["--output_dir", str(ctx.tmp / "run"), "--interpolate_after", "0.5", "--adapter", "lora",
+                               "--l2sp_lambda", "0"])
+
+
+@case(SystemExit, "--weights: got 1 weight(s) for 2 run(s); accepted: one per RUN_DIR")
+def case_merge_weights_count(ctx):
+    return lambda: cli_main(["merge", "a", "b", "--base", "base", "--weights", "1", "--output_dir", "merged"])
+
+
+@case(SystemExit, "--density: got 0.0; accepted: a share above 0, at most 1")
+def case_merge_density_out_of_range(ctx):
+    return lambda: cli_main(["merge", "a", "--base", "base", "--method", "ties", "--density", "0",
+                             "--output_dir", "merged"])
+
+
 # ---- The tests ----------------------------------------------------------------------------------
 
 

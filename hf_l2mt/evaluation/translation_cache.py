@@ -55,6 +55,8 @@ def cached_translations(model_dir: str, test_sets: dict[str, list[str]], **gener
     translations, origin, model = {}, {}, None
     for name, sources in test_sets.items():
         key_settings = {flag: value for flag, value in generation.items() if flag not in ("device", "progress")}
+        if "source_prefix" in key_settings:  # no prefix is no prefix, whether None (the flags) or "" (a recipe run)
+            key_settings["source_prefix"] = key_settings["source_prefix"] or ""
         path = os.path.join(cache_root(), f"{cache_key(model_dir, sources, key_settings)}.json")
         if os.path.isfile(path):
             with open(path, encoding="utf-8") as handle:

@@ -1,5 +1,6 @@
 """``hf-l2mt``: fine-tune with a recipe, score a fine-tuned model, translate, estimate a Fisher for EWC,
-search λ, plot a run, export it to CTranslate2, average its checkpoints, or start the demo.
+search λ, plot a run, export it to CTranslate2, average its checkpoints, interpolate it toward its base, merge
+fine-tunes, or start the demo.
 
 This module only dispatches: each command's flags are a dataclass parsed by ``settings.parse_settings``
 (so ``--config FILE`` works for every command), and the module that runs it, with torch and
@@ -32,6 +33,8 @@ examples:
   hf-l2mt plot runs/en-de
   hf-l2mt export runs/en-de --quantization int8 --probe dev.en,dev.de
   hf-l2mt average runs/en-de --last 5
+  hf-l2mt interpolate runs/en-de --base base/ --alpha 0.2 0.4 0.6 0.8 --max_general_drop 1.0
+  hf-l2mt merge runs/med runs/law --base base/ --method ties --output_dir runs/med+law
   hf-l2mt translate runs/en-de --config translate.yaml    # every command reads --config FILE.yaml|json
 """
 
@@ -45,6 +48,8 @@ SUMMARIES = {
     "plot": "draw a run's logged losses, penalties, λ schedules and evaluation scores as PNGs",
     "export": "convert a model to CTranslate2 (quantized or not), checked against PyTorch on probe sentences",
     "average": "average the weights of a run's last N complete checkpoints into one model",
+    "interpolate": "models between a base and its fine-tune, (1-a)*base + a*fine-tune, scored, one picked by budget",
+    "merge": "merge fine-tunes of one base: linear, task arithmetic or TIES on their task vectors",
     "demo": "run the forgetting demo (hf-l2mt demo --help)",
 }
 
@@ -217,6 +222,40 @@ def run_average(argv: list[str]) -> None:
     average(settings)
 
 
+def run_interpolate(argv: list[str]) -> None:
+    from ..weights.interpolate import InterpolateSettings
+    from ..terminal.settings import parse_settings
+
+    (settings,) = parse_settings(
+        (InterpolateSettings,), {}, argv, prog="hf-l2mt interpolate",
+        description="Write one model per --alpha, (1 - alpha) * BASE + alpha * RUN_DIR (WiSE-FT), as "
+        "RUN_DIR/interpolated/alpha-A; score each against the base on the held-out sets (--test, or those the run's "
+        "forgetting_report.json keeps) and, with --max_general_drop or --min_gain_kept, pick the alpha with the most "
+        "in-domain gain within that forgetting budget (docs/interpolation.md).",
+        epilog="example:\n  hf-l2mt interpolate runs/en-de --base base/ --alpha 0.2 0.4 0.6 0.8 --max_general_drop 1.0",
+    )
+    from ..weights.interpolate import run_interpolate as interpolate
+
+    interpolate(settings)
+
+
+def run_merge(argv: list[str]) -> None:
+    from ..weights.merge import MergeSettings
+    from ..terminal.settings import parse_settings
+
+    (settings,) = parse_settings(
+        (MergeSettings,), {}, argv, prog="hf-l2mt merge",
+        description="Write one model from fine-tunes of BASE_MODEL by combining their task vectors (run - base): "
+        "linear (weighted average), task_arithmetic (base + sum of weighted task vectors) or ties (TIES-merging); "
+        "tensor names and shapes are checked first (docs/interpolation.md).",
+        epilog="example:\n  hf-l2mt merge runs/med runs/law --base base/ --method ties --density 0.2 "
+        "--output_dir runs/med+law",
+    )
+    from ..weights.merge import run_merge as merge
+
+    merge(settings)
+
+
 def run_report(argv: list[str]) -> None:
     from ..report.settings import ReportSettings
     from ..terminal.settings import parse_settings
@@ -243,7 +282,7 @@ def run_demo(argv: list[str]) -> None:
 COMMANDS = {
     "train": run_train, "evaluate": run_evaluate, "translate": run_translate, "fisher": run_fisher,
     "search": run_search, "plot": run_plot, "report": run_report, "export": run_export, "average": run_average,
-    "demo": run_demo,
+    "interpolate": run_interpolate, "merge": run_merge, "demo": run_demo,
 }
 
 

@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 # upload_folder matches these with fnmatch against paths relative to the folder; "*" also matches "/".
 NEVER_UPLOADED = [
-    "checkpoint-*", "*/checkpoint-*", f"{UNAVERAGED_DIR}/*", "average-last-*/*",
+    "checkpoint-*", "*/checkpoint-*", f"{UNAVERAGED_DIR}/*", "average-last-*/*", "interpolated/*",
     ANCHOR_FILE, f"*/{ANCHOR_FILE}", f"{ANCHOR_FILE}.tmp",
     "training_args.bin", "*/training_args.bin",
     "*.tmp", LOCK_FILE,

@@ -2,7 +2,8 @@
 ``CONFIG`` and ``main(argv=None)``, which calls the runner.
 
 The runner is ``runner`` (``run``), with its flags in ``arguments`` (apart, so that ``--help`` imports no
-transformers) and the end-of-run comparison with the starting model in ``base_comparison``. The recipes live in
+transformers), the end-of-run comparison with the starting model in ``base_comparison`` and the models between
+the start and the end (``interpolate_after``) in ``interpolation``. The recipes live in
 the package so that ``hf-l2mt train NAME`` works wherever hf_l2mt is installed; ``recipes/NAME.py`` in the
 repository are the scripts that ``accelerate launch`` runs. This module lists and reads them.
 """
@@ -14,7 +15,7 @@ import pkgutil
 
 
 # The runner's own modules, beside the recipes that call it: not recipes.
-RUNNER_MODULES = ("arguments", "base_comparison", "runner")
+RUNNER_MODULES = ("arguments", "base_comparison", "interpolation", "runner")
 
 
 def recipe_names() -> list[str]:

@@ -112,6 +112,15 @@ class RecipeArguments:
         },
     )
 
+    interpolate_after: list[float] = field(
+        default_factory=list,
+        metadata={
+            "help": "After training, one model per value A between 0 and 1, (1 - A) * start + A * end, in "
+            "output_dir/interpolated/alpha-A, each scored on the evaluation sets (hf-l2mt interpolate; "
+            "docs/interpolation.md)."
+        },
+    )
+
     def __post_init__(self):
         for flag, example in (
             ("model_name_or_path", "Helsinki-NLP/opus-mt-en-de or a local directory"),

@@ -53,6 +53,7 @@ from ...hub_probe import ModelUnavailableError, load_model_offline, offline_mode
 from ...tokenizer_warnings import without_sacremoses_recommendation
 from ..terminal.console import use_tidy_progress
 from .base_comparison import forgetting_against_base
+from .interpolation import check_interpolation, interpolate_run
 from ..report.files import log_report, write_report_files
 from ..weights.average import UNAVERAGED_DIR, last_complete_checkpoints, load_average
 from ..publish.hub import push_to_hub
@@ -239,6 +240,7 @@ def end_process_group() -> None:
 def _run(recipe: RecipeArguments, args: L2MTTrainingArguments) -> dict[str, dict]:
     try:
         check_averaging(recipe, args)
+        check_interpolation(recipe.interpolate_after, args.adapter, recipe.model_name_or_path)
     except ValueError as err:
         exit_unavailable(err)
     publish = args.push_to_hub
@@ -330,6 +332,10 @@ def _run(recipe: RecipeArguments, args: L2MTTrainingArguments) -> dict[str, dict
             recipe, from_cache, eval_pairs, translations, general, generation, command, trainer.model.device
         )
         logger.info("forgetting report:\n%s", log_report(forgetting, write_report_files(forgetting, args.output_dir)))
+    if recipe.interpolate_after:
+        logger.info("interpolation between the start and the end of the run:\n%s", interpolate_run(
+            recipe, from_cache, args.output_dir, tokenizer, eval_pairs, general, generation, trainer.model.device
+        ))
     card = make_card(scores, forgetting)
     if averaged_from:
         card.text += averaging_section(averaged_from)

@@ -41,14 +41,16 @@ def plot_forgetting(report: dict, path: str, metric: str | None = None) -> str |
     if not points:
         return None
     plt = import_pyplot()
-    figure, axes = plt.subplots(figsize=(5.5, 5.0))
+    # Taller with more than 7 models, so that the legend below does not squeeze the axes (an interpolation has 11).
+    figure, axes = plt.subplots(figsize=(5.5, max(5.0, 3.4 + 0.22 * len(points))))
     base_x, base_y = points[BASE]
     axes.axhline(base_y, color="0.8", linewidth=0.8, zorder=0)
     axes.axvline(base_x, color="0.8", linewidth=0.8, zorder=0)
     axes.margins(0.1)  # a point on the frame would hide half its marker
     for rank, (model, (x, y)) in enumerate(points.items()):
         color = "black" if model == BASE else f"C{rank - 1}"
-        axes.scatter([x], [y], s=140 - 25 * rank, marker=MARKERS[rank % len(MARKERS)], facecolors="none",
+        # Smaller for each later model, down to a size that still shows (an interpolation has 11 models).
+        axes.scatter([x], [y], s=max(140 - 25 * rank, 25), marker=MARKERS[rank % len(MARKERS)], facecolors="none",
                      edgecolors=color, linewidths=1.6, label=f"{model}: in-domain {x:.2f}, general {y:.2f}")
     general = ", ".join(name for name, entry in report["sets"].items() if entry["domain"] == GENERAL)
     in_domain = ", ".join(name for name, entry in report["sets"].items() if entry["domain"] != GENERAL)

@@ -135,7 +135,8 @@ def _convert(action: argparse.Action, value, origin: str):
 
 
 def make_positional(parser: argparse.ArgumentParser, name: str) -> None:
-    """Turn ``--name`` into the positional argument ``NAME``; a layer or a config file may still give it."""
+    """Turn ``--name`` into the positional argument ``NAME``; a layer or a config file may still give it. A list
+    field (``hf-l2mt merge RUN_DIR ...``) takes any number of values."""
     flag = next(action for action in parser._actions if action.dest == name)
     parser._remove_action(flag)
     for group in parser._action_groups:
@@ -143,7 +144,7 @@ def make_positional(parser: argparse.ArgumentParser, name: str) -> None:
             group._group_actions.remove(flag)
     for option in flag.option_strings:
         parser._option_string_actions.pop(option)
-    parser.add_argument(name, nargs="?", type=flag.type, default=flag.default, metavar=name.upper(), help=flag.help)
+    parser.add_argument(name, nargs="*" if flag.nargs == "+" else "?", type=flag.type, default=flag.default, metavar=name.upper(), help=flag.help)
 
 
 def settings_parser(
