@@ -1,5 +1,6 @@
 """One command run twice, each time in a fresh process, writes the same weights, bit for bit, on every path that
-makes weights: LoRA's adapters, a weight the starting checkpoint lacks, and the average of a run's checkpoints.
+makes weights: LoRA's adapters, a weight the starting checkpoint lacks, the average of a run's checkpoints, and the
+models ``hf-l2mt interpolate`` and ``hf-l2mt merge`` write.
 
 torch seeds a fresh process from the operating system, so a weight drawn before anything seeds differs from run
 to run. The demo, which builds its models from a config, is checked by ``tests/test_demo_reproducible.py``.
@@ -77,3 +78,27 @@ def test_full_fine_tune_from_a_checkpoint_lacking_a_weight_and_its_averages_are_
     for run in (first, second):
         hf_l2mt("average", run, "--last", "3")
     assert_same_weights(first / "average-last-3" / "model.safetensors", second / "average-last-3" / "model.safetensors")
+
+
+def shifted_copy(base, path, seed) -> str:
+    """``base`` with every weight moved by seeded noise: a stand-in for a fine-tune of it."""
+    save_checkpoint(path, "marian")
+    generator = torch.Generator().manual_seed(seed)
+    weights = load_file(os.path.join(base, "model.safetensors"))
+    moved = {name: t + 0.1 * torch.randn(t.shape, generator=generator, dtype=t.dtype) for name, t in weights.items()}
+    save_file(moved, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
+    return str(path)
+
+
+def test_interpolated_and_merged_models_are_the_same_in_two_processes(inputs, tmp_path):
+    tuned = [shifted_copy(inputs["base"], tmp_path / f"tuned{seed}", seed) for seed in (1, 2)]
+    for attempt in ("first", "second"):
+        hf_l2mt("interpolate", tuned[0], "--base", inputs["base"], "--alpha", "0.3", "0.7",
+                "--output_dir", tmp_path / attempt / "interpolated")
+        hf_l2mt("merge", *tuned, "--base", inputs["base"], "--method", "ties", "--output_dir", tmp_path / attempt / "ties")
+    written = ["interpolated/alpha-0.3", "interpolated/alpha-0.7", "ties"]
+    for folder in written:
+        model = assert_same_weights(tmp_path / "first" / folder / "model.safetensors",
+                                    tmp_path / "second" / folder / "model.safetensors")
+        assert not torch.equal(model["model.shared.weight"],
+                               load_file(os.path.join(inputs["base"], "model.safetensors"))["model.shared.weight"])
