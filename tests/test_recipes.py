@@ -329,6 +329,38 @@ def test_run_destroys_the_process_group_before_it_returns_also_when_it_fails(mon
     assert not torch.distributed.is_initialized()
 
 
+class ProcessEnded(Exception):
+    """Raised by a stand-in for os._exit, with the status it was given."""
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_after_a_run_the_other_processes_end_there_and_the_main_one_returns_without_the_group(monkeypatch, tmp_path,
+                                                                                              rank):
+    """The other processes leave through os._exit, past Python's shutdown, where gloo's threads can abort them
+    (``runner.end_other_process``); the main one destroys the group and returns its scores."""
+    runner = hf_l2mt.apps.recipes.runner
+    monkeypatch.setattr(runner, "_run", lambda recipe, args: {"general": {"chrF": 1.0}})
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda group=None: rank)
+
+    def exit_now(status):
+        raise ProcessEnded(status)
+
+    monkeypatch.setattr(runner.os, "_exit", exit_now)
+    argv = ["--model_name_or_path", "m", "--train_source", "t.tsv", "--output_dir", str(tmp_path / "out"), *TINY]
+    torch.distributed.init_process_group("gloo", store=torch.distributed.HashStore(), rank=0, world_size=1)
+    try:
+        if rank == 0:
+            assert runner.run(en_de.CONFIG, argv) == {"general": {"chrF": 1.0}}
+            assert not torch.distributed.is_initialized()
+        else:
+            with pytest.raises(ProcessEnded) as ended:
+                runner.run(en_de.CONFIG, argv)
+            assert ended.value.args == (0,)
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
 @pytest.mark.slow
 def test_two_cpu_processes_run_the_recipe_and_the_main_process_writes_the_outputs(marian_dir, data, tmp_path):
     out = tmp_path / "two-processes"

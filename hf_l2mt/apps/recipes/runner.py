@@ -213,28 +213,45 @@ def run(config: dict, argv: list[str] | None = None, description: str | None = N
     """Fine-tune, score, save and publish as ``config`` says, with ``argv`` (default ``sys.argv[1:]``) winning.
 
     Returns the sacreBLEU scores of each evaluation set (``score_translations`` output) on the main
-    process, ``{}`` on the others. Under several processes it ends by destroying the process group, as
-    the end of a launched script should (``Trainer.end``): call it once per process.
+    process. Under several processes the others end their process here once the final model is saved
+    (``end_other_process``), and the main one destroys the process group before it returns, as the end of
+    a launched script should (``Trainer.end``): call it once per process, as a launched script's last step.
     """
     recipe, args = parse_arguments(config, argv, description)
     try:
-        return _run(recipe, args)
-    finally:
+        scores = _run(recipe, args)
+    except BaseException:
         end_process_group()
+        raise
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        end_other_process()
+    end_process_group()
+    return scores
 
 
 def end_process_group() -> None:
-    """Destroy the process group, if there is one, before the interpreter exits.
-
-    A process that exits with its gloo group alive can abort as Python shuts down ("terminate called
-    without an active exception", SIGABRT): a gloo worker thread that frees the tensor of a collective
-    after finalization began needs the GIL, which is gone by then (pytorch/pytorch PR 179291 describes
-    it). The other processes leave ``run`` right after ``save_model``, while the main one translates and
-    scores, so their exit races gloo's threads, and a loaded machine can lose that race. torch,
-    accelerate and transformers (``Trainer.end``) all say to destroy the group at the end of a script.
-    """
+    """Destroy the process group, if there is one, as torch, accelerate and transformers (``Trainer.end``) ask
+    at the end of a script."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         PartialState().destroy_process_group()
+
+
+def end_other_process() -> None:
+    """End a process other than the main one, its output flushed, without Python's shutdown.
+
+    torch 2.13 keeps a gloo process group that DDP used alive to the end of the process, whatever
+    ``destroy_process_group`` does (its reducer holds it from C++), so its worker threads outlive the
+    script. A worker that drops the last collective's tensors after the interpreter began shutting down
+    needs the GIL, which is gone, and the process aborts ("terminate called without an active
+    exception", SIGABRT; pytorch/pytorch PR 179291 describes it). The other processes leave ``run`` right
+    after the final save's collective, so on a loaded machine they can lose that race; the main process
+    translates and scores first, long after it. Nothing is left for these processes to do: the main one
+    writes every file, and they wrote what is theirs (RNG states, the collective saves) inside the run.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)
 
 
 def _run(recipe: RecipeArguments, args: L2MTTrainingArguments) -> dict[str, dict]:
