@@ -180,3 +180,28 @@ def test_the_chosen_models_export_translates_as_pytorch_at_four_beams(first_run,
     assert model.generation_config.early_stopping is True and model.generation_config.num_beams == 4
     pytorch = translate(sources, model, tokenizer, num_beams=4, max_new_tokens=16, progress=False)
     assert translate_with_export(sources, ExportedModel(export_dir), num_beams=4, max_new_tokens=16) == pytorch
+
+
+
+def test_a_stop_signal_during_training_says_to_run_the_demo_again_not_to_resume(monkeypatch, tmp_path):
+    """The demo trains in temporary folders, so the trainer's "resume with --resume_from_checkpoint" would mislead."""
+    import signal
+
+    from hf_l2mt.apps.demo import training
+    from hf_l2mt.core.preemption import TrainingPreempted, stop_message
+
+    class StoppedTrainer:
+        def __init__(self, args, **kwargs):
+            self.output_dir = args.output_dir
+
+        def train(self):
+            _, message = stop_message(signal.SIGTERM, 7, self.output_dir, needs_anchor=False)
+            raise TrainingPreempted(signal.SIGTERM, 7, None, message)
+
+    monkeypatch.setattr(training, "L2MTTrainer", StoppedTrainer)
+    monkeypatch.setattr(training, "use_tidy_progress", lambda trainer, description: None)
+    with pytest.raises(TrainingPreempted) as stopped:
+        training.train(None, None, [], steps=1, seed=0, description="pretraining")
+    assert stopped.value.code == 143 and "resume_from_checkpoint" not in str(stopped.value)
+    assert str(stopped.value).startswith("the demo stopped while pretraining (training stopped by SIGTERM after update 7)")
+    assert "run the same command again" in str(stopped.value)

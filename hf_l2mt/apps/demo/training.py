@@ -4,6 +4,7 @@ import tempfile
 
 from transformers import DataCollatorForSeq2Seq
 
+from ...core.preemption import TrainingPreempted
 from ...core.trainer import L2MTTrainer
 from ...core.training_args import L2MTTrainingArguments
 from ..terminal.console import use_tidy_progress
@@ -50,4 +51,15 @@ def train(model, tokenizer, train_set, steps: int, seed: int, description: str, 
             data_collator=DataCollatorForSeq2Seq(tokenizer, model=model),
         )
         use_tidy_progress(trainer, description)
-        trainer.train()
+        try:
+            trainer.train()
+        except TrainingPreempted as stopped:
+            raise demo_stopped(stopped, description) from None
+
+
+def demo_stopped(stopped: TrainingPreempted, description: str) -> TrainingPreempted:
+    """The stop as the demo's user should read it: its runs keep no checkpoints (they train in a temporary folder,
+    gone by now), so there is nothing to resume, only the command to run again."""
+    message = (f"the demo stopped while {description} ({stopped.message.split(';')[0]}); it keeps no checkpoints, "
+               f"so run the same command again to start over (exit status {stopped.code})")
+    return TrainingPreempted(stopped.signum, stopped.step, None, message)
