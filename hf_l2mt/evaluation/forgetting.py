@@ -16,6 +16,7 @@ has a placeholder).
 """
 
 import json
+import os
 import textwrap
 
 from ..atomic_write import atomic_path
@@ -181,6 +182,23 @@ def save_report(report: dict, path: str) -> str:
         json.dump(report, handle, indent=2, ensure_ascii=False)
         handle.write("\n")
     return path
+
+
+def kept_sets(run_dir: str, remedy: str) -> tuple[str, dict[str, dict] | None]:
+    """``RUN_DIR/forgetting_report.json`` and its sets that keep their sentences (``{name: entry}``, in the report's
+    order; ``None`` when the run has no report), for commands that score again on the run's held-out sets. A file
+    that is not JSON is an error naming it and ``remedy``, what the user can give instead."""
+    path = os.path.join(run_dir, REPORT_FILE)
+    if not os.path.isfile(path):
+        return path, None
+    with open(path, encoding="utf-8") as handle:
+        try:
+            report = json.load(handle)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not JSON ({err}); {remedy}") from None
+    sets = report.get("sets") if isinstance(report, dict) else None
+    return path, {name: entry for name, entry in (sets or {}).items()
+                  if isinstance(entry, dict) and entry.get("sentences", {}).get("source")}
 
 
 def format_report(report: dict) -> str:

@@ -6,8 +6,6 @@ order of the set. Without ``--probe``, every set there is translated, in the rep
 against its references. There is no built-in fallback: a model folder without such a report needs ``--probe``.
 """
 
-import json
-import os
 from dataclasses import dataclass
 
 PROBE_FORMAT = "SOURCE_FILE[,REFERENCE_FILE], sentences of the model's source language, one per line"
@@ -44,28 +42,18 @@ def probe_from_files(probe: str) -> Probe:
 
 def probe_from_run(model_dir: str) -> Probe:
     """Every set of ``model_dir/forgetting_report.json`` with its sentences, in the report's order."""
-    from ...evaluation.forgetting import REPORT_FILE
+    from ...evaluation.forgetting import REPORT_FILE, kept_sets
 
-    path = os.path.join(model_dir, REPORT_FILE)
-    if not os.path.isfile(path):
+    path, sets = kept_sets(model_dir, f"give --probe {PROBE_FORMAT}")
+    if sets is None:
         raise ValueError(
             f"--probe: none given, and {model_dir!r} has no {REPORT_FILE} with the run's held-out sentences (a "
             "recipe run with a general-domain set, hf-l2mt evaluate --base and the demo write one); accepted: "
             f"{PROBE_FORMAT}"
         )
-    with open(path, encoding="utf-8") as handle:
-        try:
-            report = json.load(handle)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not JSON ({err}); give --probe {PROBE_FORMAT}") from None
-    sets = report.get("sets") if isinstance(report, dict) else None
-    kept = {
-        name: entry["sentences"]
-        for name, entry in (sets or {}).items()
-        if isinstance(entry, dict) and entry.get("sentences", {}).get("source")
-    }
-    if not kept:
+    if not sets:
         raise ValueError(f"{path}: no set keeps its sentences; give --probe {PROBE_FORMAT}")
+    kept = {name: entry["sentences"] for name, entry in sets.items()}
     sources = [source for sentences in kept.values() for source in sentences["source"]]
     references = [reference for sentences in kept.values() for reference in sentences["reference"]]
     counts = ", ".join(f"{name} {len(sentences['source'])}" for name, sentences in kept.items())

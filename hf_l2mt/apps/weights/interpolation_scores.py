@@ -47,23 +47,14 @@ def held_out_sets(run_dir: str, test: list[str], general_sets: list[str], budget
 
 
 def _read_sets(run_dir: str, test: list[str], general_sets: list[str]) -> dict | None:
-    from ...evaluation.forgetting import REPORT_FILE
+    from ...evaluation.forgetting import kept_sets
     from ..translation.commands import parse_test_set, read_test_pairs
 
     if test:
         sources, references = read_test_pairs(dict(parse_test_set(text) for text in test))
         return {"sources": sources, "references": references,
                 "general": [name for name in references if name in general_sets]}
-    path = os.path.join(run_dir, REPORT_FILE)
-    kept = {}
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as handle:
-            try:
-                report = json.load(handle)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}: not JSON ({err}); give --test NAME=SOURCE_FILE,REFERENCE_FILE") from None
-        kept = {name: entry for name, entry in report.get("sets", {}).items()
-                if entry.get("sentences", {}).get("source")}
+    kept = kept_sets(run_dir, "give --test NAME=SOURCE_FILE,REFERENCE_FILE")[1]
     if not kept:
         return None
     return {"sources": {name: entry["sentences"]["source"] for name, entry in kept.items()},
